@@ -1,0 +1,33 @@
+# `make run` serves on http://127.0.0.1:8000; `make test` runs every gate and the suite.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck bench clean
+
+$(STAMP): pyproject.toml requirements-dev.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/tokensmith serve --host 127.0.0.1 --port 8000
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks migrations
+	$(BIN)/ruff format --check src tests benchmarks migrations
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict src
+
+test: $(STAMP) lint typecheck
+	$(BIN)/pytest -p no:cacheprovider
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_tokens.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,76 @@
+"""One exception tree. Each class carries its OAuth error code and HTTP status.
+
+Only ``tokensmith.http`` turns these into responses; ``description`` is safe to show a
+client, anything more detailed belongs in logs (fosite's hint/debug split).
+"""
+
+from __future__ import annotations
+
+
+class TokensmithError(Exception):
+    """Root of every error tokensmith raises on purpose."""
+
+    error: str = "server_error"
+    status_code: int = 500
+
+    def __init__(self, description: str = "") -> None:
+        super().__init__(description or self.error)
+        self.description = description or self.error
+
+
+class ConfigError(TokensmithError):
+    """Settings, environment or key store are unusable."""
+
+
+class KeyStoreError(TokensmithError):
+    """The key store could not be read or written."""
+
+
+class InvalidToken(TokensmithError):
+    """A JWT failed verification (RFC 6750 §3.1 ``invalid_token``)."""
+
+    error = "invalid_token"
+    status_code = 401
+
+
+class TokenExpired(InvalidToken):
+    """The JWT's ``exp`` has passed (beyond the allowed leeway)."""
+
+
+class InvalidRequest(TokensmithError):
+    """RFC 6749 §5.2 ``invalid_request``."""
+
+    error = "invalid_request"
+    status_code = 400
+
+
+class InvalidGrant(TokensmithError):
+    """RFC 6749 §5.2: the refresh token is unknown, expired, revoked or not this client's."""
+
+    error = "invalid_grant"
+    status_code = 400
+
+
+class RefreshTokenReused(InvalidGrant):
+    """A rotated refresh token came back after the grace window; its family is revoked."""
+
+
+class InvalidClient(TokensmithError):
+    """RFC 6749 §5.2: client authentication failed."""
+
+    error = "invalid_client"
+    status_code = 401
+
+
+class InvalidScope(TokensmithError):
+    """RFC 6749 §5.2: the requested scope is wider than the grant."""
+
+    error = "invalid_scope"
+    status_code = 400
+
+
+class TemporarilyUnavailable(TokensmithError):
+    """A retryable conflict (e.g. a PostgreSQL serialization failure); never counted as reuse."""
+
+    error = "temporarily_unavailable"
+    status_code = 503

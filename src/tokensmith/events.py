@@ -1,0 +1,60 @@
+"""Events (``issued``, ``rotated``, ``reuse_detected``, ``family_revoked``, ``key_rotated``).
+
+Each event goes to the ``tokensmith.events`` logger as a structured record and to every
+registered hook. Payloads carry ids (family, jti hash prefixes, kid), never a token or a
+secret. A failing hook is logged and never breaks the operation that emitted the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+logger = logging.getLogger("tokensmith.events")
+
+EVENT_NAMES = frozenset(
+    {"issued", "rotated", "reuse_detected", "family_revoked", "subject_revoked", "key_rotated"}
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    at: float
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+Hook = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._hooks: list[Hook] = []
+        self._lock = threading.Lock()
+
+    def register(self, hook: Hook) -> Hook:
+        """Add a hook; usable as a decorator. Returns the hook for ``unregister``."""
+        with self._lock:
+            self._hooks = [*self._hooks, hook]
+        return hook
+
+    def unregister(self, hook: Hook) -> None:
+        with self._lock:
+            self._hooks = [h for h in self._hooks if h is not hook]
+
+    def emit(self, name: str, at: float, **data: Any) -> Event:
+        if name not in EVENT_NAMES:
+            raise ValueError(f"unknown event {name!r}")
+        event = Event(name, at, MappingProxyType(data))
+        level = logging.WARNING if name == "reuse_detected" else logging.INFO
+        logger.log(level, "%s", name, extra={"event": name, "event_data": dict(data)})
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                logger.exception("event hook %r failed on %s", hook, name)
+        return event

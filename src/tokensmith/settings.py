@@ -1,0 +1,183 @@
+"""Typed, immutable configuration. Defaults live here and nowhere else.
+
+``Settings.from_env()`` is the only place that reads the environment (``TOKENSMITH_*``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from tokensmith.errors import ConfigError
+
+MINUTE = 60
+DAY = 86_400
+
+SUPPORTED_ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+# RFC 9864 registers the fully specified name; we sign as EdDSA and accept either.
+ALG_ALIASES = {"Ed25519": "EdDSA"}
+PROFILES = ("default", "pci-dss")
+PCI_DSS_IDLE_TTL = 15 * MINUTE  # PCI DSS 4.0 req. 8.2.8
+MAX_LEEWAY = 300
+MAX_REUSE_GRACE = 60
+_TTL_FIELDS = ("access_token_ttl", "id_token_ttl", "refresh_idle_ttl", "family_ttl")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Lifetimes:
+    """Resolved lifetimes (seconds) for one client."""
+
+    access_token_ttl: int
+    id_token_ttl: int
+    refresh_idle_ttl: int
+    family_ttl: int
+    refresh_reuse_grace: float
+    issue_refresh_token: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientLifetimes:
+    """Per-client overrides; ``None`` inherits the global setting."""
+
+    access_token_ttl: int | None = None
+    id_token_ttl: int | None = None
+    refresh_idle_ttl: int | None = None
+    family_ttl: int | None = None
+    refresh_reuse_grace: float | None = None
+    issue_refresh_token: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    issuer: str
+    database_url: str = "sqlite:///tokensmith.db"
+    keys_dir: str = "keys"
+    key_passphrase: str | None = field(default=None, repr=False)
+    signing_alg: str = "ES256"
+    access_token_ttl: int = 5 * MINUTE
+    id_token_ttl: int = 5 * MINUTE
+    refresh_idle_ttl: int = 14 * DAY
+    family_ttl: int = 30 * DAY
+    # A used refresh token presented again within this many seconds is a retry, not reuse.
+    refresh_reuse_grace: float = 0.0
+    refresh_grace_retries: int = 3
+    profile: str = "default"
+    client_lifetimes: Mapping[str, ClientLifetimes] = field(default_factory=dict)
+    # Verification: bounded clock-skew allowance and the longest exp - iat we accept.
+    leeway: float = 60.0
+    max_token_lifetime: int = DAY
+    max_token_bytes: int = 8192
+    # Key lifecycle: how long verifiers may cache the JWKS, and the scheduled rotation period.
+    jwks_max_age: int = 10 * MINUTE
+    key_rotation_period: int = 30 * DAY
+    revocation_cache_ttl: float = 5.0
+    # Server secret for deriving grace-retry children; generated and stored when absent.
+    refresh_secret: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.issuer, str) or not self.issuer:
+            raise ConfigError("issuer is required")
+        alg = ALG_ALIASES.get(self.signing_alg, self.signing_alg)
+        if alg not in SUPPORTED_ALGS:
+            raise ConfigError(
+                f"signing_alg {self.signing_alg!r} is not one of {', '.join(SUPPORTED_ALGS)}"
+            )
+        object.__setattr__(self, "signing_alg", alg)
+        if self.profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}")
+        if not _finite(self.leeway) or not 0 <= self.leeway <= MAX_LEEWAY:
+            raise ConfigError(f"leeway must be a finite number between 0 and {MAX_LEEWAY} s")
+        for name in (*_TTL_FIELDS, "max_token_lifetime", "max_token_bytes"):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name in ("jwks_max_age", "key_rotation_period", "refresh_grace_retries"):
+            _require_int(name, getattr(self, name), minimum=0)
+        _require_grace(self.refresh_reuse_grace)
+        if not _finite(self.revocation_cache_ttl) or self.revocation_cache_ttl < 0:
+            raise ConfigError("revocation_cache_ttl must be a finite non-negative number")
+        overrides = dict(self.client_lifetimes)
+        for client_id, override in overrides.items():
+            for name in _TTL_FIELDS:
+                value = getattr(override, name)
+                if value is not None:
+                    _require_int(f"{client_id}: {name}", value, minimum=1)
+            if override.refresh_reuse_grace is not None:
+                _require_grace(override.refresh_reuse_grace)
+        object.__setattr__(self, "client_lifetimes", MappingProxyType(overrides))
+        if self.longest_token_ttl > self.max_token_lifetime:
+            raise ConfigError("a token lifetime is longer than max_token_lifetime")
+
+    def lifetimes_for(self, client_id: str) -> Lifetimes:
+        """The lifetimes one client gets: its overrides, else the global ones, then the profile."""
+        o = self.client_lifetimes.get(client_id, ClientLifetimes())
+        idle = _pick(o.refresh_idle_ttl, self.refresh_idle_ttl)
+        if self.profile == "pci-dss":
+            idle = min(idle, PCI_DSS_IDLE_TTL)
+        grace = o.refresh_reuse_grace
+        return Lifetimes(
+            access_token_ttl=_pick(o.access_token_ttl, self.access_token_ttl),
+            id_token_ttl=_pick(o.id_token_ttl, self.id_token_ttl),
+            refresh_idle_ttl=idle,
+            family_ttl=_pick(o.family_ttl, self.family_ttl),
+            refresh_reuse_grace=self.refresh_reuse_grace if grace is None else grace,
+            issue_refresh_token=o.issue_refresh_token,
+        )
+
+    @property
+    def longest_token_ttl(self) -> int:
+        """The longest access/ID token lifetime any client gets: retired keys outlive it."""
+        every = [self.lifetimes_for(""), *map(self.lifetimes_for, self.client_lifetimes)]
+        return max(max(lt.access_token_ttl, lt.id_token_ttl) for lt in every)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read ``TOKENSMITH_<FIELD>`` for every scalar field (``TOKENSMITH_ISSUER``,
+        ``..._DATABASE_URL``, ``..._KEYS_DIR``, ``..._KEY_PASSPHRASE``, ``..._SIGNING_ALG``,
+        ``..._ACCESS_TOKEN_TTL``, ``..._REFRESH_REUSE_GRACE``, ...). Keyword overrides win.
+        Without ``TOKENSMITH_ISSUER`` the issuer is the local development server."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"TOKENSMITH_{f.name.upper()}")
+            if raw is not None and f.name != "client_lifetimes":
+                values[f.name] = _parse(f.name, raw, f.default)
+        values.update(overrides)
+        values.setdefault("issuer", "http://127.0.0.1:8000")
+        return cls(**values)
+
+
+def _pick(override: int | None, default: int) -> int:
+    return default if override is None else override
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require_int(name: str, value: object, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number ≥ {minimum}")
+
+
+def _require_grace(value: object) -> None:
+    if not _finite(value) or not 0 <= value <= MAX_REUSE_GRACE:  # type: ignore[operator]
+        raise ConfigError(f"refresh_reuse_grace must be between 0 and {MAX_REUSE_GRACE} s")
+
+
+def _parse(name: str, raw: str, default: object) -> Any:
+    try:
+        if isinstance(default, bool):
+            lowered = raw.strip().lower()
+            if lowered not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"TOKENSMITH_{name.upper()} has an invalid value") from None
+    return raw
