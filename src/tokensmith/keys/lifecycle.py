@@ -1,0 +1,259 @@
+"""The signing-key lifecycle (SPEC "Keys").
+
+pending (published, not signing) → active (signs; one per algorithm) → retired (published
+until every token it signed has expired, plus clock skew and the JWKS cache time) → removed.
+
+``rotate()`` is the operator's explicit step: the pending key becomes active at once. The
+scheduled ``tick()`` only promotes a key that has been published for at least the JWKS
+max-age, so a verifier never meets a ``kid`` it could not have fetched.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tokensmith.clock import Clock
+from tokensmith.errors import KeyStoreError
+from tokensmith.events import EventBus
+from tokensmith.keys.algorithms import AlgorithmSpec, PrivateKey, PublicKey, spec_for
+from tokensmith.keys.jwk import public_jwk
+from tokensmith.keys.records import KeyRecord
+from tokensmith.keys.signer import LocalSigner, Signer
+from tokensmith.keys.store import KeyStore
+from tokensmith.settings import Settings
+
+# Another process may have rotated: look at the store's version at most this often.
+_RELOAD_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class VerificationKey:
+    """A public key bound to exactly one algorithm (RFC 8725 §3.1)."""
+
+    kid: str
+    alg: str
+    public_key: PublicKey
+    spec: AlgorithmSpec
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    records: tuple[KeyRecord, ...]
+    version: object
+    verification: dict[str, VerificationKey]
+    signer: Signer | None
+
+
+class KeyManager:
+    def __init__(self, store: KeyStore, settings: Settings, clock: Clock, events: EventBus) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.events = events
+        self.alg = settings.signing_alg
+        self._lock = threading.Lock()
+        self._private: dict[str, PrivateKey] = {}
+        self._snapshot = _Snapshot((), object(), {}, None)
+        self._checked_at = float("-inf")
+
+    # -- reading --------------------------------------------------------------------------
+    def records(self) -> tuple[KeyRecord, ...]:
+        return self._current().records
+
+    def signer(self) -> Signer:
+        signer = self._current().signer
+        if signer is None:
+            raise KeyStoreError(f"no active {self.alg} signing key: run `tokensmith keys generate`")
+        return signer
+
+    def verification_key(self, kid: str) -> VerificationKey | None:
+        """The published key named ``kid``; a miss re-reads the store once (rate-limited)."""
+        key = self._current().verification.get(kid)
+        if key is None and self._reload(force=False, min_interval=_RELOAD_INTERVAL / 4):
+            key = self._snapshot.verification.get(kid)
+        return key
+
+    def verification_keys(self) -> dict[str, VerificationKey]:
+        return dict(self._current().verification)
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """Every pending, active and retired key's public JWK; never a private member."""
+        snap = self._current()
+        return {
+            "keys": [public_jwk(snap.verification[r.kid].public_key, r.alg) for r in snap.records]
+        }
+
+    def jwks_max_age(self) -> int:
+        """Seconds a verifier may cache the JWKS: the configured max-age, never past the next
+        scheduled state change (SPEC: derived from the schedule)."""
+        now = self.clock.now()
+        limit = float(self.settings.jwks_max_age)
+        due = self._rotation_due_at(self.records())
+        if due is not None:
+            limit = min(limit, max(0.0, due - now))
+        return int(limit)
+
+    # -- changing -------------------------------------------------------------------------
+    def ensure_active(self) -> None:
+        """Make sure an active and a pending key exist (``setup()``, first start)."""
+
+        def mutate(records: list[KeyRecord]) -> list[KeyRecord]:
+            now = self.clock.now()
+            if not self._find(records, "active"):
+                # No verifier can hold a cached JWKS that lacks a key we never had: a first
+                # key (or one after every key was revoked) may sign at once.
+                pending = self._find(records, "pending")
+                if pending:
+                    records = self._replace(records, pending, pending.activate(now))
+                else:
+                    records.append(self._new_key(now).activate(now))
+            if not self._find(records, "pending"):
+                records.append(self._new_key(now))
+            return records
+
+        self._mutate(mutate)
+
+    def rotate(self) -> KeyRecord:
+        """Operator's rotation: pending → active now, old active → retired, new pending."""
+        result: list[KeyRecord] = []
+
+        def mutate(records: list[KeyRecord]) -> list[KeyRecord]:
+            records = self._promote(records, self.clock.now())
+            result[:] = [r for r in records if r.state == "active" and r.alg == self.alg]
+            return records
+
+        self._mutate(mutate)
+        active = result[0]
+        self.events.emit("key_rotated", self.clock.now(), kid=active.kid, alg=active.alg)
+        return active
+
+    def tick(self) -> bool:
+        """The service's schedule: drop expired retired keys; rotate when due and the pending
+        key has been published for at least the JWKS max-age. Returns True if it rotated."""
+        rotated: list[KeyRecord] = []
+
+        def mutate(records: list[KeyRecord]) -> list[KeyRecord]:
+            now = self.clock.now()
+            records = [r for r in records if not self._expired(r, now)]
+            if not self._find(records, "pending"):
+                records.append(self._new_key(now))
+            due = self._rotation_due_at(records)
+            if due is not None and due <= now:
+                records = self._promote(records, now)
+                rotated.extend(r for r in records if r.state == "active" and r.alg == self.alg)
+            return records
+
+        self._mutate(mutate)
+        for record in rotated:
+            self.events.emit("key_rotated", self.clock.now(), kid=record.kid, alg=record.alg)
+        return bool(rotated)
+
+    def revoke(self, kid: str) -> KeyRecord:
+        """Emergency: stop publishing ``kid`` at once; if it was signing, the next key signs."""
+        removed: list[KeyRecord] = []
+
+        def mutate(records: list[KeyRecord]) -> list[KeyRecord]:
+            removed[:] = [r for r in records if r.kid == kid]
+            if not removed:
+                raise KeyStoreError(f"no key with kid {kid!r}")
+            records = [r for r in records if r.kid != kid]
+            if removed[0].state == "active" and removed[0].alg == self.alg:
+                records = self._promote(records, self.clock.now())
+            return records
+
+        self._mutate(mutate)
+        return removed[0]
+
+    # -- internals ------------------------------------------------------------------------
+    def _new_key(self, now: float) -> KeyRecord:
+        key = spec_for(self.alg).generate()
+        kid = public_jwk(key.public_key(), self.alg)["kid"]
+        self.store.save_private_key(kid, key)
+        self._private[kid] = key
+        return KeyRecord(kid=kid, alg=self.alg, state="pending", created_at=now)
+
+    def _promote(self, records: list[KeyRecord], now: float) -> list[KeyRecord]:
+        out: list[KeyRecord] = []
+        pending = self._find(records, "pending")
+        for r in records:
+            if r.alg == self.alg and r.state == "active":
+                out.append(r.retire(now))
+            elif pending is not None and r is pending:
+                out.append(r.activate(now))
+            else:
+                out.append(r)
+        if pending is None:
+            out.append(self._new_key(now).activate(now))
+        out.append(self._new_key(now))
+        return out
+
+    def _rotation_due_at(self, records: list[KeyRecord] | tuple[KeyRecord, ...]) -> float | None:
+        active = self._find(records, "active")
+        pending = self._find(records, "pending")
+        if active is None or pending is None or active.activated_at is None:
+            return None
+        return max(
+            active.activated_at + self.settings.key_rotation_period,
+            pending.created_at + self.settings.jwks_max_age,
+        )
+
+    def _expired(self, record: KeyRecord, now: float) -> bool:
+        if record.state != "retired" or record.retired_at is None:
+            return False
+        keep = self.settings.longest_token_ttl + self.settings.leeway + self.settings.jwks_max_age
+        return record.retired_at + keep <= now
+
+    def _find(
+        self, records: list[KeyRecord] | tuple[KeyRecord, ...], state: str
+    ) -> KeyRecord | None:
+        for r in records:
+            if r.alg == self.alg and r.state == state:
+                return r
+        return None
+
+    @staticmethod
+    def _replace(records: list[KeyRecord], old: KeyRecord, new: KeyRecord) -> list[KeyRecord]:
+        return [new if r is old else r for r in records]
+
+    def _mutate(self, mutate: Callable[[list[KeyRecord]], list[KeyRecord]]) -> None:
+        before, _ = self.store.read()
+        after = self.store.update(mutate)
+        # A key that left the records is no longer published: its private half goes too.
+        for gone in {r.kid for r in before} - {r.kid for r in after}:
+            self.store.delete_private_key(gone)
+            self._private.pop(gone, None)
+        self._reload(force=True)
+
+    def _current(self) -> _Snapshot:
+        self._reload(force=False, min_interval=_RELOAD_INTERVAL)
+        return self._snapshot
+
+    def _reload(self, *, force: bool, min_interval: float = 0.0) -> bool:
+        """Re-read the store if it changed; True if the snapshot was replaced."""
+        mono = time.monotonic()
+        if not force and mono - self._checked_at < min_interval:
+            return False
+        with self._lock:
+            self._checked_at = mono
+            version = self.store.version()
+            if not force and version == self._snapshot.version:
+                return False
+            records, version = self.store.read()
+            self._snapshot = self._build(records, version)
+            return True
+
+    def _build(self, records: list[KeyRecord], version: object) -> _Snapshot:
+        verification: dict[str, VerificationKey] = {}
+        signer: Signer | None = None
+        for r in records:
+            private = self._private.get(r.kid)
+            if private is None:
+                private = self._private[r.kid] = self.store.load_private_key(r.kid)
+            spec = spec_for(r.alg)
+            verification[r.kid] = VerificationKey(r.kid, r.alg, private.public_key(), spec)
+            if r.state == "active" and r.alg == self.alg:
+                signer = LocalSigner(private, r.alg, r.kid)
+        return _Snapshot(tuple(records), version, verification, signer)

@@ -1,0 +1,96 @@
+"""Minting access tokens (RFC 9068) and ID tokens (OpenID Connect Core §2)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tokensmith.keys.algorithms import spec_for
+from tokensmith.keys.signer import Signer
+from tokensmith.tokens.jws import b64encode, header_segment, sign_compact
+
+ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
+ID_TOKEN_TYP = "JWT"
+
+
+def new_jti() -> str:
+    """A random token id: 128 bits, never a sequence (SPEC "Refresh store semantics")."""
+    return secrets.token_urlsafe(16)
+
+
+def at_hash(access_token: str, alg: str) -> str:
+    """OIDC Core §3.1.3.6: left half of the hash named by ``alg`` of the ASCII token
+    (SHA-256 for ES256/RS256/PS256, SHA-384 for ES384, SHA-512 for EdDSA/Ed25519)."""
+    digest = spec_for(alg).at_hash(access_token.encode("ascii")).digest()
+    return b64encode(digest[: len(digest) // 2])
+
+
+@dataclass(frozen=True)
+class AccessTokenClaims:
+    subject: str
+    client_id: str
+    audience: str | Sequence[str]
+    scope: str
+    issued_at: int
+    expires_at: int
+    jti: str
+    session_id: str | None = None
+
+
+def mint_access_token(signer: Signer, issuer: str, c: AccessTokenClaims) -> str:
+    aud: Any = c.audience if isinstance(c.audience, str) else list(c.audience)
+    payload: dict[str, Any] = {
+        "iss": issuer,
+        "sub": c.subject,
+        "aud": aud,
+        "exp": c.expires_at,
+        "iat": c.issued_at,
+        "nbf": c.issued_at,
+        "jti": c.jti,
+        "client_id": c.client_id,
+        "scope": c.scope,
+    }
+    if c.session_id is not None:
+        payload["sid"] = c.session_id
+    return sign_compact(signer, header_segment(signer.alg, signer.kid, ACCESS_TOKEN_TYP), payload)
+
+
+@dataclass(frozen=True)
+class IdTokenClaims:
+    subject: str
+    client_id: str
+    issued_at: int
+    expires_at: int
+    auth_time: int
+    session_id: str | None = None
+    nonce: str | None = None
+    amr: Sequence[str] | None = None
+    acr: str | None = None
+    access_token: str | None = None
+
+
+def mint_id_token(signer: Signer, issuer: str, c: IdTokenClaims) -> str:
+    """OIDC Core §2: ``aud`` is the client; ``azp`` names it too (§2, when one audience it
+    is optional but harmless and lets RPs check it uniformly)."""
+    payload: dict[str, Any] = {
+        "iss": issuer,
+        "sub": c.subject,
+        "aud": c.client_id,
+        "exp": c.expires_at,
+        "iat": c.issued_at,
+        "auth_time": c.auth_time,
+        "azp": c.client_id,
+    }
+    if c.nonce is not None:
+        payload["nonce"] = c.nonce
+    if c.amr is not None:
+        payload["amr"] = list(c.amr)
+    if c.acr is not None:
+        payload["acr"] = c.acr
+    if c.access_token is not None:
+        payload["at_hash"] = at_hash(c.access_token, signer.alg)
+    if c.session_id is not None:
+        payload["sid"] = c.session_id
+    return sign_compact(signer, header_segment(signer.alg, signer.kid, ID_TOKEN_TYP), payload)
