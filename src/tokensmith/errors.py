@@ -26,6 +26,10 @@ class KeyStoreError(TokensmithError):
     """The key store could not be read or written."""
 
 
+class InvalidKey(TokensmithError):
+    """A foreign JWK or JWK Set is unusable for verification (RFC 7517, RFC 8725 §3.1)."""
+
+
 class InvalidToken(TokensmithError):
     """A JWT failed verification (RFC 6750 §3.1 ``invalid_token``)."""
 
