@@ -1,0 +1,322 @@
+"""Mint and verify throughput: tokensmith against bare PyJWT, joserfc and raw ``cryptography``.
+
+For every algorithm, in one run, four implementations mint and verify the same RFC 9068
+access-token claim set:
+
+* ``tokensmith``: ``mint_access_token(km.signer(), ...)`` and
+  ``AccessTokenVerifier.verify(token, audience=...)`` with every claim check;
+* ``pyjwt``: ``jwt.encode`` / ``jwt.decode`` (algorithms pinned, audience, issuer, leeway and a
+  ``require`` list);
+* ``joserfc``: ``jwt.encode`` / ``jwt.decode`` plus ``JWTClaimsRegistry.validate``;
+* ``raw``: ``cryptography`` alone signing/verifying the same signing-input bytes (ECDSA with
+  its native DER signature, Ed25519, RSA PKCS#1 v1.5 and PSS), with padding and hash objects
+  built once. It is the floor: every ratio is ``impl ops/s ÷ raw ops/s``.
+
+Method (STYLE.md "Measured performance habits"): each (alg, op, impl) cell is warmed up and
+calibrated to a fixed iteration count; then ``--repeats`` rounds run every cell once, the
+implementations in a rotated order each round so CPU frequency drift and neighbours hit all of
+them alike. Ops/s is the median over rounds; a ratio is the median of the per-round ratios to
+raw measured in the same round. The GC is paused inside timed loops, as ``timeit`` does.
+
+    .venv/bin/python benchmarks/bench_tokens.py            # full run, about 2 minutes
+    .venv/bin/python benchmarks/bench_tokens.py --quick --algs ES256
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import cryptography
+import joserfc
+import jwt as pyjwt
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from joserfc import jwk as jrfc_jwk
+from joserfc import jwt as jrfc_jwt
+
+from tokensmith.clock import ManualClock, SystemClock
+from tokensmith.events import EventBus
+from tokensmith.keys.lifecycle import KeyManager
+from tokensmith.keys.store import FileKeyStore
+from tokensmith.settings import Settings
+from tokensmith.tokens.mint import AccessTokenClaims, mint_access_token, new_jti
+from tokensmith.tokens.verify import AccessTokenVerifier
+
+ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+IMPLS = ("raw", "tokensmith", "pyjwt", "joserfc")
+OPS = ("mint", "verify")
+ISSUER = "https://as.example.com"
+AUDIENCE = "https://api.example.com"
+REQUIRED = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
+LEEWAY = 60
+# Ratio to raw, tokensmith only (the brief's targets).
+TARGETS: dict[tuple[str, str], float] = {
+    ("ES256", "mint"): 0.75,
+    ("EdDSA", "mint"): 0.75,
+    ("RS256", "mint"): 0.97,
+    ("PS256", "mint"): 0.97,
+    ("ES256", "verify"): 0.80,
+    ("EdDSA", "verify"): 0.85,
+    ("RS256", "verify"): 0.65,
+    ("PS256", "verify"): 0.65,
+}
+
+Op = Callable[[], object]
+
+
+@dataclass
+class Cell:
+    fn: Op
+    n: int = 1
+    ops_per_s: list[float] = field(default_factory=list)
+
+
+def _raw_ops(alg: str, private: Any, signing_input: bytes) -> tuple[Op, Op]:
+    if alg in ("ES256", "ES384"):
+        ecdsa = ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384())
+        der = private.sign(signing_input, ecdsa)
+        pub = private.public_key()
+        return (
+            lambda: private.sign(signing_input, ecdsa),
+            lambda: pub.verify(der, signing_input, ecdsa),
+        )
+    if alg == "EdDSA":
+        sig = private.sign(signing_input)
+        pub = private.public_key()
+        return lambda: private.sign(signing_input), lambda: pub.verify(sig, signing_input)
+    sha256 = hashes.SHA256()
+    pad: padding.AsymmetricPadding = (
+        padding.PKCS1v15()
+        if alg == "RS256"
+        else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+    )
+    sig = private.sign(signing_input, pad, sha256)
+    pub = private.public_key()
+    return (
+        lambda: private.sign(signing_input, pad, sha256),
+        lambda: pub.verify(sig, signing_input, pad, sha256),
+    )
+
+
+def build(alg: str, keys_dir: str) -> dict[tuple[str, str], Op]:
+    """The eight (impl, op) callables for ``alg``, each checked once for correctness."""
+    now = int(time.time())
+    km = KeyManager(
+        FileKeyStore(keys_dir),
+        Settings(issuer=ISSUER, keys_dir=keys_dir, signing_alg=alg),
+        ManualClock(now),
+        EventBus(),
+    )
+    km.ensure_active()
+    signer = km.signer()
+    private: Any = km._private[signer.kid]  # the benchmark's own key; never do this in code
+    claims = AccessTokenClaims(
+        "248289761001", "s6BhdRkqt3", AUDIENCE, "openid profile email", now, now + 900,
+        new_jti(), "08a5019c-17e1-4977-8f42-65a12843ea02",
+    )  # fmt: skip
+    payload = {
+        "iss": ISSUER,
+        "sub": claims.subject,
+        "aud": AUDIENCE,
+        "exp": claims.expires_at,
+        "iat": now,
+        "nbf": now,
+        "jti": claims.jti,
+        "client_id": claims.client_id,
+        "scope": claims.scope,
+        "sid": claims.session_id,
+    }
+    headers = {"kid": signer.kid, "typ": "at+jwt"}
+
+    verifier = AccessTokenVerifier(km, issuer=ISSUER, clock=SystemClock(), leeway=LEEWAY)
+    ts_token = mint_access_token(km.signer(), ISSUER, claims)
+
+    pj_token = pyjwt.encode(payload, private, algorithm=alg, headers=headers)
+    pj_pub = private.public_key()
+
+    # joserfc deprecates "EdDSA" (warning on every call); RFC 9864's "Ed25519" is the same maths.
+    jr_alg = "Ed25519" if alg == "EdDSA" else alg
+    kty = {"ES256": "EC", "ES384": "EC", "EdDSA": "OKP"}.get(alg, "RSA")
+    jr_priv = jrfc_jwk.import_key(private, kty)  # type: ignore[call-overload]
+    jr_pub = jrfc_jwk.import_key(private.public_key(), kty)  # type: ignore[call-overload]
+    jr_header = {"alg": jr_alg, **headers}
+    jr_algs = [jr_alg]
+    jr_token = jrfc_jwt.encode(jr_header, payload, jr_priv, algorithms=jr_algs)
+    jr_registry = jrfc_jwt.JWTClaimsRegistry(
+        leeway=LEEWAY,
+        iss={"essential": True, "value": ISSUER},
+        aud={"essential": True, "value": AUDIENCE},
+        sub={"essential": True},
+        exp={"essential": True},
+        iat={"essential": True},
+        jti={"essential": True},
+        client_id={"essential": True},
+    )
+
+    def jr_verify() -> object:
+        token = jrfc_jwt.decode(jr_token, jr_pub, algorithms=jr_algs)
+        jr_registry.validate(token.claims)
+        return token.claims
+
+    raw_sign, raw_verify = _raw_ops(alg, private, ts_token.rpartition(".")[0].encode("ascii"))
+    ops: dict[tuple[str, str], Op] = {
+        ("raw", "mint"): raw_sign,
+        ("raw", "verify"): raw_verify,
+        ("tokensmith", "mint"): lambda: mint_access_token(km.signer(), ISSUER, claims),
+        ("tokensmith", "verify"): lambda: verifier.verify(ts_token, audience=AUDIENCE),
+        ("pyjwt", "mint"): lambda: pyjwt.encode(payload, private, algorithm=alg, headers=headers),
+        ("pyjwt", "verify"): lambda: pyjwt.decode(
+            pj_token,
+            pj_pub,
+            algorithms=[alg],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            leeway=LEEWAY,
+            options={"require": REQUIRED},
+        ),
+        ("joserfc", "mint"): lambda: jrfc_jwt.encode(
+            jr_header, payload, jr_priv, algorithms=jr_algs
+        ),
+        ("joserfc", "verify"): jr_verify,
+    }
+    # Every implementation must produce and accept the same claims, or the race is unfair.
+    for impl in ("tokensmith", "pyjwt", "joserfc"):
+        got = ops[impl, "verify"]()
+        assert isinstance(got, dict) and got["sub"] == claims.subject, impl
+    assert ts_token.count(".") == 2 and pj_token.count(".") == 2 and jr_token.count(".") == 2
+    return ops
+
+
+def _time(fn: Op, n: int) -> float:
+    loop = itertools.repeat(None, n)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for _ in loop:
+            fn()
+        return time.perf_counter() - t0
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def calibrate(fn: Op, warmup_s: float, batch_s: float) -> int:
+    """Warm ``fn`` up for ``warmup_s`` and return the count that takes about ``batch_s``."""
+    n, spent = 1, 0.0
+    while spent < warmup_s:
+        spent = _time(fn, n)
+        if spent < warmup_s:
+            n *= 2
+    per_op = spent / n
+    return max(3, round(batch_s / per_op))
+
+
+def run(algs: list[str], repeats: int, warmup_s: float, batch_s: float) -> dict[str, Any]:
+    cells: dict[tuple[str, str, str], Cell] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
+        for alg in algs:
+            keys_dir = os.path.join(tmp, alg)
+            os.mkdir(keys_dir)
+            for (impl, op), fn in build(alg, keys_dir).items():
+                cells[alg, op, impl] = Cell(fn)
+        for cell in cells.values():
+            cell.n = calibrate(cell.fn, warmup_s, batch_s)
+        for r in range(repeats):
+            order = IMPLS[r % len(IMPLS) :] + IMPLS[: r % len(IMPLS)]
+            for alg in algs:
+                for op in OPS:
+                    for impl in order:
+                        cell = cells[alg, op, impl]
+                        cell.ops_per_s.append(cell.n / _time(cell.fn, cell.n))
+    return cells
+
+
+def report(cells: dict[tuple[str, str, str], Cell], algs: list[str]) -> list[str]:
+    """Print the table; return the missed targets."""
+    missed: list[str] = []
+    print(
+        f"{'alg':<6} {'op':<6} {'impl':<10} {'ops/s':>9} {'us/op':>8} {'x raw':>6} "
+        f"{'target':>7} {'met':>4}"
+    )
+    print("-" * 62)
+    for alg in algs:
+        for op in OPS:
+            raw = cells[alg, op, "raw"].ops_per_s
+            for impl in IMPLS:
+                runs = cells[alg, op, impl].ops_per_s
+                ops = statistics.median(runs)
+                ratio = statistics.median(a / b for a, b in zip(runs, raw, strict=True))
+                target = TARGETS.get((alg, op)) if impl == "tokensmith" else None
+                met = ""
+                if target is not None:
+                    met = "yes" if ratio >= target else "NO"
+                    if ratio < target:
+                        missed.append(f"{alg} {op} {ratio:.2f} < {target:.2f}")
+                print(
+                    f"{alg if impl == 'raw' and op == 'mint' else '':<6} "
+                    f"{op if impl == 'raw' else '':<6} {impl:<10} {ops:>9,.0f} "
+                    f"{1e6 / ops:>8.1f} {ratio:>6.2f} "
+                    f"{f'>={target:.2f}' if target is not None else '':>7} {met:>4}"
+                )
+        print()
+    return missed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke run (seconds)")
+    parser.add_argument(
+        "--algs", default=",".join(ALGS), help=f"comma-separated subset of {','.join(ALGS)}"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 5, quick 3)")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a tokensmith target is missed"
+    )
+    args = parser.parse_args(argv)
+    algs = [a.strip() for a in args.algs.split(",") if a.strip()]
+    unknown = sorted(set(algs) - set(ALGS))
+    if unknown or not algs:
+        parser.error(f"unknown algorithms {unknown}; choose from {','.join(ALGS)}")
+    repeats = args.repeats or (3 if args.quick else 5)
+    # Full: 5 algs x 8 cells x 5 rounds x 0.3 s ~ 60 s timed, plus warm-up and RSA keygen.
+    warmup_s, batch_s = (0.01, 0.02) if args.quick else (0.1, 0.3)
+
+    load = os.getloadavg()
+    print(
+        f"python {platform.python_version()} | cryptography {cryptography.__version__} | "
+        f"PyJWT {pyjwt.__version__} | joserfc {joserfc.__version__} | "
+        f"{os.cpu_count()} CPUs | load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"{repeats} rounds x ~{batch_s:.2f} s per cell, implementations rotated each round; "
+        f"median ops/s, ratio = median of per-round ratios to raw\n"
+    )
+    started = time.perf_counter()
+    cells = run(algs, repeats, warmup_s, batch_s)
+    missed = report(cells, algs)
+    load = os.getloadavg()
+    print(
+        f"elapsed {time.perf_counter() - started:.0f} s | load at end "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print("targets missed: " + ("; ".join(missed) if missed else "none"))
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
