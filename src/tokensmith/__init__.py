@@ -1,5 +1,54 @@
-"""tokensmith: JWT issuance, key rotation and refresh-token rotation for SPAs and APIs."""
+"""tokensmith: JWT issuance, key rotation and refresh-token rotation for SPAs and APIs.
+
+One import line is enough for most users::
+
+    from tokensmith import Tokensmith, Settings
+"""
 
 from __future__ import annotations
 
+from tokensmith.clock import Clock, ManualClock, SystemClock
+from tokensmith.errors import (
+    ConfigError,
+    InvalidClient,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidToken,
+    KeyStoreError,
+    RefreshTokenReused,
+    TemporarilyUnavailable,
+    TokenExpired,
+    TokensmithError,
+)
+from tokensmith.events import Event, EventBus
+from tokensmith.facade import Tokensmith, TokenResponse
+from tokensmith.keys import Signer
+from tokensmith.settings import ClientLifetimes, Settings
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ClientLifetimes",
+    "Clock",
+    "ConfigError",
+    "Event",
+    "EventBus",
+    "InvalidClient",
+    "InvalidGrant",
+    "InvalidRequest",
+    "InvalidScope",
+    "InvalidToken",
+    "KeyStoreError",
+    "ManualClock",
+    "RefreshTokenReused",
+    "Settings",
+    "Signer",
+    "SystemClock",
+    "TemporarilyUnavailable",
+    "TokenExpired",
+    "TokenResponse",
+    "Tokensmith",
+    "TokensmithError",
+    "__version__",
+]

@@ -1,0 +1,73 @@
+"""``tokensmith keys generate|rotate|list|jwks|revoke``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from tokensmith.cli.main import cli, echo_json, facade
+from tokensmith.keys import KeyRecord
+
+
+@cli.group()
+def keys() -> None:
+    """Signing keys: pending → active → retired → removed."""
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_table(records: tuple[KeyRecord, ...] | list[KeyRecord]) -> None:
+    click.echo(f"{'KID':<44} {'ALG':<6} {'STATE':<8} {'CREATED':<21} {'ACTIVATED':<21} RETIRED")
+    for r in records:
+        click.echo(
+            f"{r.kid:<44} {r.alg:<6} {r.state:<8} {_when(r.created_at):<21} "
+            f"{_when(r.activated_at):<21} {_when(r.retired_at)}"
+        )
+
+
+@keys.command()
+@click.pass_context
+def generate(ctx: click.Context) -> None:
+    """Create the key store's keys if missing: an active key and the next (pending) one."""
+    ts = facade(ctx)
+    ts.keys.ensure_active()
+    _print_table(ts.keys.records())
+
+
+@keys.command()
+@click.pass_context
+def rotate(ctx: click.Context) -> None:
+    """Make the pending key active now, retire the active one, create a new pending key."""
+    active = facade(ctx).rotate_keys()
+    click.echo(f"rotated: {active.kid} ({active.alg}) is now active")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def list_keys(ctx: click.Context, as_json: bool) -> None:
+    """Every key the store publishes, with its state and timestamps."""
+    records = facade(ctx).keys.records()
+    if as_json:
+        echo_json([r.to_json() for r in records])
+    else:
+        _print_table(records)
+
+
+@keys.command()
+@click.pass_context
+def jwks(ctx: click.Context) -> None:
+    """Print the public JWK Set (what /.well-known/jwks.json serves)."""
+    echo_json(facade(ctx).jwks())
+
+
+@keys.command()
+@click.argument("kid")
+@click.pass_context
+def revoke(ctx: click.Context, kid: str) -> None:
+    """Emergency: stop publishing KID at once; if it was signing, the next key signs."""
+    removed = facade(ctx).keys.revoke(kid)
+    click.echo(f"revoked: {removed.kid} (was {removed.state}); it is no longer published")

@@ -1,0 +1,86 @@
+"""Command group, shared options, and the one-line error contract.
+
+Every command exits non-zero with a single ``error: ...`` line on bad input, never a
+traceback (SPEC "CLI").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from tokensmith.errors import TokensmithError
+from tokensmith.facade import Tokensmith
+from tokensmith.settings import Settings
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TokensmithError as exc:
+            raise click.ClickException(f"{exc.error}: {exc.description}") from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except OSError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+
+@click.group(cls=_Group)
+@click.option("--issuer", envvar="TOKENSMITH_ISSUER", help="Issuer URL (iss).")
+@click.option("--database-url", envvar="TOKENSMITH_DATABASE_URL", help="SQLAlchemy URL.")
+@click.option("--keys-dir", envvar="TOKENSMITH_KEYS_DIR", help="Directory of the key store.")
+@click.pass_context
+def cli(
+    ctx: click.Context, issuer: str | None, database_url: str | None, keys_dir: str | None
+) -> None:
+    """tokensmith: JWT issuance, key rotation and refresh-token rotation.
+
+    Settings come from TOKENSMITH_* environment variables; the options override them."""
+    overrides = {
+        k: v
+        for k, v in (("issuer", issuer), ("database_url", database_url), ("keys_dir", keys_dir))
+        if v is not None
+    }
+    ctx.obj = _Lazy(overrides)
+
+
+class _Lazy:
+    """Builds settings and the facade only when a command needs them, so ``--help`` works
+    with a broken environment."""
+
+    def __init__(self, overrides: dict[str, str]) -> None:
+        self.overrides = overrides
+        self._ts: Tokensmith | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.ts.settings
+
+    @property
+    def ts(self) -> Tokensmith:
+        if self._ts is None:
+            self._ts = Tokensmith(Settings.from_env(None, **self.overrides))
+        return self._ts
+
+
+def facade(ctx: click.Context) -> Tokensmith:
+    lazy: _Lazy = ctx.ensure_object(_Lazy)
+    return lazy.ts
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tokensmith.cli import db, keys, serve, tokens  # noqa: F401  (registers commands)
+
+    try:
+        cli.main(args=argv, prog_name="tokensmith", standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - interactive only
+        click.echo("error: interrupted", err=True)
+        sys.exit(130)

@@ -1,0 +1,292 @@
+"""``Tokensmith``: wires settings, keys, the refresh store and verification together.
+
+Synchronous by design (STYLE "Decisions"): usable from Flask, Django, scripts; the ASGI
+app calls it from its thread pool. The facade trusts its caller: client authentication
+is the HTTP layer's job (SPEC "Python API").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tokensmith.clock import Clock, SystemClock
+from tokensmith.errors import InvalidRequest, InvalidToken
+from tokensmith.events import EventBus, Hook
+from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore
+from tokensmith.settings import Settings
+from tokensmith.tokens import (
+    AccessTokenClaims,
+    AccessTokenVerifier,
+    IdTokenClaims,
+    IdTokenVerifier,
+    mint_access_token,
+    mint_id_token,
+    new_jti,
+)
+
+if TYPE_CHECKING:
+    from tokensmith.refresh.service import RefreshService, RequestContext, Session
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """What ``issue`` and ``refresh`` return; ``to_dict()`` is the RFC 6749 §5.1 body."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    refresh_token: str | None = None
+    id_token: str | None = None
+    session_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "scope": self.scope,
+        }
+        if self.refresh_token is not None:
+            body["refresh_token"] = self.refresh_token
+        if self.id_token is not None:
+            body["id_token"] = self.id_token
+        return body
+
+
+class Tokensmith:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        key_store: KeyStore | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.events = events or EventBus()
+        store = key_store or FileKeyStore(settings.keys_dir, settings.key_passphrase)
+        self.keys = KeyManager(store, settings, self.clock, self.events)
+        common: dict[str, Any] = {
+            "issuer": settings.issuer,
+            "clock": self.clock,
+            "leeway": settings.leeway,
+            "max_lifetime": settings.max_token_lifetime,
+            "max_bytes": settings.max_token_bytes,
+        }
+        self._access_verifier = AccessTokenVerifier(self.keys, **common)
+        self._id_verifier = IdTokenVerifier(self.keys, **common)
+        self._refresh: RefreshService | None = None
+        self._refresh_lock = threading.Lock()
+
+    # -- set-up ---------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Run database migrations and make sure an active (and a pending) key exists."""
+        from tokensmith.store.sql import upgrade
+
+        upgrade(self.settings.database_url)
+        self.keys.ensure_active()
+
+    @property
+    def sessions(self) -> RefreshService:
+        """The refresh-token service, opened on first use (the database is not needed to
+        verify tokens or publish keys)."""
+        if self._refresh is None:
+            with self._refresh_lock:
+                if self._refresh is None:
+                    from tokensmith.refresh.service import RefreshService
+                    from tokensmith.store.sql import open_store
+
+                    self._refresh = RefreshService(
+                        open_store(self.settings),
+                        settings=self.settings,
+                        clock=self.clock,
+                        events=self.events,
+                    )
+        return self._refresh
+
+    def on_event(self, hook: Hook) -> Hook:
+        """Register an event hook (``issued``, ``rotated``, ``reuse_detected``, ...)."""
+        return self.events.register(hook)
+
+    # -- issuing --------------------------------------------------------------------------
+    def issue(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scope: str = "",
+        audience: str | Sequence[str] | None = None,
+        nonce: str | None = None,
+        auth_time: datetime | float | None = None,
+        amr: Sequence[str] | None = None,
+        acr: str | None = None,
+        context: RequestContext | None = None,
+    ) -> TokenResponse:
+        """Start a new session (a new family; a login never reuses a ``sid``) and mint its
+        tokens. An ID token is issued only when ``scope`` contains ``openid``."""
+        for name, value in (("subject", subject), ("client_id", client_id)):
+            if not isinstance(value, str) or not value:
+                raise InvalidRequest(f"{name} must be a non-empty string")
+        if not isinstance(scope, str):
+            raise InvalidRequest("scope must be a space-separated string")
+        signer = self.keys.signer()
+        now = int(self.clock.now())
+        lifetimes = self.settings.lifetimes_for(client_id)
+        jti = new_jti()
+        session = self.sessions.start(
+            subject=subject,
+            client_id=client_id,
+            scope=" ".join(scope.split()),
+            audience=_audiences(audience, self.settings.issuer),
+            auth_time=now if auth_time is None else _epoch(auth_time, "auth_time"),
+            amr=tuple(amr or ()),
+            acr=acr,
+            access_jti=jti,
+            access_exp=now + lifetimes.access_token_ttl,
+            context=context,
+        )
+        return self._mint(signer, session, now, jti, nonce=nonce)
+
+    def refresh(
+        self,
+        refresh_token: str,
+        *,
+        client_id: str,
+        scope: str | None = None,
+        context: RequestContext | None = None,
+    ) -> TokenResponse:
+        """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as SPEC says)
+        and mint fresh tokens. ``scope`` may narrow, never widen, the grant."""
+        signer = self.keys.signer()
+        now = int(self.clock.now())
+        jti = new_jti()
+        session = self.sessions.rotate(
+            refresh_token,
+            client_id=client_id,
+            scope=None if scope is None else " ".join(scope.split()),
+            access_jti=jti,
+            access_exp=now + self.settings.lifetimes_for(client_id).access_token_ttl,
+            context=context,
+        )
+        return self._mint(signer, session, now, jti, nonce=None)
+
+    def _mint(
+        self, signer: Any, session: Session, now: int, jti: str, *, nonce: str | None
+    ) -> TokenResponse:
+        lifetimes = self.settings.lifetimes_for(session.client_id)
+        audience = session.audience[0] if len(session.audience) == 1 else session.audience
+        access = mint_access_token(
+            signer,
+            self.settings.issuer,
+            AccessTokenClaims(
+                subject=session.subject,
+                client_id=session.client_id,
+                audience=audience,
+                scope=session.scope,
+                issued_at=now,
+                expires_at=now + lifetimes.access_token_ttl,
+                jti=jti,
+                session_id=session.family_id,
+            ),
+        )
+        id_token = None
+        if "openid" in session.scope.split():
+            # OIDC Core §12.2: on refresh iss/sub/aud/azp stay, auth_time is the original
+            # authentication time, and no nonce is sent again.
+            id_token = mint_id_token(
+                signer,
+                self.settings.issuer,
+                IdTokenClaims(
+                    subject=session.subject,
+                    client_id=session.client_id,
+                    issued_at=now,
+                    expires_at=now + lifetimes.id_token_ttl,
+                    auth_time=session.auth_time,
+                    session_id=session.family_id,
+                    nonce=nonce,
+                    amr=session.amr or None,
+                    acr=session.acr,
+                    access_token=access,
+                ),
+            )
+        return TokenResponse(
+            access_token=access,
+            token_type="Bearer",
+            expires_in=lifetimes.access_token_ttl,
+            scope=session.scope,
+            refresh_token=session.refresh_token,
+            id_token=id_token,
+            session_id=session.family_id,
+        )
+
+    # -- verifying ------------------------------------------------------------------------
+    def verify_access_token(
+        self, token: str, *, audience: str, check_revoked: bool = True
+    ) -> dict[str, Any]:
+        """RFC 9068 §4 verification; with ``check_revoked`` the revocation list (denied
+        ``jti``, revoked family, per-subject not-before) is consulted through a cache."""
+        claims = self._access_verifier.verify(token, audience=audience)
+        if check_revoked and self.sessions.is_access_token_revoked(
+            jti=claims["jti"],
+            subject=claims["sub"],
+            issued_at=int(claims["iat"]),
+            family_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+        ):
+            raise InvalidToken("token revoked")
+        return claims
+
+    def verify_id_token(
+        self, token: str, *, client_id: str, nonce: str | None = None
+    ) -> dict[str, Any]:
+        return self._id_verifier.verify(token, client_id=client_id, nonce=nonce)
+
+    # -- revoking -------------------------------------------------------------------------
+    def revoke_refresh_token(self, token: str, *, client_id: str | None = None) -> bool:
+        """RFC 7009 §2.1: revoking a refresh token revokes its whole family."""
+        return self.sessions.revoke_refresh_token(token, client_id=client_id)
+
+    def revoke_family(self, family_id: str) -> bool:
+        return self.sessions.revoke_family(family_id)
+
+    def revoke_subject(self, subject: str) -> int:
+        """Logout everywhere: end every family of ``subject``; earlier access tokens fail."""
+        return self.sessions.revoke_subject(subject)
+
+    def revoke_access_token(self, jti: str, expires_at: datetime | float) -> None:
+        self.sessions.revoke_access_token(jti, int(_epoch(expires_at, "expires_at")))
+
+    def cleanup(self, *, batch_size: int = 500) -> int:
+        return self.sessions.cleanup(batch_size=batch_size)
+
+    # -- keys -----------------------------------------------------------------------------
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return self.keys.jwks()
+
+    def rotate_keys(self) -> KeyRecord:
+        """Operator's rotation: the pending key signs from now on (SPEC "Keys")."""
+        return self.keys.rotate()
+
+
+def _epoch(value: datetime | float, name: str) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise InvalidRequest(f"{name} must be a timezone-aware datetime or epoch seconds")
+        return int(value.timestamp())
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise InvalidRequest(f"{name} must be a timezone-aware datetime or epoch seconds")
+    return int(value)
+
+
+def _audiences(audience: str | Sequence[str] | None, default: str) -> tuple[str, ...]:
+    if audience is None:
+        return (default,)
+    values = (audience,) if isinstance(audience, str) else tuple(audience)
+    if not values or not all(isinstance(a, str) and a for a in values):
+        raise InvalidRequest("audience must be a non-empty string or list of strings")
+    return values

@@ -1,0 +1,81 @@
+"""``/.well-known/jwks.json`` and ``/.well-known/openid-configuration``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tokensmith.facade import Tokensmith
+from tokensmith.settings import SUPPORTED_ALGS
+
+
+async def jwks(request: Request) -> Response:
+    """Every pending, active and retired public key. ``max-age`` follows the key schedule
+    (SPEC "Keys"); ``stale-if-error`` lets verifiers ride out an outage; ETag → 304."""
+    ts: Tokensmith = request.app.state.tokensmith
+    body, max_age = await run_in_threadpool(lambda: (ts.jwks(), ts.keys.jwks_max_age()))
+    payload = json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    etag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
+    headers = {
+        "Cache-Control": f"public, max-age={max_age}, stale-if-error=86400",
+        "ETag": etag,
+    }
+    if etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return Response(payload, media_type="application/jwk-set+json", headers=headers)
+
+
+def _etags(header: str) -> set[str]:
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+async def openid_configuration(request: Request) -> Response:
+    """OpenID Connect Discovery 1.0 §3 / RFC 8414 metadata."""
+    ts: Tokensmith = request.app.state.tokensmith
+    issuer = ts.settings.issuer.rstrip("/")
+    algs = sorted({ts.settings.signing_alg, *SUPPORTED_ALGS})
+    body = {
+        "issuer": ts.settings.issuer,
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "token_endpoint": f"{issuer}/token",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "grant_types_supported": ["refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "revocation_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+            "none",
+        ],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
+        "id_token_signing_alg_values_supported": algs,
+        "subject_types_supported": ["public"],
+        "response_types_supported": ["code"],
+        "scopes_supported": ["openid"],
+        "claims_supported": [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "amr",
+            "acr",
+            "azp",
+            "at_hash",
+            "sid",
+        ],
+    }
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})
