@@ -121,6 +121,38 @@ def _ec(jwk: Mapping[str, Any], alg: object) -> tuple[str, PublicKey]:
         raise InvalidKey("EC point is not on the curve") from None
 
 
+# Ed25519 (RFC 8032 §5.1): field prime and curve constant, for the small-order check.
+_P = 2**255 - 19
+_D = -121665 * pow(121666, -1, _P) % _P
+
+
+def _ed25519_small_order(encoded: bytes) -> bool:
+    """True for a point whose order divides 8, or an encoding that is not a canonical point.
+
+    OpenSSL verifies against such a key: with A the identity, (R = identity, S = 0) is a
+    valid signature on every message. Decoding is RFC 8032 §5.1.3; then [8]A is computed.
+    """
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    sign = encoded[31] >> 7
+    if y >= _P:
+        return True  # non-canonical encoding
+    u, v = (y * y - 1) % _P, (_D * y * y + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if v * x * x % _P == (-u) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    if v * x * x % _P != u or (x == 0 and sign):
+        return True  # not on the curve
+    if x & 1 != sign:
+        x = _P - x
+    for _ in range(3):  # three doublings: [8]A
+        xy, dxxyy = x * y, _D * x * x * y * y
+        x, y = (
+            2 * xy * pow(1 + dxxyy, -1, _P) % _P,
+            (y * y + x * x) * pow(1 - dxxyy, -1, _P) % _P,
+        )
+    return x == 0 and y == 1
+
+
 def _okp(jwk: Mapping[str, Any], alg: object) -> tuple[str, PublicKey]:
     if jwk.get("crv") != "Ed25519":
         raise InvalidKey("OKP key on an unsupported curve")
@@ -129,6 +161,8 @@ def _okp(jwk: Mapping[str, Any], alg: object) -> tuple[str, PublicKey]:
     x = _b64_member(jwk, "x")
     if len(x) != 32:
         raise InvalidKey("Ed25519 key has the wrong length")
+    if _ed25519_small_order(x):
+        raise InvalidKey("Ed25519 key is a small-order or non-canonical point")
     try:
         return "EdDSA", ed25519.Ed25519PublicKey.from_public_bytes(x)
     except ValueError:
