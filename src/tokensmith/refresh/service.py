@@ -1,0 +1,471 @@
+"""The refresh-token rotation service (SPEC "Refresh store semantics"; RFC 6749 §6;
+RFC 9700 §2.2.2 and §4.14.2; SECURITY R1 to R8).
+
+Every state change happens in one store transaction. The caller (the facade) signs JWTs
+only after a method returned, i.e. after the transaction committed. Logs and events carry
+family ids and hash prefixes, never a token or a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+
+from tokensmith.clock import Clock
+from tokensmith.errors import InvalidGrant, InvalidScope, RefreshTokenReused
+from tokensmith.events import EventBus
+from tokensmith.refresh.opaque import (
+    derive_child,
+    hash_prefix,
+    is_well_formed,
+    new_salt,
+    new_token,
+    token_hash,
+)
+from tokensmith.refresh.reuse import (
+    RequestContext,
+    ReuseIncident,
+    ReusePolicy,
+    classify,
+)
+from tokensmith.revocation.cache import RevocationCache
+from tokensmith.settings import Lifetimes, Settings
+from tokensmith.store.protocols import RefreshStore, RefreshTransaction
+from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
+
+logger = logging.getLogger("tokensmith.refresh")
+
+__all__ = ["RefreshService", "RequestContext", "Session"]
+
+_NO_CONTEXT = RequestContext()
+MAX_ID_LENGTH = 64
+MAX_CONTEXT_LENGTH = 255
+# Upper bound on cleanup batches in one call, so a cleanup can never spin forever.
+MAX_CLEANUP_BATCHES = 10_000
+
+
+@dataclass(frozen=True)
+class Session:
+    """What ``start`` and ``rotate`` return: everything the facade needs to mint tokens."""
+
+    family_id: str
+    subject: str
+    client_id: str
+    scope: str
+    audience: tuple[str, ...]
+    auth_time: int
+    amr: tuple[str, ...]
+    acr: str | None
+    refresh_token: str | None
+    refresh_expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Reuse:
+    incident: ReuseIncident
+    revoked: FamilyRecord | None
+
+
+def _scope_set(scope: str) -> list[str]:
+    return list(dict.fromkeys(scope.split()))
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
+
+
+class RefreshService:
+    """Issue, rotate and revoke refresh-token families over a :class:`RefreshStore`."""
+
+    def __init__(
+        self,
+        store: RefreshStore,
+        *,
+        settings: Settings,
+        clock: Clock,
+        events: EventBus,
+        reuse_policy: ReusePolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._clock = clock
+        self._events = events
+        self._reuse_policy = reuse_policy
+        self._secret: bytes | None = (
+            settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
+        )
+        self._secret_lock = threading.Lock()
+        self.revocations = RevocationCache(
+            store,
+            clock=clock,
+            ttl=settings.revocation_cache_ttl,
+            horizon=settings.max_token_lifetime + settings.leeway,
+        )
+
+    @property
+    def store(self) -> RefreshStore:
+        return self._store
+
+    def _server_secret(self) -> bytes:
+        # Fetched outside any rotation transaction: on SQLite a second connection asking for
+        # the write lock while we hold one would only wait for its own busy timeout.
+        if self._secret is None:
+            with self._secret_lock:
+                if self._secret is None:
+                    self._secret = self._store.server_secret()
+        return self._secret
+
+    # -- issuing ----------------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        subject: str,
+        client_id: str,
+        scope: str,
+        audience: tuple[str, ...],
+        auth_time: int,
+        amr: tuple[str, ...],
+        acr: str | None,
+        access_jti: str,
+        access_exp: int,
+        context: RequestContext | None = None,
+    ) -> Session:
+        """Start a new family for a login. Every login gets a new random ``sid`` (SPEC:
+        "a login never reuses an earlier session id"; session regeneration, R7)."""
+        now = self._clock.now()
+        lifetimes = self._settings.lifetimes_for(client_id)
+        family = FamilyRecord(
+            id=secrets.token_urlsafe(16),
+            subject=subject,
+            client_id=client_id,
+            scope=" ".join(_scope_set(scope)),
+            audience=tuple(audience),
+            auth_time=int(auth_time),
+            amr=tuple(amr),
+            acr=acr,
+            created_at=now,
+            expires_at=now + lifetimes.family_ttl,
+        )
+        token: str | None = None
+        expires_at: float | None = None
+        with self._store.transaction() as tx:
+            tx.insert_family(family)
+            if lifetimes.issue_refresh_token:
+                token = new_token()
+                expires_at = min(now + lifetimes.refresh_idle_ttl, family.expires_at)
+                tx.insert_token(NewToken(token_hash(token), family.id, None, None, now, expires_at))
+            tx.record_access_token(access_jti, family.id, access_exp)
+        self._events.emit("issued", now, family_id=family.id, subject=subject, client_id=client_id)
+        return self._session(family, family.scope, token, expires_at)
+
+    # -- rotation -----------------------------------------------------------------------------
+    def rotate(
+        self,
+        refresh_token: str,
+        *,
+        client_id: str,
+        scope: str | None,
+        access_jti: str,
+        access_exp: int,
+        context: RequestContext | None = None,
+    ) -> Session:
+        """RFC 6749 §6 with rotation (RFC 9700 §4.14.2): consume the token, issue its child.
+
+        Raises ``InvalidGrant`` for unknown, malformed, expired, revoked or other clients'
+        tokens; ``InvalidScope`` for a wider scope; ``RefreshTokenReused`` (after the family
+        revocation has committed) for a used token outside the grace window;
+        ``TemporarilyUnavailable`` for a retryable store conflict.
+        """
+        # Garbage never reaches the database (SECURITY R7).
+        if not is_well_formed(refresh_token):
+            raise InvalidGrant("invalid refresh token")
+        requested = None if scope is None or not scope.strip() else _scope_set(scope)
+        digest = token_hash(refresh_token)
+        secret = self._server_secret()
+        ctx = context or _NO_CONTEXT
+        now = self._clock.now()
+        lifetimes = self._settings.lifetimes_for(client_id)
+        with self._store.transaction() as tx:
+            outcome = self._rotate(
+                tx,
+                digest,
+                secret,
+                now,
+                lifetimes,
+                client_id,
+                requested,
+                access_jti,
+                access_exp,
+                ctx,
+            )
+        if isinstance(outcome, _Reuse):
+            self._after_reuse(outcome, now)
+            raise RefreshTokenReused("refresh token was already used")
+        self._events.emit(
+            "rotated",
+            now,
+            family_id=outcome.family_id,
+            client_id=client_id,
+            token=hash_prefix(digest),
+        )
+        return outcome
+
+    def _rotate(
+        self,
+        tx: RefreshTransaction,
+        digest: bytes,
+        secret: bytes,
+        now: float,
+        lifetimes: Lifetimes,
+        client_id: str,
+        requested: list[str] | None,
+        access_jti: str,
+        access_exp: int,
+        ctx: RequestContext,
+    ) -> Session | _Reuse:
+        # Two passes at most: a second one only after losing the compare-and-set, to see
+        # what the winner committed.
+        for _ in range(2):
+            record = tx.get_token(digest)
+            if record is None:
+                raise InvalidGrant("invalid refresh token")
+            family = record.family
+            # Bound to its client (SECURITY R5): nothing changes for another client.
+            if family.client_id != client_id:
+                raise InvalidGrant("invalid refresh token")
+            # Revoked (family revocation, logout, reuse) is never a grace retry (R3).
+            if family.revoked_at is not None or record.revoked_at is not None:
+                raise InvalidGrant("refresh token revoked")
+            if now >= family.expires_at:
+                raise InvalidGrant("refresh token expired")
+            if record.used_at is not None:
+                return self._used(
+                    tx,
+                    record,
+                    secret,
+                    now,
+                    lifetimes,
+                    client_id,
+                    requested,
+                    access_jti,
+                    access_exp,
+                    ctx,
+                )
+            if now >= record.expires_at:
+                raise InvalidGrant("refresh token expired")
+            narrowed = self._narrow(family.scope, requested)
+            salt = new_salt()
+            child = derive_child(secret, salt, digest)
+            child_expires = min(now + lifetimes.refresh_idle_ttl, family.expires_at)
+            ip = _clip(ctx.ip, 64)
+            ua = _clip(ctx.user_agent, MAX_CONTEXT_LENGTH)
+            if not tx.mark_used(digest, now, ip, ua):
+                continue
+            tx.insert_token(
+                NewToken(token_hash(child), family.id, digest, salt, now, child_expires)
+            )
+            tx.record_access_token(access_jti, family.id, access_exp)
+            return self._session(family, narrowed, child, child_expires)
+        # Still losing after re-reading: a conflict, not an answer about this token.
+        raise InvalidGrant("refresh token was used concurrently")
+
+    def _used(
+        self,
+        tx: RefreshTransaction,
+        record: TokenRecord,
+        secret: bytes,
+        now: float,
+        lifetimes: Lifetimes,
+        client_id: str,
+        requested: list[str] | None,
+        access_jti: str,
+        access_exp: int,
+        ctx: RequestContext,
+    ) -> Session | _Reuse:
+        """A used token came back: a grace retry, a concurrent loser, or reuse (R2, R3)."""
+        family = record.family
+        used_at = record.used_at
+        assert used_at is not None
+        child = tx.get_child(record.token_hash)
+        child_live = (
+            child is not None
+            and child.used_at is None
+            and child.revoked_at is None
+            and now < child.expires_at
+        )
+        grace = lifetimes.refresh_reuse_grace
+        if child is not None and child_live and grace > 0 and now < used_at + grace:
+            narrowed = self._narrow(family.scope, requested)
+            limit = self._settings.refresh_grace_retries
+            if child.salt is not None and tx.count_grace_retry(record.token_hash, limit):
+                token = derive_child(secret, child.salt, record.token_hash)
+                # A changed server secret cannot reproduce the child; refuse, do not fork.
+                if token_hash(token) != child.token_hash:
+                    raise InvalidGrant("refresh token was already used")
+                tx.record_access_token(access_jti, family.id, access_exp)
+                return self._session(family, narrowed, token, child.expires_at)
+        if child_live and now <= used_at:
+            # Presented no later than the winning use: a request that was in flight at the
+            # same time, not a replay of a finished rotation. Refuse without revoking so
+            # concurrent callers leave the family with exactly one active token (R1).
+            raise InvalidGrant("refresh token was used concurrently")
+        incident = ReuseIncident(
+            family_id=family.id,
+            subject=family.subject,
+            client_id=family.client_id,
+            kind=classify(
+                used_at=used_at, now=now, child_used=child is None or child.used_at is not None
+            ),
+            token_hash_prefix=hash_prefix(record.token_hash),
+            first_used_at=used_at,
+            first_ip=record.used_ip,
+            first_user_agent=record.used_user_agent,
+            reused_at=now,
+            reuse_client_id=client_id,
+            reuse_ip=ctx.ip,
+            reuse_user_agent=ctx.user_agent,
+            family_revoked=True,
+        )
+        revoked = tx.revoke_family(family.id, now, "reuse_detected", f"client:{client_id}")
+        return _Reuse(incident, revoked)
+
+    def _after_reuse(self, outcome: _Reuse, now: float) -> None:
+        incident = outcome.incident
+        self.revocations.revoke_family(incident.family_id)
+        logger.warning(
+            "refresh token reuse in family %s (%s); family revoked",
+            incident.family_id,
+            incident.kind.value,
+        )
+        self._events.emit("reuse_detected", now, **incident.event_data())
+        if outcome.revoked is not None:
+            self._family_revoked(outcome.revoked, now, "reuse_detected")
+        if self._reuse_policy is not None:
+            try:
+                self._reuse_policy(incident, self)
+            except Exception:
+                # The default response (family revoked) already stands; the request fails.
+                logger.exception("reuse policy failed for family %s", incident.family_id)
+
+    def _narrow(self, granted: str, requested: list[str] | None) -> str:
+        """RFC 6749 §6: the requested scope must not exceed the original grant; a narrower
+        one narrows only this access token (the refresh token keeps the original scope)."""
+        if requested is None:
+            return granted
+        if not set(requested) <= set(granted.split()):
+            raise InvalidScope("requested scope exceeds the granted scope")
+        return " ".join(requested)
+
+    def _session(
+        self, family: FamilyRecord, scope: str, token: str | None, expires_at: float | None
+    ) -> Session:
+        return Session(
+            family_id=family.id,
+            subject=family.subject,
+            client_id=family.client_id,
+            scope=scope,
+            audience=family.audience,
+            auth_time=family.auth_time,
+            amr=family.amr,
+            acr=family.acr,
+            refresh_token=token,
+            refresh_expires_at=None if expires_at is None else int(expires_at),
+        )
+
+    # -- revocation ---------------------------------------------------------------------------
+    def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:
+        """RFC 7009 §2.1: revoke the token's whole family (and its access tokens). Unknown or
+        garbage tokens, and another client's token, return ``False`` without an error
+        (§2.2: invalid tokens do not cause an error response)."""
+        if not is_well_formed(refresh_token):
+            return False
+        digest = token_hash(refresh_token)
+        now = self._clock.now()
+        actor = None if client_id is None else f"client:{client_id}"
+        with self._store.transaction() as tx:
+            record = tx.get_token(digest)
+            if record is None or (client_id is not None and record.family.client_id != client_id):
+                return False
+            revoked = tx.revoke_family(record.family.id, now, "token_revoked", actor)
+        self.revocations.revoke_family(record.family.id)
+        if revoked is not None:
+            self._family_revoked(revoked, now, "token_revoked")
+        return True
+
+    def revoke_family(self, family_id: str, *, reason: str = "revoked") -> bool:
+        """End one session (``sid``). True if this call revoked it; False if it was unknown
+        or already revoked."""
+        if not isinstance(family_id, str) or not 0 < len(family_id) <= MAX_ID_LENGTH:
+            return False
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            revoked = tx.revoke_family(family_id, now, reason[:64], None)
+        if revoked is None:
+            return False
+        self.revocations.revoke_family(family_id)
+        self._family_revoked(revoked, now, reason)
+        return True
+
+    def revoke_subject(self, subject: str) -> int:
+        """Logout everywhere: revoke every live family of ``subject`` and set its not-before
+        time, so access tokens issued earlier fail without a denylist row each."""
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            family_ids = tx.revoke_subject(subject, now)
+        self.revocations.set_not_before(subject, now)
+        for family_id in family_ids:
+            self.revocations.revoke_family(family_id)
+            self._events.emit(
+                "family_revoked",
+                now,
+                family_id=family_id,
+                subject=subject,
+                reason="subject_revoked",
+            )
+        self._events.emit("subject_revoked", now, subject=subject, families=len(family_ids))
+        return len(family_ids)
+
+    def revoke_access_token(self, jti: str, expires_at: int) -> None:
+        """Deny one access token by ``jti`` until its ``exp`` (never by token string, V5)."""
+        with self._store.transaction() as tx:
+            tx.deny_access_token(jti, float(expires_at))
+        self.revocations.deny_jti(jti)
+
+    def is_access_token_revoked(
+        self, *, jti: str, subject: str, issued_at: int, family_id: str | None
+    ) -> bool:
+        """Denied jti, revoked family, or issued before the subject's not-before time.
+        Answered from the in-process cache (refreshed every ``revocation_cache_ttl`` s);
+        revocations made through this instance are visible at once."""
+        return self.revocations.is_revoked(
+            jti=jti, subject=subject, issued_at=issued_at, family_id=family_id
+        )
+
+    def _family_revoked(self, family: FamilyRecord, now: float, reason: str) -> None:
+        self._events.emit(
+            "family_revoked",
+            now,
+            family_id=family.id,
+            subject=family.subject,
+            client_id=family.client_id,
+            reason=reason,
+        )
+
+    # -- maintenance --------------------------------------------------------------------------
+    def cleanup(self, *, batch_size: int = 500) -> int:
+        """Purge rows of expired families in small batches (SPEC: "never in one huge
+        delete"). Used tokens are kept until their family expires so reuse is still
+        detected; a family is purged only once every access token it issued has expired."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        now = self._clock.now()
+        horizon = self._settings.max_token_lifetime + self._settings.leeway
+        total = 0
+        for _ in range(MAX_CLEANUP_BATCHES):
+            deleted = self._store.purge_expired(now, batch_size, horizon)
+            total += deleted
+            if deleted == 0:
+                break
+        return total

@@ -1,0 +1,74 @@
+"""The small Protocols the refresh and revocation services depend on.
+
+A transaction is one unit of work on one connection: everything done through it commits
+together when the ``with`` block ends normally and rolls back completely otherwise
+(SECURITY R4). Backends translate their own failures into :class:`StoreError` or, for
+conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from tokensmith.store.records import FamilyRecord, NewToken, RevocationSnapshot, TokenRecord
+
+
+class RefreshTransaction(Protocol):
+    def get_token(self, token_hash: bytes) -> TokenRecord | None:
+        """The token and its family. Locks the family against concurrent revocation where
+        the backend has row locks (CWE-367); SQLite serialises writers instead."""
+        ...
+
+    def get_child(self, parent_hash: bytes) -> TokenRecord | None: ...
+
+    def get_family(self, family_id: str) -> FamilyRecord | None: ...
+
+    def insert_family(self, family: FamilyRecord) -> None: ...
+
+    def insert_token(self, token: NewToken) -> None: ...
+
+    def mark_used(self, token_hash: bytes, now: float, ip: str | None, ua: str | None) -> bool:
+        """Compare-and-set: true only for the one caller that consumed an unused, unrevoked
+        token (SECURITY R1)."""
+        ...
+
+    def count_grace_retry(self, token_hash: bytes, limit: int) -> bool:
+        """Count one grace retry on a used token; false once ``limit`` retries were made."""
+        ...
+
+    def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None: ...
+
+    def revoke_family(
+        self, family_id: str, now: float, reason: str, actor: str | None
+    ) -> FamilyRecord | None:
+        """Revoke the family and all its tokens, deny its unexpired access tokens and write
+        an audit row. Returns the family if this call revoked it, ``None`` if it was unknown
+        or already revoked."""
+        ...
+
+    def revoke_subject(self, subject: str, now: float) -> list[str]:
+        """Revoke every live family of ``subject`` and set its not-before time to ``now``."""
+        ...
+
+    def deny_access_token(self, jti: str, expires_at: float) -> None: ...
+
+
+class RevocationSource(Protocol):
+    def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
+        """Denied jtis not yet expired, and families/not-before times newer than
+        ``now - horizon`` (older ones can only concern access tokens that have expired)."""
+        ...
+
+
+class RefreshStore(RevocationSource, Protocol):
+    def transaction(self) -> AbstractContextManager[RefreshTransaction]: ...
+
+    def server_secret(self) -> bytes:
+        """A secret shared by every process using this store, generated on first use."""
+        ...
+
+    def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
+        """Delete one batch of rows of families expired ``horizon`` seconds before ``now``
+        and of expired denylist entries; returns rows deleted (0 when nothing is left)."""
+        ...

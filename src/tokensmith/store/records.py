@@ -1,0 +1,69 @@
+"""Plain records exchanged between the refresh service and a store.
+
+Times are epoch seconds as floats everywhere (SPEC: "times are epoch seconds"); a token or
+family is expired at exactly its ``expires_at`` (SECURITY R6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tokensmith.errors import TokensmithError
+
+
+class StoreError(TokensmithError):
+    """The store failed in a way a retry will not fix; the transaction was rolled back."""
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyRecord:
+    """One login session (the OIDC ``sid``): every refresh token rotated from one ``issue``."""
+
+    id: str
+    subject: str
+    client_id: str
+    scope: str
+    audience: tuple[str, ...]
+    auth_time: int
+    amr: tuple[str, ...]
+    acr: str | None
+    created_at: float
+    expires_at: float
+    revoked_at: float | None = None
+    revoke_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored refresh token (only its SHA-256 hash) joined with its family."""
+
+    token_hash: bytes
+    parent_hash: bytes | None
+    salt: bytes | None
+    issued_at: float
+    expires_at: float
+    used_at: float | None
+    revoked_at: float | None
+    grace_retries: int
+    used_ip: str | None
+    used_user_agent: str | None
+    family: FamilyRecord
+
+
+@dataclass(frozen=True, slots=True)
+class NewToken:
+    token_hash: bytes
+    family_id: str
+    parent_hash: bytes | None
+    salt: bytes | None
+    issued_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationSnapshot:
+    """What an access-token check needs, loaded in one read (SPEC "Revocation list")."""
+
+    denied_jtis: frozenset[str]
+    revoked_families: frozenset[str]
+    subject_not_before: dict[str, float]

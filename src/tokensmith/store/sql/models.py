@@ -1,0 +1,146 @@
+"""SQLAlchemy 2 typed models of the refresh store.
+
+Tables are prefixed ``ts_`` because tokensmith often shares a database with its host
+application. Times are epoch seconds as double precision, the same representation the
+service and the injected clock use (no time-zone conversions on the hot path). Token rows
+are keyed by the SHA-256 of the token (SPEC: "stored only as a SHA-256 hash").
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Family ids are token_urlsafe(16) (22 chars); generous bounds leave room for other sources.
+ID_LENGTH = 64
+NAME_LENGTH = 255
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        float: Double(),
+        int: BigInteger(),
+        bytes: LargeBinary(),
+    }
+
+
+class Family(Base):
+    """One login session (OIDC ``sid``) and everything rotated from it."""
+
+    __tablename__ = "ts_families"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
+    client_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    scope: Mapped[str] = mapped_column(Text)
+    audience: Mapped[list[str]] = mapped_column(JSON)
+    auth_time: Mapped[int]
+    amr: Mapped[list[str]] = mapped_column(JSON)
+    acr: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    created_at: Mapped[float]
+    # Cleanup walks families in expiry order; revocation loads recently revoked ones.
+    expires_at: Mapped[float] = mapped_column(index=True)
+    revoked_at: Mapped[float | None] = mapped_column(index=True)
+    revoke_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class RefreshToken(Base):
+    __tablename__ = "ts_refresh_tokens"
+
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("ts_families.id"), index=True)
+    # Unique: a token has at most one child, so a fork is impossible even under a bug.
+    parent_hash: Mapped[bytes | None] = mapped_column(
+        LargeBinary(32), ForeignKey("ts_refresh_tokens.token_hash"), unique=True
+    )
+    salt: Mapped[bytes | None] = mapped_column(LargeBinary(16))
+    issued_at: Mapped[float]
+    expires_at: Mapped[float]
+    used_at: Mapped[float | None]
+    revoked_at: Mapped[float | None]
+    grace_retries: Mapped[int] = mapped_column(Integer, default=0)
+    used_ip: Mapped[str | None] = mapped_column(String(64))
+    used_user_agent: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+
+
+class AccessTokenRecord(Base):
+    """Access tokens issued per family, so reuse can deny the unexpired ones (SECURITY R2)."""
+
+    __tablename__ = "ts_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    family_id: Mapped[str] = mapped_column(ForeignKey("ts_families.id"), index=True)
+    expires_at: Mapped[float]
+
+
+class DeniedAccessToken(Base):
+    """The jti denylist; a row lives until the token's own ``exp``."""
+
+    __tablename__ = "ts_denylist"
+
+    jti: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(index=True)
+
+
+class SubjectNotBefore(Base):
+    """``revoke_subject``: access tokens of the subject issued earlier are revoked."""
+
+    __tablename__ = "ts_subject_not_before"
+
+    subject: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    not_before: Mapped[float] = mapped_column(index=True)
+
+
+class Meta(Base):
+    """Store-wide values, e.g. the generated server secret shared by every process."""
+
+    __tablename__ = "ts_meta"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class FamilyRevocation(Base):
+    """Audit trail of family revocations: which family, when, why and on whose behalf."""
+
+    __tablename__ = "ts_family_revocations"
+    __table_args__ = (Index(None, "family_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    family_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    revoked_at: Mapped[float]
+    reason: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+
+
+metadata = Base.metadata
+families = cast(Table, Family.__table__)
+refresh_tokens = cast(Table, RefreshToken.__table__)
+access_tokens = cast(Table, AccessTokenRecord.__table__)
+denylist = cast(Table, DeniedAccessToken.__table__)
+subject_not_before = cast(Table, SubjectNotBefore.__table__)
+meta = cast(Table, Meta.__table__)
+family_revocations = cast(Table, FamilyRevocation.__table__)
