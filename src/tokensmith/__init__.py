@@ -12,6 +12,7 @@ from tokensmith.errors import (
     ConfigError,
     InvalidClient,
     InvalidGrant,
+    InvalidKey,
     InvalidRequest,
     InvalidScope,
     InvalidToken,
@@ -22,7 +23,7 @@ from tokensmith.errors import (
     TokensmithError,
 )
 from tokensmith.events import Event, EventBus
-from tokensmith.facade import Tokensmith, TokenResponse
+from tokensmith.facade import TokenResponse, Tokensmith
 from tokensmith.keys import Signer
 from tokensmith.settings import ClientLifetimes, Settings
 
@@ -36,6 +37,7 @@ __all__ = [
     "EventBus",
     "InvalidClient",
     "InvalidGrant",
+    "InvalidKey",
     "InvalidRequest",
     "InvalidScope",
     "InvalidToken",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from tokensmith.cli.main import main
+from tokensmith.cli import db, keys, serve, tokens
+from tokensmith.cli.main import cli, main
 
-__all__ = ["main"]
+__all__ = ["cli", "db", "keys", "main", "serve", "tokens"]

@@ -77,8 +77,6 @@ def echo_json(value: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tokensmith.cli import db, keys, serve, tokens  # noqa: F401  (registers commands)
-
     try:
         cli.main(args=argv, prog_name="tokensmith", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - interactive only
