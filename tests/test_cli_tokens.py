@@ -1,0 +1,98 @@
+"""``tokensmith db``, ``token issue|verify`` and ``revoke`` against a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tokensmith.cli import cli
+
+ISSUER = "https://as.example.com"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "TOKENSMITH_ISSUER": ISSUER,
+        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
+        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+    }
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def ready(env: dict[str, str]) -> dict[str, str]:
+    assert run(env, "db", "upgrade")[0] == 0
+    assert run(env, "keys", "generate")[0] == 0
+    return env
+
+
+def _issue(env: dict[str, str], *extra: str) -> dict[str, object]:
+    code, out = run(env, "token", "issue", "--sub", "alice", "--client", "spa", "--json", *extra)
+    assert code == 0, out
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def test_db_upgrade_is_repeatable_and_hides_passwords(env: dict[str, str]) -> None:
+    assert run(env, "db", "upgrade")[0] == 0
+    code, out = run(env, "db", "upgrade")
+    assert code == 0 and "up to date" in out
+
+
+def test_token_issue_json_has_the_token_endpoint_keys(ready: dict[str, str]) -> None:
+    body = _issue(ready, "--scope", "openid profile", "--aud", "api")
+    assert set(body) == {
+        "access_token",
+        "token_type",
+        "expires_in",
+        "refresh_token",
+        "id_token",
+        "scope",
+    }
+    assert body["token_type"] == "Bearer" and str(body["refresh_token"]).startswith("tsr_")
+
+
+def test_token_verify_prints_claims_and_checks_revocation(ready: dict[str, str]) -> None:
+    body = _issue(ready, "--aud", "api")
+    code, out = run(ready, "token", "verify", str(body["access_token"]), "--aud", "api")
+    assert code == 0 and json.loads(out)["claims"]["sub"] == "alice"
+    assert run(ready, "revoke", "--user", "alice")[0] == 0
+    code, out = run(ready, "token", "verify", str(body["access_token"]), "--aud", "api")
+    assert code == 1 and "revoked" in out
+
+
+def test_revoke_by_token_and_by_family(ready: dict[str, str]) -> None:
+    one, two = _issue(ready), _issue(ready)
+    code, out = run(ready, "revoke", "--token", str(one["refresh_token"]))
+    assert code == 0 and "revoked" in out
+    sid = json.loads(run(ready, "token", "verify", str(two["access_token"]))[1])["claims"]["sid"]
+    code, out = run(ready, "revoke", "--family", sid)
+    assert code == 0 and sid in out
+    code, out = run(ready, "revoke", "--family", sid)
+    assert code == 0 and "no active family" in out
+
+
+def test_revoke_needs_exactly_one_target(ready: dict[str, str]) -> None:
+    code, out = run(ready, "revoke")
+    assert code == 2 and "exactly one" in out
+    code, out = run(ready, "revoke", "--user", "a", "--family", "b")
+    assert code == 2
+
+
+def test_cleanup_reports_what_it_removed(ready: dict[str, str]) -> None:
+    code, out = run(ready, "db", "cleanup", "--batch-size", "10")
+    assert code == 0 and "removed 0" in out
+
+
+def test_issue_without_keys_is_a_clear_error(env: dict[str, str]) -> None:
+    run(env, "db", "upgrade")
+    code, out = run(env, "token", "issue", "--sub", "a", "--client", "c")
+    assert code == 1 and "keys generate" in out
