@@ -1,0 +1,210 @@
+"""Fixtures for the refresh-store contract suite: every backend, a fresh database each test.
+
+SQLite is a real file in ``tmp_path`` (WAL). PostgreSQL gets a random schema per test,
+selected through ``search_path`` and dropped afterwards; its cases are skipped, visibly,
+only when ``TOKENSMITH_TEST_PG_URL`` is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, text
+
+from tokensmith.clock import ManualClock
+from tokensmith.events import Event, EventBus
+from tokensmith.refresh.service import RefreshService, Session
+from tokensmith.settings import Settings
+from tokensmith.store.sql import SqlStore, create_store_engine
+from tokensmith.store.sql.models import metadata
+
+PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
+ISSUER = "https://as.example.com"
+T0 = 1_800_000_000.0
+
+
+@dataclass
+class Backend:
+    """How to reach one fresh database; picklable, so spawned processes can use it too."""
+
+    name: str
+    url: str
+    connect_args: dict[str, Any] = field(default_factory=dict)
+
+    def engine(self, **options: Any) -> Engine:
+        return create_store_engine(self.url, connect_args=self.connect_args, **options)
+
+    def store(self, **options: Any) -> SqlStore:
+        return SqlStore(self.engine(**options))
+
+
+def _pg_backend() -> Iterator[Backend]:
+    if not PG_URL:
+        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: PostgreSQL case not run")
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield Backend("postgresql", PG_URL, {"options": f"-csearch_path={schema}"})
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    ids=["on SQLite", "on PostgreSQL"],
+)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """An empty database (no tables)."""
+    if request.param == "sqlite":
+        yield Backend("sqlite", f"sqlite:///{tmp_path / 'tokensmith.db'}")
+    else:
+        yield from _pg_backend()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[SqlStore]:
+    """A store over a database with the current schema."""
+    s = backend.store()
+    metadata.create_all(s.engine)
+    try:
+        yield s
+    finally:
+        s.engine.dispose()
+
+
+@pytest.fixture
+def another_store(backend: Backend, store: SqlStore) -> Iterator[SqlStore]:
+    """A second store on the same database, as another process would open it."""
+    s = backend.store()
+    try:
+        yield s
+    finally:
+        s.engine.dispose()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
+
+
+class Recorder:
+    def __init__(self, bus: EventBus) -> None:
+        self.events: list[Event] = []
+        bus.register(self.events.append)
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    return EventBus()
+
+
+@pytest.fixture
+def recorder(bus: EventBus) -> Recorder:
+    return Recorder(bus)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    return Settings(issuer=ISSUER, **overrides)
+
+
+def make_service(
+    store: SqlStore, clock: ManualClock, bus: EventBus | None = None, **overrides: Any
+) -> RefreshService:
+    policy = overrides.pop("reuse_policy", None)
+    return RefreshService(
+        store,
+        settings=make_settings(**overrides),
+        clock=clock,
+        events=bus or EventBus(),
+        reuse_policy=policy,
+    )
+
+
+@pytest.fixture
+def service(store: SqlStore, clock: ManualClock, bus: EventBus) -> RefreshService:
+    return make_service(store, clock, bus)
+
+
+_jti_counter = iter(range(10**9))
+
+
+def new_jti() -> str:
+    return f"jti-{next(_jti_counter)}-{secrets.token_hex(4)}"
+
+
+def login(
+    service: RefreshService,
+    clock: ManualClock,
+    *,
+    client_id: str = "spa",
+    subject: str = "alice",
+    scope: str = "openid profile email",
+) -> Session:
+    return service.start(
+        subject=subject,
+        client_id=client_id,
+        scope=scope,
+        audience=("api",),
+        auth_time=int(clock.now()) - 10,
+        amr=("pwd", "otp"),
+        acr="urn:acr:2",
+        access_jti=new_jti(),
+        access_exp=int(clock.now()) + 300,
+    )
+
+
+def refresh(
+    service: RefreshService,
+    clock: ManualClock,
+    token: str | None,
+    *,
+    client_id: str = "spa",
+    scope: str | None = None,
+    jti: str | None = None,
+) -> Session:
+    assert token is not None
+    return service.rotate(
+        token,
+        client_id=client_id,
+        scope=scope,
+        access_jti=jti or new_jti(),
+        access_exp=int(clock.now()) + 300,
+    )
+
+
+class StatementCounter:
+    """Counts every SQL statement an engine sends (to prove "no database access")."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.statements: list[str] = []
+        event.listen(engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements.append(statement)
+
+
+def rows(store: SqlStore, sql: str, **params: Any) -> list[Any]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(text(sql), params))
+
+
+def active_tokens(store: SqlStore, family_id: str) -> int:
+    return rows(
+        store,
+        "SELECT count(*) FROM ts_refresh_tokens WHERE family_id = :f"
+        " AND used_at IS NULL AND revoked_at IS NULL",
+        f=family_id,
+    )[0][0]

@@ -1,0 +1,483 @@
+"""The refresh-store contract (SPEC "Refresh store semantics"; SECURITY R2, R3, R5, R6),
+run over every backend. Time moves only through the injected ManualClock (R8)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from tokensmith.clock import ManualClock
+from tokensmith.errors import InvalidGrant, InvalidScope, RefreshTokenReused
+from tokensmith.events import EventBus
+from tokensmith.refresh import RequestContext, revoke_subject_on_reuse
+from tokensmith.refresh.opaque import derive_child, token_hash
+from tokensmith.refresh.service import RefreshService
+from tokensmith.settings import PCI_DSS_IDLE_TTL, ClientLifetimes
+from tokensmith.store.sql import SqlStore
+
+from .conftest import (
+    Recorder,
+    active_tokens,
+    login,
+    make_service,
+    new_jti,
+    refresh,
+    rows,
+)
+
+DAY = 86_400
+
+
+# -- issuing ------------------------------------------------------------------------------
+def test_every_login_starts_a_new_family_with_a_random_session_id(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    first, second = login(service, clock), login(service, clock)
+    assert first.family_id != second.family_id
+    # >= 128 bits of randomness, never a row id
+    assert len(first.family_id) >= 22 and not first.family_id.isdigit()
+    assert first.refresh_token != second.refresh_token
+    assert rows(store, "SELECT count(*) FROM ts_families")[0][0] == 2
+
+
+def test_a_session_carries_the_login_and_a_refresh_expiry_capped_by_the_family(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_idle_ttl=DAY, family_ttl=DAY // 2)
+    session = login(service, clock)
+    assert session.subject == "alice" and session.client_id == "spa"
+    assert session.scope == "openid profile email"
+    assert session.audience == ("api",) and session.amr == ("pwd", "otp")
+    assert session.acr == "urn:acr:2" and session.auth_time == int(clock.now()) - 10
+    assert session.refresh_expires_at == int(clock.now()) + DAY // 2
+
+
+def test_a_client_configured_without_refresh_tokens_gets_none_but_a_revocable_session(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(
+        store, clock, client_lifetimes={"m2m": ClientLifetimes(issue_refresh_token=False)}
+    )
+    session = login(service, clock, client_id="m2m")
+    assert session.refresh_token is None and session.refresh_expires_at is None
+    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens")[0][0] == 0
+    assert service.revoke_family(session.family_id) is True
+
+
+def test_tokens_are_stored_only_as_sha256_hashes(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    stored = {bytes(r[0]) for r in rows(store, "SELECT token_hash FROM ts_refresh_tokens")}
+    for token in (session.refresh_token, child.refresh_token):
+        assert token is not None
+        assert hashlib.sha256(token.encode()).digest() in stored
+    dump = repr(rows(store, "SELECT * FROM ts_refresh_tokens")) + repr(
+        rows(store, "SELECT * FROM ts_families")
+    )
+    assert session.refresh_token not in dump and child.refresh_token not in dump
+
+
+# -- rotation -----------------------------------------------------------------------------
+def test_rotation_issues_a_child_in_the_same_family_and_keeps_the_original_auth_time(
+    service: RefreshService, clock: ManualClock, recorder: Recorder
+) -> None:
+    session = login(service, clock)
+    clock.advance(60)
+    child = refresh(service, clock, session.refresh_token)
+    assert child.refresh_token != session.refresh_token
+    assert child.family_id == session.family_id
+    assert child.auth_time == session.auth_time
+    assert [e.name for e in recorder.events] == ["issued", "rotated"]
+
+
+def test_rotation_records_the_new_access_token_in_the_same_transaction(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token, jti="the-new-jti")
+    assert rows(store, "SELECT family_id FROM ts_access_tokens WHERE jti = 'the-new-jti'") == [
+        (session.family_id,)
+    ]
+
+
+def test_an_unknown_well_formed_token_is_invalid_grant(
+    service: RefreshService, clock: ManualClock
+) -> None:
+    from tokensmith.refresh.opaque import new_token
+
+    with pytest.raises(InvalidGrant) as caught:
+        refresh(service, clock, new_token())
+    assert not isinstance(caught.value, RefreshTokenReused)
+
+
+# -- R2 reuse ------------------------------------------------------------------------------
+def test_reuse_after_the_grace_window_revokes_the_family_and_commits_despite_raising(
+    service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+) -> None:
+    session = login(service, clock)
+    clock.advance(10)
+    child = refresh(service, clock, session.refresh_token, jti="child-jti")
+    clock.advance(10)
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token, jti="never-issued")
+    # Committed: a fresh connection sees the revocation.
+    assert rows(store, "SELECT revoke_reason FROM ts_families") == [("reuse_detected",)]
+    assert active_tokens(store, session.family_id) == 0
+    assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti = 'never-issued'") == [
+        (0,)
+    ]
+    # The formerly active child is dead too.
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, child.refresh_token)
+    assert len(recorder.named("reuse_detected")) == 1
+    assert len(recorder.named("family_revoked")) == 1
+
+
+def test_reuse_puts_the_familys_unexpired_access_tokens_on_the_denylist(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)  # access token expires at +300
+    clock.advance(400)
+    child = refresh(service, clock, session.refresh_token, jti="live-jti")
+    clock.advance(10)
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+    denied = {r[0] for r in rows(store, "SELECT jti FROM ts_denylist")}
+    assert denied == {"live-jti"}  # the first access token had already expired
+    other = make_service(store, clock)  # a fresh process sees it through the database
+    assert other.is_access_token_revoked(
+        jti="live-jti", subject="alice", issued_at=int(clock.now()), family_id=None
+    )
+    assert child.refresh_token is not None
+
+
+def test_a_reuse_event_carries_classification_and_both_uses(
+    store: SqlStore, clock: ManualClock, bus: EventBus, recorder: Recorder
+) -> None:
+    service = make_service(store, clock, bus)
+    session = login(service, clock)
+    first = RequestContext(ip="192.0.2.1", user_agent="tab one")
+    service.rotate(
+        session.refresh_token or "", client_id="spa", scope=None, access_jti=new_jti(),
+        access_exp=int(clock.now()) + 300, context=first,
+    )
+    used_at = clock.now()
+    clock.advance(30)
+    with pytest.raises(RefreshTokenReused):
+        service.rotate(
+            session.refresh_token or "", client_id="spa", scope=None, access_jti=new_jti(),
+            access_exp=int(clock.now()) + 300,
+            context=RequestContext(ip="198.51.100.7", user_agent="attacker"),
+        )
+    (event,) = recorder.named("reuse_detected")
+    data = event.data
+    assert data["classification"] == "lost_response"
+    assert data["family_id"] == session.family_id
+    assert data["first_use"] == {
+        "at": used_at, "client_id": "spa", "ip": "192.0.2.1", "user_agent": "tab one"
+    }
+    assert data["reuse"] == {
+        "at": used_at + 30, "client_id": "spa", "ip": "198.51.100.7", "user_agent": "attacker"
+    }
+
+
+@pytest.mark.parametrize(
+    ("delay", "rotate_child", "kind"),
+    [
+        pytest.param(1, False, "concurrent_retry", id="within two seconds is a concurrent retry"),
+        pytest.param(60, False, "lost_response", id="an unused child means a lost response"),
+        pytest.param(60, True, "late_replay", id="a used child means a late replay"),
+    ],
+)
+def test_reuse_is_classified(
+    store: SqlStore,
+    clock: ManualClock,
+    bus: EventBus,
+    recorder: Recorder,
+    delay: int,
+    rotate_child: bool,
+    kind: str,
+) -> None:
+    service = make_service(store, clock, bus)
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    clock.advance(delay)
+    if rotate_child:
+        refresh(service, clock, child.refresh_token)
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+    assert recorder.named("reuse_detected")[0].data["classification"] == kind
+
+
+def test_a_reuse_policy_can_end_every_session_of_the_subject(
+    store: SqlStore, clock: ManualClock, recorder: Recorder, bus: EventBus
+) -> None:
+    service = make_service(store, clock, bus, reuse_policy=revoke_subject_on_reuse)
+    other_session = login(service, clock)
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token)
+    clock.advance(5)
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, other_session.refresh_token)
+    assert len(recorder.named("subject_revoked")) == 1
+
+
+# -- R3 grace ------------------------------------------------------------------------------
+@pytest.fixture
+def grace_service(store: SqlStore, clock: ManualClock, bus: EventBus) -> RefreshService:
+    return make_service(store, clock, bus, refresh_reuse_grace=30.0, refresh_grace_retries=3)
+
+
+def test_inside_the_grace_window_the_parent_returns_the_same_child_byte_for_byte(
+    grace_service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+) -> None:
+    session = login(grace_service, clock)
+    child = refresh(grace_service, clock, session.refresh_token)
+    clock.advance(29)
+    retry = refresh(grace_service, clock, session.refresh_token, jti="retry-jti")
+    assert retry.refresh_token == child.refresh_token
+    assert retry.refresh_expires_at == child.refresh_expires_at
+    assert active_tokens(store, session.family_id) == 1
+    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens")[0][0] == 2  # no fork
+    assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti='retry-jti'") == [(1,)]
+    assert recorder.named("reuse_detected") == []
+    # and the child still rotates normally afterwards
+    refresh(grace_service, clock, retry.refresh_token)
+
+
+def test_the_grace_child_is_derived_from_a_server_secret_not_stored(
+    store: SqlStore, another_store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_reuse_grace=30.0)
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    # The generated secret lives in the database so every process derives the same child.
+    (secret,) = rows(store, "SELECT value FROM ts_meta WHERE name = 'refresh_secret'")[0]
+    (salt,) = rows(store, "SELECT salt FROM ts_refresh_tokens WHERE parent_hash IS NOT NULL")[0]
+    parent = token_hash(session.refresh_token or "")
+    assert derive_child(bytes(secret), bytes(salt), parent) == child.refresh_token
+    second_process = make_service(another_store, clock, refresh_reuse_grace=30.0)
+    assert refresh(second_process, clock, session.refresh_token).refresh_token == (
+        child.refresh_token
+    )
+
+
+def test_a_configured_refresh_secret_is_used_and_nothing_is_generated(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_reuse_grace=30.0, refresh_secret="s3cr3t-value")
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    (salt,) = rows(store, "SELECT salt FROM ts_refresh_tokens WHERE parent_hash IS NOT NULL")[0]
+    parent = token_hash(session.refresh_token or "")
+    assert derive_child(b"s3cr3t-value", bytes(salt), parent) == child.refresh_token
+    assert rows(store, "SELECT count(*) FROM ts_meta")[0][0] == 0
+
+
+def test_grace_retries_are_bounded(
+    grace_service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(grace_service, clock)
+    refresh(grace_service, clock, session.refresh_token)
+    for _ in range(3):
+        clock.advance(1)
+        refresh(grace_service, clock, session.refresh_token)
+    clock.advance(1)
+    with pytest.raises(RefreshTokenReused):
+        refresh(grace_service, clock, session.refresh_token)
+
+
+def test_the_grace_window_ends_at_exactly_used_at_plus_grace(
+    grace_service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(grace_service, clock)
+    refresh(grace_service, clock, session.refresh_token)
+    clock.advance(30)
+    with pytest.raises(RefreshTokenReused):
+        refresh(grace_service, clock, session.refresh_token)
+
+
+def test_a_grandparent_inside_the_grace_window_is_reuse(
+    grace_service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(grace_service, clock)
+    child = refresh(grace_service, clock, session.refresh_token)
+    clock.advance(1)
+    grandchild = refresh(grace_service, clock, child.refresh_token)
+    clock.advance(1)
+    with pytest.raises(RefreshTokenReused):
+        refresh(grace_service, clock, session.refresh_token)
+    with pytest.raises(InvalidGrant):
+        refresh(grace_service, clock, grandchild.refresh_token)
+
+
+def test_a_parent_whose_child_already_rotated_is_reuse_even_inside_the_window(
+    grace_service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(grace_service, clock)
+    child = refresh(grace_service, clock, session.refresh_token)
+    clock.advance(1)
+    assert refresh(grace_service, clock, session.refresh_token).refresh_token == (
+        child.refresh_token
+    )
+    refresh(grace_service, clock, child.refresh_token)
+    clock.advance(1)
+    with pytest.raises(RefreshTokenReused):
+        refresh(grace_service, clock, session.refresh_token)
+    assert active_tokens(store, session.family_id) == 0
+
+
+@pytest.mark.parametrize(
+    "revoke",
+    [
+        pytest.param(lambda s, sess: s.revoke_family(sess.family_id), id="family revocation"),
+        pytest.param(lambda s, sess: s.revoke_subject(sess.subject), id="logout everywhere"),
+        pytest.param(
+            lambda s, sess: s.revoke_refresh_token(sess.refresh_token), id="RFC 7009 revocation"
+        ),
+    ],
+)
+def test_a_revoked_token_is_never_a_grace_retry(
+    grace_service: RefreshService, clock: ManualClock, revoke: object
+) -> None:
+    session = login(grace_service, clock)
+    child = refresh(grace_service, clock, session.refresh_token)
+    revoke(grace_service, child)  # type: ignore[operator]
+    clock.advance(0.3)
+    for token in (session.refresh_token, child.refresh_token):
+        with pytest.raises(InvalidGrant) as caught:
+            refresh(grace_service, clock, token)
+        assert not isinstance(caught.value, RefreshTokenReused)
+
+
+def test_with_no_grace_a_used_token_is_reuse_one_second_later(
+    service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token)
+    clock.advance(1)
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+
+
+# -- R6 lifetimes --------------------------------------------------------------------------
+def test_idle_expiry_is_enforced_at_exactly_the_expiry_time(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_idle_ttl=3600)
+    session = login(service, clock)
+    clock.advance(3599)
+    child = refresh(service, clock, session.refresh_token)
+    clock.advance(3600)
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, child.refresh_token)
+
+
+def test_the_default_idle_lifetime_is_fourteen_days(
+    service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(service, clock)
+    assert session.refresh_expires_at == int(clock.now()) + 14 * DAY
+    clock.advance(14 * DAY)
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, session.refresh_token)
+
+
+def test_the_pci_dss_profile_expires_idle_tokens_after_fifteen_minutes(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, profile="pci-dss")
+    session = login(service, clock)
+    clock.advance(PCI_DSS_IDLE_TTL - 1)
+    child = refresh(service, clock, session.refresh_token)
+    assert child.refresh_expires_at == int(clock.now()) + PCI_DSS_IDLE_TTL
+    clock.advance(PCI_DSS_IDLE_TTL)
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, child.refresh_token)
+
+
+def test_lifetimes_can_be_set_per_client(store: SqlStore, clock: ManualClock) -> None:
+    service = make_service(
+        store, clock, client_lifetimes={"kiosk": ClientLifetimes(refresh_idle_ttl=120)}
+    )
+    kiosk = login(service, clock, client_id="kiosk")
+    spa = login(service, clock)
+    clock.advance(120)
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, kiosk.refresh_token, client_id="kiosk")
+    refresh(service, clock, spa.refresh_token)
+
+
+def test_the_family_lifetime_caps_every_descendant(store: SqlStore, clock: ManualClock) -> None:
+    service = make_service(store, clock, refresh_idle_ttl=DAY, family_ttl=2 * DAY)
+    session = login(service, clock)
+    family_expiry = int(clock.now()) + 2 * DAY
+    token = session.refresh_token
+    for _ in range(3):
+        clock.advance(DAY * 0.6)
+        rotated = refresh(service, clock, token)
+        assert rotated.refresh_expires_at is not None
+        assert rotated.refresh_expires_at <= family_expiry
+        token = rotated.refresh_token
+    assert rotated.refresh_expires_at == family_expiry
+    clock.set(family_expiry)  # idle expiry of this token is the same instant
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, token)
+
+
+def test_the_family_expiry_applies_even_when_the_idle_expiry_is_later(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_idle_ttl=DAY, family_ttl=2 * DAY)
+    session = login(service, clock)
+    clock.advance(0.9 * DAY)
+    child = refresh(service, clock, session.refresh_token)
+    clock.advance(0.9 * DAY)
+    child = refresh(service, clock, child.refresh_token)
+    # Make the stored idle expiry outlive the family, as an older configuration might have.
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE ts_refresh_tokens SET expires_at = expires_at + 86400"))
+    clock.advance(0.2 * DAY)  # exactly the family's expiry
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, child.refresh_token)
+
+
+# -- R5 client binding and scope -------------------------------------------------------------
+def test_another_client_gets_invalid_grant_and_nothing_changes(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)
+    before = rows(store, "SELECT * FROM ts_refresh_tokens")
+    with pytest.raises(InvalidGrant) as caught:
+        refresh(service, clock, session.refresh_token, client_id="other")
+    assert not isinstance(caught.value, RefreshTokenReused)
+    assert rows(store, "SELECT * FROM ts_refresh_tokens") == before
+    refresh(service, clock, session.refresh_token)
+
+
+def test_a_wider_scope_is_invalid_scope_and_nothing_changes(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock, scope="openid profile")
+    before = rows(store, "SELECT * FROM ts_refresh_tokens")
+    with pytest.raises(InvalidScope):
+        refresh(service, clock, session.refresh_token, scope="openid profile admin")
+    assert rows(store, "SELECT * FROM ts_refresh_tokens") == before
+    refresh(service, clock, session.refresh_token)
+
+
+def test_a_narrower_scope_narrows_only_this_access_token(
+    service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(service, clock, scope="openid profile email")
+    narrowed = refresh(service, clock, session.refresh_token, scope="email openid")
+    assert narrowed.scope == "email openid"
+    full = refresh(service, clock, narrowed.refresh_token)
+    assert full.scope == "openid profile email"
