@@ -126,9 +126,7 @@ def test_reuse_after_the_grace_window_revokes_the_family_and_commits_despite_rai
     # Committed: a fresh connection sees the revocation.
     assert rows(store, "SELECT revoke_reason FROM ts_families") == [("reuse_detected",)]
     assert active_tokens(store, session.family_id) == 0
-    assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti = 'never-issued'") == [
-        (0,)
-    ]
+    assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti = 'never-issued'") == [(0,)]
     # The formerly active child is dead too.
     with pytest.raises(InvalidGrant):
         refresh(service, clock, child.refresh_token)
@@ -161,14 +159,21 @@ def test_a_reuse_event_carries_classification_and_both_uses(
     session = login(service, clock)
     first = RequestContext(ip="192.0.2.1", user_agent="tab one")
     service.rotate(
-        session.refresh_token or "", client_id="spa", scope=None, access_jti=new_jti(),
-        access_exp=int(clock.now()) + 300, context=first,
+        session.refresh_token or "",
+        client_id="spa",
+        scope=None,
+        access_jti=new_jti(),
+        access_exp=int(clock.now()) + 300,
+        context=first,
     )
     used_at = clock.now()
     clock.advance(30)
     with pytest.raises(RefreshTokenReused):
         service.rotate(
-            session.refresh_token or "", client_id="spa", scope=None, access_jti=new_jti(),
+            session.refresh_token or "",
+            client_id="spa",
+            scope=None,
+            access_jti=new_jti(),
             access_exp=int(clock.now()) + 300,
             context=RequestContext(ip="198.51.100.7", user_agent="attacker"),
         )
@@ -177,10 +182,16 @@ def test_a_reuse_event_carries_classification_and_both_uses(
     assert data["classification"] == "lost_response"
     assert data["family_id"] == session.family_id
     assert data["first_use"] == {
-        "at": used_at, "client_id": "spa", "ip": "192.0.2.1", "user_agent": "tab one"
+        "at": used_at,
+        "client_id": "spa",
+        "ip": "192.0.2.1",
+        "user_agent": "tab one",
     }
     assert data["reuse"] == {
-        "at": used_at + 30, "client_id": "spa", "ip": "198.51.100.7", "user_agent": "attacker"
+        "at": used_at + 30,
+        "client_id": "spa",
+        "ip": "198.51.100.7",
+        "user_agent": "attacker",
     }
 
 
@@ -279,9 +290,7 @@ def test_a_configured_refresh_secret_is_used_and_nothing_is_generated(
     assert rows(store, "SELECT count(*) FROM ts_meta")[0][0] == 0
 
 
-def test_grace_retries_are_bounded(
-    grace_service: RefreshService, clock: ManualClock
-) -> None:
+def test_grace_retries_are_bounded(grace_service: RefreshService, clock: ManualClock) -> None:
     session = login(grace_service, clock)
     refresh(grace_service, clock, session.refresh_token)
     for _ in range(3):

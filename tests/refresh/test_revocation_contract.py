@@ -1,0 +1,198 @@
+"""Revocation (SPEC "Revocation list"; RFC 7009 §2.1-2.2) and cleanup, over every backend."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tokensmith.clock import ManualClock
+from tokensmith.errors import InvalidGrant
+from tokensmith.events import EventBus
+from tokensmith.refresh.service import RefreshService
+from tokensmith.store.sql import SqlStore
+
+from .conftest import Recorder, StatementCounter, active_tokens, login, make_service, refresh, rows
+
+DAY = 86_400
+
+
+def test_revoking_a_refresh_token_revokes_its_family_and_access_tokens(
+    service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+) -> None:
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token, jti="live")
+    assert service.revoke_refresh_token(child.refresh_token or "", client_id="spa") is True
+    assert active_tokens(store, session.family_id) == 0
+    assert "live" in {r[0] for r in rows(store, "SELECT jti FROM ts_denylist")}
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, child.refresh_token)
+    assert recorder.named("family_revoked")[0].data["reason"] == "token_revoked"
+    assert rows(store, "SELECT reason, actor FROM ts_family_revocations") == [
+        ("token_revoked", "client:spa")
+    ]
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "garbage", "tsr_" + "A" * 49, "x" * 100_000, "tsr_\x00"],
+    ids=["empty", "garbage", "wrong checksum", "huge", "NUL"],
+)
+def test_revoking_garbage_is_false_without_an_error_or_a_query(
+    service: RefreshService, store: SqlStore, token: str
+) -> None:
+    counter = StatementCounter(store.engine)
+    assert service.revoke_refresh_token(token) is False
+    assert counter.statements == []
+
+
+def test_revoking_an_unknown_token_is_false(service: RefreshService) -> None:
+    from tokensmith.refresh.opaque import new_token
+
+    assert service.revoke_refresh_token(new_token()) is False
+
+
+def test_another_clients_token_is_not_revoked(service: RefreshService, clock: ManualClock) -> None:
+    session = login(service, clock)
+    assert service.revoke_refresh_token(session.refresh_token or "", client_id="evil") is False
+    refresh(service, clock, session.refresh_token)
+
+
+def test_revoke_family_reports_whether_it_revoked(
+    service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(service, clock)
+    assert service.revoke_family("no-such-family") is False
+    assert service.revoke_family(session.family_id, reason="admin") is True
+    assert service.revoke_family(session.family_id) is False
+    with pytest.raises(InvalidGrant):
+        refresh(service, clock, session.refresh_token)
+
+
+def test_a_revoked_family_revokes_its_access_tokens_immediately_and_in_other_processes(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    other_process = make_service(store, clock)
+    session = login(service, clock)
+    issued = int(clock.now())
+    check = {"jti": "any", "subject": "alice", "issued_at": issued, "family_id": session.family_id}
+    assert other_process.is_access_token_revoked(**check) is False  # cache now loaded
+    service.revoke_family(session.family_id)
+    assert service.is_access_token_revoked(**check) is True
+    # Another process learns it within revocation_cache_ttl (5 s), not before.
+    assert other_process.is_access_token_revoked(**check) is False
+    clock.advance(5)
+    assert other_process.is_access_token_revoked(**check) is True
+
+
+def test_revoking_an_access_token_by_jti_is_visible_at_once(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    other_process = make_service(store, clock)
+    now = int(clock.now())
+    assert not service.is_access_token_revoked(
+        jti="j1", subject="alice", issued_at=now, family_id=None
+    )
+    service.revoke_access_token("j1", now + 300)
+    assert service.is_access_token_revoked(jti="j1", subject="alice", issued_at=now, family_id=None)
+    assert other_process.is_access_token_revoked(
+        jti="j1", subject="alice", issued_at=now, family_id=None
+    )
+    assert not service.is_access_token_revoked(
+        jti="j2", subject="alice", issued_at=now, family_id=None
+    )
+    service.revoke_access_token("j1", now + 300)  # idempotent
+
+
+def test_revoke_subject_ends_every_family_of_the_user_and_sets_a_not_before(
+    service: RefreshService, clock: ManualClock, recorder: Recorder
+) -> None:
+    alice = [login(service, clock), login(service, clock, client_id="cli")]
+    bob = login(service, clock, subject="bob")
+    before = int(clock.now())
+    clock.advance(1)
+    assert service.revoke_subject("alice") == 2
+    for session in alice:
+        with pytest.raises(InvalidGrant):
+            refresh(service, clock, session.refresh_token, client_id=session.client_id)
+    refresh(service, clock, bob.refresh_token)
+    # Access tokens issued before the logout fail without one denylist row each.
+    assert service.is_access_token_revoked(
+        jti="x", subject="alice", issued_at=before, family_id=None
+    )
+    clock.advance(1)
+    assert not service.is_access_token_revoked(
+        jti="y", subject="alice", issued_at=int(clock.now()), family_id=None
+    )
+    assert not service.is_access_token_revoked(
+        jti="z", subject="bob", issued_at=before, family_id=None
+    )
+    assert recorder.named("subject_revoked")[0].data == {"subject": "alice", "families": 2}
+    # A new login after the logout works.
+    refresh(service, clock, login(service, clock).refresh_token)
+
+
+def test_cleanup_purges_expired_families_in_batches_and_keeps_live_ones(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, family_ttl=DAY, refresh_idle_ttl=DAY)
+    old = [login(service, clock) for _ in range(5)]
+    for session in old:
+        refresh(service, clock, session.refresh_token)
+    service.revoke_access_token("old-jti", int(clock.now()) + 300)
+    clock.advance(DAY + 1)
+    live = login(service, clock)
+    live_child = refresh(service, clock, live.refresh_token)
+    counter = StatementCounter(store.engine)
+    # Expired families wait for max_token_lifetime + leeway so no live access token loses
+    # its family-revocation check.
+    assert service.cleanup(batch_size=2) == 1  # only the expired denylist row
+    clock.advance(DAY + 60)
+    deleted = service.cleanup(batch_size=2)
+    assert deleted == 5 * (1 + 2 + 2)  # families, tokens, access records
+    remaining = rows(store, "SELECT id FROM ts_families")
+    assert remaining == [(live.family_id,)]
+    assert sum("DELETE FROM ts_families" in s for s in counter.statements) == 3  # 2 + 2 + 1
+    assert live_child.refresh_token is not None
+
+
+def test_used_tokens_are_kept_until_the_family_expires_so_reuse_is_still_detected(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, family_ttl=10 * DAY, refresh_idle_ttl=DAY)
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token)
+    clock.advance(9 * DAY)
+    service.cleanup()
+    from tokensmith.errors import RefreshTokenReused
+
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+
+
+def test_events_and_logs_never_contain_a_token_or_the_server_secret(
+    store: SqlStore, clock: ManualClock, bus: EventBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder(bus)
+    service = make_service(store, clock, bus, refresh_reuse_grace=5.0, refresh_secret="hush-hush")
+    caplog.set_level(logging.DEBUG, logger="tokensmith")
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    clock.advance(1)
+    refresh(service, clock, session.refresh_token)
+    clock.advance(10)
+    from tokensmith.errors import RefreshTokenReused
+
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+    text = repr([(e.name, dict(e.data)) for e in recorder.events]) + caplog.text
+    text += repr([r.__dict__ for r in caplog.records])
+    for secret in (session.refresh_token, child.refresh_token, "hush-hush"):
+        assert secret is not None and secret not in text
+        assert secret[4:20] not in text
+    assert {e.name for e in recorder.events} >= {
+        "issued",
+        "rotated",
+        "reuse_detected",
+        "family_revoked",
+    }
