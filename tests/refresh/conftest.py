@@ -71,6 +71,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield from _pg_backend()
 
 
+# Narrow a test to one backend (a test about PostgreSQL error codes, SQLite locking...).
+only_postgresql = pytest.mark.parametrize(
+    "backend",
+    [pytest.param("postgresql", marks=pytest.mark.postgres, id="on PostgreSQL")],
+    indirect=True,
+)
+only_sqlite = pytest.mark.parametrize(
+    "backend", [pytest.param("sqlite", id="on SQLite")], indirect=True
+)
+
+
 @pytest.fixture
 def store(backend: Backend) -> Iterator[SqlStore]:
     """A store over a database with the current schema."""
