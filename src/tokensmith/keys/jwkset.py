@@ -89,8 +89,7 @@ def _b64_member(jwk: Mapping[str, Any], name: str) -> bytes:
 
 
 def _check_usage(jwk: Mapping[str, Any]) -> None:
-    use = jwk.get("use")
-    if use is not None and use != "sig":
+    if "use" in jwk and jwk["use"] != "sig":
         raise InvalidKey("key is not for signatures (use)")
     if "key_ops" in jwk:
         ops = jwk["key_ops"]
@@ -209,7 +208,7 @@ def load_jwk(jwk: object) -> VerificationKey:
         raise InvalidKey("a key without a kid cannot be selected")
     _check_usage(jwk)
     alg = jwk.get("alg")
-    if alg is not None and not isinstance(alg, str):
+    if "alg" in jwk and not isinstance(alg, str):
         raise InvalidKey("alg must be a string")
     bound_alg, public_key = loader(jwk, alg)
     return VerificationKey(kid, bound_alg, public_key, ALGORITHMS[bound_alg])
