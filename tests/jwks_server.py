@@ -1,0 +1,110 @@
+"""A real issuer-side JWKS endpoint for the resource-server suites.
+
+``JwksServer.app`` is a Starlette app whose answer the test changes between requests
+(serve keys, fail, redirect, send garbage) and which counts every request per path. It is
+reached through an ``httpx`` transport (``client()``) or a live uvicorn on 127.0.0.1
+(``live()``), never through a mock of our own code.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+JWKS_URL = "https://as.example.com/.well-known/jwks.json"
+
+
+class SyncAsgiTransport(httpx.BaseTransport):
+    """``httpx.ASGITransport`` for a sync client: each request runs the app on its own
+    event loop (``RemoteJwks`` fetches from worker threads, never from the loop)."""
+
+    def __init__(self, app: Starlette) -> None:
+        self._inner = httpx.ASGITransport(app=app)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        async def call() -> tuple[int, httpx.Headers, bytes]:
+            response = await self._inner.handle_async_request(request)
+            body = await response.aread()
+            return response.status_code, response.headers, body
+
+        status, headers, body = anyio.run(call)
+        return httpx.Response(status, headers=headers, stream=httpx.ByteStream(body))
+
+
+class JwksServer:
+    def __init__(self, jwks: dict[str, Any] | None = None) -> None:
+        self.jwks: dict[str, Any] = jwks or {"keys": []}
+        self.status = 200
+        self.cache_control: str | None = "public, max-age=600"
+        self.raw_body: bytes | None = None  # sent instead of the JSON set when not None
+        self.extra_headers: dict[str, str] = {}
+        self.etag: str | None = None
+        self.hits: Counter[str] = Counter()
+        self.app = Starlette(
+            routes=[
+                Route("/.well-known/jwks.json", self._jwks),
+                Route("/moved", self._moved),
+            ]
+        )
+
+    @property
+    def fetches(self) -> int:
+        return self.hits["/.well-known/jwks.json"]
+
+    async def _jwks(self, request: Request) -> Response:
+        self.hits[request.url.path] += 1
+        headers = dict(self.extra_headers)
+        if self.cache_control is not None:
+            headers["Cache-Control"] = self.cache_control
+        if self.etag is not None:
+            headers["ETag"] = self.etag
+            if request.headers.get("if-none-match") == self.etag:
+                return Response(status_code=304, headers=headers)
+        body = self.raw_body
+        if body is None:
+            body = json.dumps(self.jwks).encode("utf-8")
+        return Response(
+            body, status_code=self.status, media_type="application/json", headers=headers
+        )
+
+    async def _moved(self, request: Request) -> Response:
+        self.hits[request.url.path] += 1
+        return RedirectResponse("/.well-known/jwks.json", status_code=302)
+
+    def client(self) -> httpx.Client:
+        """A sync ``httpx.Client`` whose transport calls ``app`` in-process."""
+        return httpx.Client(transport=SyncAsgiTransport(self.app))
+
+    @contextmanager
+    def live(self) -> Iterator[str]:
+        """Serve ``app`` on a real loopback socket; yields the JWKS URL (http://127.0.0.1).
+
+        The socket is listening before uvicorn starts, so the first request queues in the
+        backlog instead of racing the server's start-up (no sleeps)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, lifespan="off", ws="none", log_level="warning")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{port}/.well-known/jwks.json"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
