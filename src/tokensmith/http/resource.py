@@ -1,0 +1,296 @@
+"""Protecting an API: bearer-token verification for resource servers (RFC 6750, RFC 9068).
+
+``BearerGuard`` holds the policy (audience, required scopes, where keys come from) and
+turns every outcome into an RFC 6750 §3 challenge; ``BearerAuthMiddleware`` is a pure ASGI
+middleware over it, and ``tokensmith.http.fastapi.require_token`` a FastAPI dependency.
+
+Responses (RFC 6750 §3.1):
+
+- no ``Authorization: Bearer`` credentials → 401, ``WWW-Authenticate: Bearer realm="..."``
+  and no error code (another scheme, e.g. Basic, counts as none);
+- a malformed Bearer header (empty, extra parts, characters outside RFC 6750 §2.1
+  ``b64token``, several ``Authorization`` headers) → 400 ``invalid_request``;
+- any verification failure (signature, ``typ``, claims, expiry, revocation, unknown
+  ``kid``) → 401 ``invalid_token`` with a short ``error_description``;
+- a valid token without every required scope → 403 ``insufficient_scope`` with ``scope``.
+
+Signature checks are CPU-bound and fast, so they run on the event loop unless they might
+block: a revocation check against a local ``Tokensmith`` (its cache may query the
+database) or a ``RemoteJwks`` that is due to fetch. Those go to the thread pool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tokensmith.clock import Clock, SystemClock
+from tokensmith.errors import (
+    ConfigError,
+    InvalidRequest,
+    InvalidToken,
+    TemporarilyUnavailable,
+    TokensmithError,
+)
+from tokensmith.http.remote_jwks import RemoteJwks
+from tokensmith.keys.lifecycle import VerificationKey
+from tokensmith.tokens.jws import KeyLookup
+from tokensmith.tokens.verify import DEFAULT_ALGS, AccessTokenVerifier, Claims
+
+if TYPE_CHECKING:
+    from tokensmith.facade import Tokensmith
+
+log = logging.getLogger("tokensmith.http.resource")
+
+#: The ``scope["state"]`` key (``request.state.token_claims``) holding verified claims.
+STATE_KEY = "token_claims"
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 6750 §3: error_description and scope values exclude '"' and '\' and controls.
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+class MissingToken(TokensmithError):
+    """RFC 6750 §3.1: the request carries no bearer token; the challenge has no error."""
+
+    error = ""
+    status_code = 401
+
+
+class InsufficientScope(TokensmithError):
+    """RFC 6750 §3.1 ``insufficient_scope``."""
+
+    error = "insufficient_scope"
+    status_code = 403
+
+
+class _WouldBlock(Exception):
+    """Raised by the event-loop key lookup when only a fetch could answer."""
+
+
+class _CachedOnly:
+    """A ``KeyLookup`` over a ``RemoteJwks`` that never fetches: it signals instead."""
+
+    def __init__(self, remote: RemoteJwks) -> None:
+        self._remote = remote
+
+    def verification_key(self, kid: str) -> VerificationKey | None:
+        if self._remote.fetch_due(kid):
+            raise _WouldBlock
+        return self._remote.verification_key(kid)
+
+
+class BearerGuard:
+    """Verifies bearer tokens for one resource (``audience``).
+
+    Keys come from a local ``tokensmith`` (then its revocation list is consulted when
+    ``check_revoked``) or from ``keys`` (any ``KeyLookup``: ``RemoteJwks``, ``JwkSet``,
+    ``KeyManager``) together with the ``issuer`` they must name.
+    """
+
+    def __init__(
+        self,
+        *,
+        audience: str,
+        tokensmith: Tokensmith | None = None,
+        keys: KeyLookup | None = None,
+        issuer: str | None = None,
+        clock: Clock | None = None,
+        scopes: Iterable[str] = (),
+        realm: str = "api",
+        check_revoked: bool = True,
+        leeway: float = 60.0,
+        max_lifetime: int = 86_400,
+        max_bytes: int = 8192,
+        algorithms: Iterable[str] = DEFAULT_ALGS,
+    ) -> None:
+        if not isinstance(audience, str) or not audience:
+            raise ConfigError("audience must be a non-empty string")
+        if (tokensmith is None) == (keys is None):
+            raise ConfigError("pass exactly one of tokensmith= or keys=")
+        if keys is not None and not issuer:
+            raise ConfigError("keys= needs the issuer the tokens must name")
+        self.audience = audience
+        self.scopes = _scope_tuple(scopes)
+        self.realm = _UNSAFE.sub("", realm)
+        self._ts = tokensmith
+        self._check_revoked = check_revoked
+        self._verifier: AccessTokenVerifier | None = None
+        self._inline: AccessTokenVerifier | None = None
+        if keys is not None:
+            assert issuer is not None
+            options: dict[str, Any] = {
+                "issuer": issuer,
+                "clock": clock or SystemClock(),
+                "leeway": leeway,
+                "max_lifetime": max_lifetime,
+                "max_bytes": max_bytes,
+                "algorithms": algorithms,
+            }
+            self._verifier = AccessTokenVerifier(keys, **options)
+            if isinstance(keys, RemoteJwks):
+                self._inline = AccessTokenVerifier(_CachedOnly(keys), **options)
+            else:
+                self._inline = self._verifier
+
+    # -- verification ---------------------------------------------------------------------
+    def verify(self, token: str, *, scopes: Iterable[str] | None = None) -> Claims:
+        """Synchronous and possibly blocking: claims of a valid token holding ``scopes``
+        (default: the guard's), else ``InvalidToken`` / ``InsufficientScope``."""
+        if self._ts is not None:
+            claims = self._ts.verify_access_token(
+                token, audience=self.audience, check_revoked=self._check_revoked
+            )
+        else:
+            assert self._verifier is not None
+            claims = self._verifier.verify(token, audience=self.audience)
+        self._check_scopes(claims, self.scopes if scopes is None else _scope_tuple(scopes))
+        return claims
+
+    async def authenticate(
+        self, authorization: Sequence[str], *, scopes: Iterable[str] | None = None
+    ) -> Claims:
+        """Check the request's ``Authorization`` header values; raise ``MissingToken``,
+        ``InvalidRequest``, ``InvalidToken``, ``InsufficientScope`` or
+        ``TemporarilyUnavailable``, nothing else."""
+        token = bearer_token(authorization)
+        required = self.scopes if scopes is None else _scope_tuple(scopes)
+        try:
+            if self._inline is not None:
+                try:
+                    claims = self._inline.verify(token, audience=self.audience)
+                except _WouldBlock:
+                    claims = await run_in_threadpool(self.verify, token, scopes=())
+            elif self._check_revoked:
+                claims = await run_in_threadpool(self.verify, token, scopes=())
+            else:
+                claims = self.verify(token, scopes=())
+        except (InvalidToken, TemporarilyUnavailable):
+            raise
+        except Exception:
+            # Fail closed (SECURITY H6: every verifier exception is a 401), but keep the
+            # traceback for the operator.
+            log.exception("bearer token verification failed unexpectedly")
+            raise InvalidToken("token could not be verified") from None
+        self._check_scopes(claims, required)
+        return claims
+
+    def _check_scopes(self, claims: Claims, required: tuple[str, ...]) -> None:
+        if not required:
+            return
+        granted = claims.get("scope")
+        have = set(granted.split()) if isinstance(granted, str) else set()
+        if not set(required) <= have:
+            raise InsufficientScope("the token lacks a required scope")
+
+    # -- responses ------------------------------------------------------------------------
+    def challenge(
+        self, exc: TokensmithError, *, scopes: Iterable[str] | None = None
+    ) -> tuple[int, dict[str, str]]:
+        """Status and headers for ``exc`` (RFC 6750 §3)."""
+        params = [f'realm="{self.realm}"']
+        if isinstance(exc, TemporarilyUnavailable):
+            return 503, {"Retry-After": "1", "Cache-Control": "no-store"}
+        if exc.error:
+            params.append(f'error="{exc.error}"')
+            params.append(f'error_description="{_UNSAFE.sub("", exc.description)[:200]}"')
+        if isinstance(exc, InsufficientScope):
+            required = self.scopes if scopes is None else _scope_tuple(scopes)
+            params.append(f'scope="{_UNSAFE.sub("", " ".join(required))}"')
+        headers = {"WWW-Authenticate": "Bearer " + ", ".join(params), "Cache-Control": "no-store"}
+        return exc.status_code, headers
+
+
+def bearer_token(authorization: Sequence[str]) -> str:
+    """The token from the ``Authorization`` header values (RFC 6750 §2.1)."""
+    if not authorization:
+        raise MissingToken("bearer token required")
+    if len(authorization) > 1:
+        raise InvalidRequest("more than one Authorization header")
+    scheme, _, credentials = authorization[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise MissingToken("bearer token required")
+    credentials = credentials.strip(" ")
+    if not _B64TOKEN.fullmatch(credentials):
+        raise InvalidRequest("malformed Bearer credentials")
+    return credentials
+
+
+def _scope_tuple(scopes: Iterable[str] | str) -> tuple[str, ...]:
+    values = scopes.split() if isinstance(scopes, str) else [s for s in scopes]
+    for value in values:
+        if not isinstance(value, str) or not value or _UNSAFE.search(value) or " " in value:
+            raise ConfigError(f"invalid scope token {value!r}")
+    return tuple(values)
+
+
+class BearerAuthMiddleware:
+    """Pure ASGI middleware: every HTTP and WebSocket request outside ``exempt_paths``
+    needs a valid bearer token. Verified claims are in ``request.state.token_claims``
+    (``scope["state"]["token_claims"]``).
+
+    ``exempt_paths``: exact paths, or prefixes written with a trailing ``*``
+    (``"/public/*"``). Put ``CORSMiddleware`` outside this one so preflights pass.
+    Accepts either ``guard=`` or the ``BearerGuard`` keyword arguments.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guard: BearerGuard | None = None,
+        exempt_paths: Iterable[str] = (),
+        **guard_options: Any,
+    ) -> None:
+        self.app = app
+        self.guard = guard if guard is not None else BearerGuard(**guard_options)
+        paths = list(exempt_paths)
+        self._exact = frozenset(p for p in paths if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self._exempt(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        values = [
+            value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name.lower() == b"authorization"
+        ]
+        try:
+            claims = await self.guard.authenticate(values)
+        except (MissingToken, InvalidRequest, InvalidToken, InsufficientScope) as exc:
+            await self._reject(scope, send, exc)
+            return
+        except TemporarilyUnavailable as exc:
+            await self._reject(scope, send, exc)
+            return
+        scope.setdefault("state", {})[STATE_KEY] = claims
+        await self.app(scope, receive, send)
+
+    def _exempt(self, path: str) -> bool:
+        return path in self._exact or path.startswith(self._prefixes)
+
+    async def _reject(self, scope: Scope, send: Send, exc: TokensmithError) -> None:
+        status, headers = self.guard.challenge(exc)
+        if scope["type"] == "websocket":
+            # Closing before accept makes the server answer the handshake with 403.
+            await send({"type": "websocket.close", "code": 1008, "reason": ""})
+            return
+        body: dict[str, str] = {"error_description": exc.description}
+        if exc.error:
+            body = {"error": exc.error, **body}
+        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode("ascii")),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": payload})
