@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from tokensmith.clients import Client, ClientRegistry, new_client
 from tokensmith.clock import Clock, SystemClock
-from tokensmith.errors import InvalidRequest, InvalidToken
+from tokensmith.errors import InvalidRequest, InvalidToken, TokensmithError
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore
 from tokensmith.settings import Settings
@@ -43,6 +44,7 @@ class TokenResponse:
     refresh_token: str | None = None
     id_token: str | None = None
     session_id: str | None = None
+    refresh_expires_at: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -82,6 +84,7 @@ class Tokensmith:
         self._access_verifier = AccessTokenVerifier(self.keys, **common)
         self._id_verifier = IdTokenVerifier(self.keys, **common)
         self._refresh: RefreshService | None = None
+        self._clients: ClientRegistry | None = None
         self._refresh_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -109,6 +112,30 @@ class Tokensmith:
                         events=self.events,
                     )
         return self._refresh
+
+    @property
+    def clients(self) -> ClientRegistry:
+        """The client registry, in the same database as the refresh store."""
+        if self._clients is None:
+            from tokensmith.store.sql.clients import SqlClientRegistry
+
+            self._clients = SqlClientRegistry(self.sessions.store.engine)  # type: ignore[attr-defined]
+        return self._clients
+
+    def register_client(
+        self, client_id: str, *, confidential: bool, **options: Any
+    ) -> tuple[Client, str | None]:
+        """Add a client; returns it with its secret, which is shown this once and stored
+        only as a hash (``None`` for a public client)."""
+        client, secret = new_client(
+            client_id, confidential=confidential, now=self.clock.now(), **options
+        )
+        self.clients.add_client(client)
+        return client, secret
+
+    def browser_origins(self) -> set[str]:
+        """Every cookie-mode client's allowed origins (the CORS allow-list)."""
+        return {o for c in self.clients.list_clients() if c.cookie_mode for o in c.allowed_origins}
 
     def on_event(self, hook: Hook) -> Hook:
         """Register an event hook (``issued``, ``rotated``, ``reuse_detected``, ...)."""
@@ -176,6 +203,29 @@ class Tokensmith:
         )
         return self._mint(signer, session, now, jti, nonce=None)
 
+    def issue_client_token(
+        self, *, client_id: str, scope: str = "", audience: str | None = None
+    ) -> TokenResponse:
+        """RFC 6749 §4.4 client credentials: an access token whose subject is the client
+        itself; no refresh token and no session (§4.4.3)."""
+        signer = self.keys.signer()
+        now = int(self.clock.now())
+        ttl = self.settings.lifetimes_for(client_id).access_token_ttl
+        access = mint_access_token(
+            signer,
+            self.settings.issuer,
+            AccessTokenClaims(
+                subject=client_id,
+                client_id=client_id,
+                audience=audience or self.settings.issuer,
+                scope=scope,
+                issued_at=now,
+                expires_at=now + ttl,
+                jti=new_jti(),
+            ),
+        )
+        return TokenResponse(access_token=access, token_type="Bearer", expires_in=ttl, scope=scope)
+
     def _mint(
         self, signer: Any, session: Session, now: int, jti: str, *, nonce: str | None
     ) -> TokenResponse:
@@ -223,6 +273,7 @@ class Tokensmith:
             refresh_token=session.refresh_token,
             id_token=id_token,
             session_id=session.family_id,
+            refresh_expires_at=session.refresh_expires_at,
         )
 
     # -- verifying ------------------------------------------------------------------------
@@ -250,6 +301,51 @@ class Tokensmith:
     def revoke_refresh_token(self, token: str, *, client_id: str | None = None) -> bool:
         """RFC 7009 §2.1: revoking a refresh token revokes its whole family."""
         return self.sessions.revoke_refresh_token(token, client_id=client_id)
+
+    def revoke_token(self, token: str, *, client_id: str) -> bool:
+        """RFC 7009 §2.1 for either kind of token, on behalf of ``client_id``: a refresh token
+        revokes its family; an access token is denied by ``jti`` until its ``exp``. Another
+        client's token, or garbage, is left alone and reported as ``False``."""
+        if token.startswith("tsr_"):
+            return self.revoke_refresh_token(token, client_id=client_id)
+        try:
+            claims = self._access_verifier.verify(token, audience=None)
+        except TokensmithError:
+            return False
+        if claims["client_id"] != client_id:
+            return False
+        self.sessions.revoke_access_token(claims["jti"], int(claims["exp"]))
+        return True
+
+    def introspect(self, token: str) -> dict[str, Any]:
+        """RFC 7662 §2.2: the claims of an active token, else exactly ``{"active": false}``."""
+        if token.startswith("tsr_"):
+            session = self.sessions.describe(token)
+            if session is None:
+                return {"active": False}
+            return {
+                "active": True,
+                "token_type": "refresh_token",
+                "client_id": session.client_id,
+                "sub": session.subject,
+                "scope": session.scope,
+                "exp": session.refresh_expires_at,
+                "iss": self.settings.issuer,
+                "sid": session.family_id,
+            }
+        try:
+            claims = self._access_verifier.verify(token, audience=None)
+            revoked = self.sessions.is_access_token_revoked(
+                jti=claims["jti"],
+                subject=claims["sub"],
+                issued_at=int(claims["iat"]),
+                family_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+            )
+        except TokensmithError:
+            return {"active": False}
+        if revoked:
+            return {"active": False}
+        return {"active": True, "token_type": "Bearer", **claims}
 
     def revoke_family(self, family_id: str) -> bool:
         return self.sessions.revoke_family(family_id)

@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import click
 
 from tokensmith.cli.main import cli, facade
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def issuer_is_safe(issuer: str) -> bool:
+    """HTTPS, or plain HTTP on a loopback host (development)."""
+    parts = urlsplit(issuer)
+    return parts.scheme == "https" or (
+        parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK
+    )
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--insecure", is_flag=True, help="Allow a plain-HTTP issuer off loopback.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the JWKS, discovery and token endpoints."""
+def serve(ctx: click.Context, host: str, port: int, insecure: bool) -> None:
+    """Serve the JWKS, discovery, token, revocation and introspection endpoints."""
     import uvicorn
 
     from tokensmith.http import create_app
 
     ts = facade(ctx)
+    if not issuer_is_safe(ts.settings.issuer) and not insecure:
+        raise click.UsageError(
+            f"issuer {ts.settings.issuer} is not HTTPS: tokens and cookies would travel in "
+            "clear (pass --insecure to accept that)"
+        )
     ts.setup()
     click.echo(f"tokensmith: issuer {ts.settings.issuer}")
     click.echo(f"discovery: http://{host}:{port}/.well-known/openid-configuration")

@@ -374,6 +374,24 @@ class RefreshService:
             refresh_expires_at=None if expires_at is None else int(expires_at),
         )
 
+    def describe(self, refresh_token: str) -> Session | None:
+        """RFC 7662 §2.2 for a refresh token: its session while the token is active
+        (unused, unrevoked, unexpired, family live), else ``None``."""
+        if not is_well_formed(refresh_token):
+            return None
+        now = self._clock.now()
+        with self._store.transaction() as tx:
+            record = tx.get_token(token_hash(refresh_token))
+        if (
+            record is None
+            or record.used_at is not None
+            or record.revoked_at is not None
+            or record.family.revoked_at is not None
+            or now >= min(record.expires_at, record.family.expires_at)
+        ):
+            return None
+        return self._session(record.family, record.family.scope, None, record.expires_at)
+
     # -- revocation ---------------------------------------------------------------------------
     def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:
         """RFC 7009 §2.1: revoke the token's whole family (and its access tokens). Unknown or

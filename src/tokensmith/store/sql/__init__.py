@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tokensmith.settings import Settings
+from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import create_store_engine
 from tokensmith.store.sql.migrate import downgrade, upgrade
 from tokensmith.store.sql.repository import SqlStore, SqlTransaction
@@ -19,6 +20,7 @@ def open_store(
 
 
 __all__ = [
+    "SqlClientRegistry",
     "SqlStore",
     "SqlTransaction",
     "create_store_engine",

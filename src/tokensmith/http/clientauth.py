@@ -1,0 +1,55 @@
+"""Client authentication at the token, revocation and introspection endpoints.
+
+``client_secret_basic`` (RFC 6749 §2.3.1: id and secret are form-urlencoded before the
+Basic encoding), ``client_secret_post``, or ``none`` for public clients (id only). Using
+two methods at once is refused (§2.3). Every failure is ``invalid_client`` (401).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from urllib.parse import unquote_plus
+
+from starlette.requests import Request
+
+from tokensmith.clients import Client, ClientRegistry, secret_matches
+from tokensmith.errors import InvalidClient, InvalidRequest
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        raise InvalidClient("unsupported authentication scheme")
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise InvalidClient("malformed Basic credentials") from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed Basic credentials")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def authenticate(request: Request, form: dict[str, str], registry: ClientRegistry) -> Client:
+    basic = _basic(request)
+    if basic is not None:
+        if "client_secret" in form or form.get("client_id", basic[0]) != basic[0]:
+            raise InvalidRequest("use one client authentication method")
+        client_id, secret = basic
+    else:
+        client_id = form.get("client_id", "")
+        secret = form.get("client_secret", "")
+    if not client_id:
+        raise InvalidClient("client authentication required")
+    client = registry.get_client(client_id)
+    if secret or (client is not None and client.confidential):
+        if not secret_matches(client, secret):
+            raise InvalidClient("client authentication failed")
+    elif client is None:
+        raise InvalidClient("client authentication failed")
+    assert client is not None
+    return client

@@ -1,0 +1,160 @@
+"""``/token`` (RFC 6749 §6 and §4.4), ``/revoke`` (RFC 7009), ``/introspect`` (RFC 7662)
+and ``/logout`` (cookie mode). Each parses, authenticates the client, calls the facade in
+the thread pool, and renders; errors become RFC 6749 §5.2 bodies in ``errors.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tokensmith.clients import Client
+from tokensmith.errors import InvalidRequest, InvalidScope
+from tokensmith.facade import Tokensmith
+from tokensmith.http.clientauth import authenticate
+from tokensmith.http.cookies import (
+    COOKIE_NAME,
+    check_browser_request,
+    clear_refresh_cookie,
+    cors_headers,
+    set_refresh_cookie,
+)
+from tokensmith.http.errors import NO_STORE, OAuthError
+from tokensmith.http.forms import read_form, required
+from tokensmith.refresh.service import RequestContext
+
+
+def _ts(request: Request) -> Tokensmith:
+    ts: Tokensmith = request.app.state.tokensmith
+    return ts
+
+
+def _context(request: Request) -> RequestContext:
+    return RequestContext(
+        ip=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+async def _client(request: Request, form: dict[str, str]) -> Client:
+    ts = _ts(request)
+    return await run_in_threadpool(authenticate, request, form, ts.clients)
+
+
+def _json(body: dict[str, Any], request: Request, client: Client | None = None) -> Response:
+    headers = dict(NO_STORE)
+    if client is not None and client.cookie_mode:
+        headers.update(cors_headers(request, set(client.allowed_origins)))
+    return JSONResponse(body, headers=headers)
+
+
+async def token(request: Request) -> Response:
+    form = await read_form(request)
+    client = await _client(request, form)
+    grant_type = required(form, "grant_type")
+    if grant_type not in ("refresh_token", "client_credentials"):
+        raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
+    if grant_type not in client.grant_types:
+        raise OAuthError("unauthorized_client", f"client may not use {grant_type}")
+    if grant_type == "client_credentials":
+        return await _client_credentials(request, form, client)
+    return await _refresh(request, form, client)
+
+
+async def _refresh(request: Request, form: dict[str, str], client: Client) -> Response:
+    ts = _ts(request)
+    if client.cookie_mode:
+        # Origin and CSRF are checked before anything else, so neither a cookie nor a
+        # refresh_token form field can be used from a foreign page (SECURITY H4).
+        check_browser_request(request, client)
+        if "refresh_token" in form:
+            raise InvalidRequest("this client sends its refresh token in the cookie")
+        refresh_token = request.cookies.get(COOKIE_NAME, "")
+        if not refresh_token:
+            raise InvalidRequest("missing refresh token cookie")
+    else:
+        refresh_token = required(form, "refresh_token")
+    scope = form.get("scope")
+    if scope is not None and not client.allows_scope(scope):
+        raise InvalidScope("scope not allowed for this client")
+    result = await run_in_threadpool(
+        lambda: ts.refresh(
+            refresh_token, client_id=client.client_id, scope=scope, context=_context(request)
+        )
+    )
+    body = result.to_dict()
+    if not client.cookie_mode or result.refresh_token is None:
+        return _json(body, request, client)
+    del body["refresh_token"]
+    response = _json(body, request, client)
+    max_age = (result.refresh_expires_at or 0) - int(ts.clock.now())
+    set_refresh_cookie(response, result.refresh_token, max_age)
+    return response
+
+
+async def _client_credentials(request: Request, form: dict[str, str], client: Client) -> Response:
+    """RFC 6749 §4.4: an access token for the client itself; no refresh token (§4.4.3)."""
+    ts = _ts(request)
+    scope = " ".join(form.get("scope", "").split())
+    if not client.allows_scope(scope):
+        raise InvalidScope("scope not allowed for this client")
+    audience = form.get("audience") or form.get("resource")
+    if audience is not None and not client.allows_audience(audience):
+        raise InvalidRequest("audience not allowed for this client")
+    result = await run_in_threadpool(
+        lambda: ts.issue_client_token(client_id=client.client_id, scope=scope, audience=audience)
+    )
+    return _json(result.to_dict(), request, client)
+
+
+async def revoke(request: Request) -> Response:
+    """RFC 7009 §2.1-2.2: 200 for unknown or garbage tokens and for another client's token
+    (telling them apart would leak which tokens exist); a wrong hint is ignored."""
+    form = await read_form(request)
+    client = await _client(request, form)
+    token_value = required(form, "token")
+    ts = _ts(request)
+    await run_in_threadpool(lambda: ts.revoke_token(token_value, client_id=client.client_id))
+    return Response(status_code=200, headers=NO_STORE)
+
+
+async def introspect(request: Request) -> Response:
+    """RFC 7662: confidential clients only; an inactive token is exactly ``{"active": false}``."""
+    form = await read_form(request)
+    client = await _client(request, form)
+    if not client.confidential:
+        raise OAuthError("invalid_client", "introspection needs a confidential client", 401)
+    token_value = required(form, "token")
+    ts = _ts(request)
+    body = await run_in_threadpool(ts.introspect, token_value)
+    return JSONResponse(body, headers=NO_STORE)
+
+
+async def logout(request: Request) -> Response:
+    """Cookie mode: revoke the cookie's family and expire the cookie."""
+    form = await read_form(request)
+    client = await _client(request, form)
+    if not client.cookie_mode:
+        raise OAuthError("unauthorized_client", "logout is for cookie-mode clients")
+    check_browser_request(request, client)
+    refresh_token = request.cookies.get(COOKIE_NAME)
+    ts = _ts(request)
+    if refresh_token:
+        await run_in_threadpool(
+            lambda: ts.revoke_refresh_token(refresh_token, client_id=client.client_id)
+        )
+    response = Response(
+        status_code=204,
+        headers={**NO_STORE, **cors_headers(request, set(client.allowed_origins))},
+    )
+    clear_refresh_cookie(response)
+    return response
+
+
+async def preflight(request: Request) -> Response:
+    """CORS preflight for cookie-mode clients' origins; any other origin gets no grant."""
+    ts = _ts(request)
+    origins = await run_in_threadpool(ts.browser_origins)
+    return Response(status_code=204, headers=cors_headers(request, origins))

@@ -1,0 +1,47 @@
+"""Errors as RFC 6749 §5.2 JSON. Only descriptions meant for clients leave the server."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tokensmith.errors import InvalidClient, TokensmithError
+
+logger = logging.getLogger("tokensmith.http")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(TokensmithError):
+    """An RFC 6749 §5.2 error the core does not have a class for (e.g.
+    ``unsupported_grant_type``, ``unauthorized_client``)."""
+
+    def __init__(self, error: str, description: str, status_code: int = 400) -> None:
+        super().__init__(description)
+        self.error = error
+        self.status_code = status_code
+
+
+def error_response(exc: TokensmithError) -> Response:
+    headers = dict(NO_STORE)
+    if isinstance(exc, InvalidClient):
+        # RFC 6749 §5.2: 401 with a WWW-Authenticate naming the scheme the client may use.
+        headers["WWW-Authenticate"] = 'Basic realm="tokensmith"'
+    body = {"error": exc.error}
+    if exc.status_code < 500:
+        body["error_description"] = exc.description
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+async def handle_tokensmith_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TokensmithError)
+    if exc.status_code >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc.error)
+    return error_response(exc)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("%s %s failed", request.method, request.url.path)
+    return JSONResponse({"error": "server_error"}, status_code=500, headers=NO_STORE)

@@ -1,0 +1,66 @@
+"""An app over a real SQLite file with four registered clients, driven through httpx."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote_plus
+
+import httpx
+import pytest
+
+from tokensmith import ManualClock, Settings, Tokensmith
+from tokensmith.http import create_app
+
+ISSUER = "https://as.example.com"
+ORIGIN = "https://app.example.com"
+T0 = 1_800_000_000
+
+
+@dataclass
+class Env:
+    ts: Tokensmith
+    clock: ManualClock
+    http: httpx.AsyncClient
+    secrets: dict[str, str]
+
+    def basic(self, client_id: str, secret: str | None = None) -> dict[str, str]:
+        """RFC 6749 §2.3.1: form-urlencode id and secret, then Basic-encode them."""
+        raw = f"{quote_plus(client_id)}:{quote_plus(secret or self.secrets[client_id])}"
+        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+
+    def login(self, client_id: str = "spa", scope: str = "openid read") -> dict[str, str]:
+        t = self.ts.issue(subject="alice", client_id=client_id, scope=scope, audience="api")
+        assert t.refresh_token is not None
+        return {"access_token": t.access_token, "refresh_token": t.refresh_token}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    clock = ManualClock(T0)
+    ts = Tokensmith(
+        Settings(
+            issuer=ISSUER,
+            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
+            keys_dir=str(tmp_path / "keys"),
+        ),
+        clock=clock,
+    )
+    ts.setup()
+    secrets: dict[str, str] = {}
+    ts.register_client("spa", confidential=False)
+    _, secrets["backend"] = ts.register_client(  # type: ignore[assignment]
+        "backend", confidential=True, scopes=("read", "write", "openid"), audiences=("api",)
+    )
+    _, secrets["rs"] = ts.register_client("rs", confidential=True)  # type: ignore[assignment]
+    ts.register_client("browser", confidential=False, allowed_origins=(ORIGIN,), cookie_mode=True)
+    transport = httpx.ASGITransport(app=create_app(ts))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+        yield Env(ts, clock, client, secrets)
