@@ -1,0 +1,58 @@
+"""A FastAPI dependency over ``BearerGuard`` (optional extra: ``pip install tokensmith[fastapi]``).
+
+FastAPI is imported only when ``require_token`` is called, so the rest of tokensmith never
+needs it. The dependency returns the verified claims and raises ``HTTPException`` with the
+same status and ``WWW-Authenticate`` challenge as ``BearerAuthMiddleware`` (RFC 6750 §3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from starlette.requests import Request
+
+from tokensmith.errors import TokensmithError
+from tokensmith.http.resource import STATE_KEY, BearerGuard
+from tokensmith.tokens.verify import Claims
+
+
+def require_token(
+    *,
+    guard: BearerGuard | None = None,
+    scopes: Iterable[str] | None = None,
+    **guard_options: Any,
+) -> Callable[[Request], Awaitable[Claims]]:
+    """``Depends(require_token(audience="api", tokensmith=ts, scopes=["read"]))``.
+
+    Pass ``guard=`` to share one ``BearerGuard`` (and its key cache) between routes that
+    need different ``scopes``; otherwise the keyword arguments build one. The claims are
+    also stored in ``request.state.token_claims``.
+    """
+    from fastapi import HTTPException
+
+    if guard is None:
+        if scopes is not None:
+            guard_options["scopes"] = scopes
+            scopes = None
+        guard = BearerGuard(**guard_options)
+    elif guard_options:
+        raise TypeError("pass guard= or BearerGuard options, not both")
+    active = guard
+    required = None if scopes is None else list(scopes)
+
+    async def dependency(request: Request) -> Claims:
+        try:
+            claims = await active.authenticate(
+                request.headers.getlist("authorization"), scopes=required
+            )
+        except TokensmithError as exc:
+            status, headers = active.challenge(exc, scopes=required)
+            raise HTTPException(status, detail=exc.description, headers=headers) from None
+        request.state.token_claims = claims
+        return claims
+
+    return dependency
+
+
+__all__ = ["STATE_KEY", "require_token"]
