@@ -1,0 +1,90 @@
+"""``tokensmith clients add|list``: the secret is shown once and stored only as a hash."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tokensmith.cli import cli
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        "TOKENSMITH_ISSUER": "https://as.example.com",
+        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
+        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+    }
+    assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env)
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_confidential_client_secret_is_printed_once_and_stored_hashed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    code, out = run(env, "clients", "add", "backend", "--confidential", "--json")
+    body = json.loads(out)
+    assert code == 0 and body["client_id"] == "backend" and body["type"] == "confidential"
+    secret = body["client_secret"]
+    assert secret.startswith("tss_") and len(secret) >= 4 + 43  # 256 bits
+    with sqlite3.connect(tmp_path / "ts.db") as db:
+        (stored,) = db.execute("SELECT secret_hash FROM ts_clients").fetchone()
+    assert secret.encode() not in stored and len(stored) == 32
+    code, out = run(env, "clients", "list", "--json")
+    assert code == 0 and "tss_" not in out and json.loads(out)[0]["client_id"] == "backend"
+
+
+def test_public_client_has_no_secret(env: dict[str, str]) -> None:
+    code, out = run(env, "clients", "add", "spa", "--public", "--json")
+    assert code == 0 and json.loads(out)["client_secret"] is None
+
+
+def test_cookie_mode_client_with_origins(env: dict[str, str]) -> None:
+    code, out = run(
+        env,
+        "clients",
+        "add",
+        "web",
+        "--public",
+        "--cookie-mode",
+        "--origin",
+        "https://app.example.com",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["allowed_origins"] == ["https://app.example.com"]
+    code, out = run(env, "clients", "list")
+    assert code == 0 and "web" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("clients", "add", "x"), "--public or --confidential"),
+        (("clients", "add", "bad id!", "--public"), "client id"),
+        (("clients", "add", "web", "--public", "--cookie-mode"), "origin"),
+        (("clients", "add", "spa", "--public", "--grant", "client_credentials"), "confidential"),
+        (("clients", "add", "w", "--public", "--origin", "app.example.com"), "scheme"),
+    ],
+    ids=["no kind", "bad id", "cookie mode without origin", "public m2m", "origin not a URL"],
+)
+def test_bad_input_is_a_one_line_error(
+    env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    code, out = run(env, *args)
+    assert code in (1, 2) and message in out
+
+
+def test_a_client_id_is_registered_once(env: dict[str, str]) -> None:
+    assert run(env, "clients", "add", "spa", "--public")[0] == 0
+    code, out = run(env, "clients", "add", "spa", "--public")
+    assert code == 1 and "already exists" in out
