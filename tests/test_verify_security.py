@@ -439,8 +439,8 @@ def test_sub_must_be_a_non_empty_string(sub: object, es256: KeyManager, clock: M
 def test_a_signature_with_anything_appended_is_rejected(
     suffix: str, es256: KeyManager, clock: ManualClock
 ) -> None:
-    # Revocation is keyed by jti, never by the token string; a second spelling of the same
-    # token must not exist either, so a denylist of strings could never be bypassed.
+    # Revocation is keyed by jti, never by the token string (the facade's revoke-then-pad
+    # case is tests/test_facade.py); a second spelling must not verify here either.
     rejects(verifier(es256, clock), forge_access(es256) + suffix)
 
 

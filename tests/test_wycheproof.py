@@ -90,7 +90,7 @@ def _accepts(group: dict[str, Any], token: object) -> bool:
 def _header_kid(token: str) -> object:
     try:
         return json.loads(b64decode(token.split(".")[0])).get("kid")
-    except (TokensmithError, ValueError, AttributeError):
+    except (TokensmithError, ValueError, AttributeError, KeyError):
         return None
 
 
