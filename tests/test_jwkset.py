@@ -196,10 +196,21 @@ def test_rsa_2048_bits_is_the_floor(rsa_key: rsa.RSAPrivateKey) -> None:
     assert load_jwk(rsa_jwk(rsa_key)).public_key.key_size == 2048  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("e", [1, 2, 65536, 0], ids=lambda e: f"e={e}")
-def test_rsa_exponent_must_be_odd_and_at_least_3(e: int, rsa_key: rsa.RSAPrivateKey) -> None:
+@pytest.mark.parametrize("e", [1, 2, 65536, 0, 2**32 + 1, 2**255 + 1], ids=lambda e: f"e={e}")
+def test_rsa_exponent_must_be_odd_at_least_3_and_below_2_to_the_32(
+    e: int, rsa_key: rsa.RSAPrivateKey
+) -> None:
     encoded = b64(e.to_bytes(max(1, (e.bit_length() + 7) // 8), "big"))
     refused({**rsa_jwk(rsa_key), "e": encoded})
+
+
+def test_rsa_exponent_3_is_accepted() -> None:
+    key = rsa.generate_private_key(3, 2048)
+    assert load_jwk(rsa_jwk(key)).alg == "RS256"
+
+
+def test_an_rsa_modulus_beyond_16384_bits_is_refused(rsa_key: rsa.RSAPrivateKey) -> None:
+    refused({**rsa_jwk(rsa_key), "n": b64(b"\xff" * (16384 // 8 + 1))}, "bits")
 
 
 def test_the_wycheproof_exponent_one_key_is_refused() -> None:

@@ -12,7 +12,8 @@ nothing about it is ambiguous. The rules, each refusing the key rather than gues
   it could serve either RSA algorithm.
 - No private members in a public set (RFC 7517 §9.2): ``d``, ``p``, ``q``, ``dp``, ``dq``,
   ``qi``, ``oth``, ``k``.
-- RSA: at least 2048 bits, odd ``e`` ≥ 3, and no ROCA fingerprint (CVE-2017-15361).
+- RSA: 2048 to 16384 bits, odd ``e`` from 3 to below 2**32, and no ROCA fingerprint
+  (CVE-2017-15361).
 - EC points must lie on the curve; coordinates have the curve's full length
   (RFC 7518 §6.2.1.2).
 - A ``kid`` is required, and a ``kid`` claimed by two keys refuses both.
@@ -43,6 +44,7 @@ _OKP_ALGS = ("EdDSA", "Ed25519")  # RFC 8037 §3.1 and the RFC 9864 fully specif
 _RSA_ALGS = ("RS256", "PS256")
 # Verification cost grows with the modulus; nobody publishes signing keys beyond this.
 _MAX_RSA_BITS = 16384
+_MAX_RSA_EXPONENT = 2**32  # as Go's crypto/rsa: a huge e only makes verification slow
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 # ROCA (CVE-2017-15361): an Infineon prime is k·M + (65537^a mod M), so for each small
@@ -177,8 +179,8 @@ def _rsa(jwk: Mapping[str, Any], alg: object) -> tuple[str, PublicKey]:
     e = int.from_bytes(_b64_member(jwk, "e"), "big")
     if not MIN_RSA_BITS <= n.bit_length() <= _MAX_RSA_BITS:
         raise InvalidKey(f"RSA modulus must have {MIN_RSA_BITS} to {_MAX_RSA_BITS} bits")
-    if e < 3 or e % 2 == 0:
-        raise InvalidKey("RSA exponent must be odd and at least 3")
+    if e < 3 or e % 2 == 0 or e >= _MAX_RSA_EXPONENT:
+        raise InvalidKey("RSA exponent must be odd, at least 3 and below 2**32")
     if has_roca_fingerprint(n):
         raise InvalidKey("RSA modulus has the ROCA fingerprint (CVE-2017-15361)")
     try:
