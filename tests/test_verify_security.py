@@ -488,6 +488,24 @@ def test_a_5_mb_token_is_rejected_before_any_base64_decoding(
     assert decoded == []
 
 
+def test_the_byte_cap_is_inclusive_and_applies_to_str_and_bytes(
+    es256: KeyManager, clock: ManualClock
+) -> None:
+    token = forge_access(es256, pad="A" * 3000)
+    for form in (token, token.encode("ascii")):
+        at_cap = verifier(es256, clock, max_bytes=len(token))
+        assert at_cap.verify(form, audience="api")["sub"] == "alice"
+        rejects(verifier(es256, clock, max_bytes=len(token) - 1), form)
+
+
+def test_the_default_cap_is_8_kib(es256: KeyManager, clock: ManualClock) -> None:
+    small = forge_access(es256, pad="A" * 5800)
+    large = forge_access(es256, pad="A" * 6300)
+    assert len(small) <= 8192 < len(large)
+    assert verifier(es256, clock).verify(small, audience="api")["sub"] == "alice"
+    rejects(verifier(es256, clock), large)
+
+
 @pytest.mark.parametrize("where", ["header", "payload"])
 def test_100k_nested_brackets_are_an_invalid_token_not_a_recursion_error(
     where: str, es256: KeyManager, clock: ManualClock
