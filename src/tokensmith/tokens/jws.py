@@ -8,21 +8,24 @@ our own key set by ``kid``, and the algorithm must be the one that key is bound 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import json
-import re
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from tokensmith.errors import InvalidToken
 from tokensmith.keys.lifecycle import VerificationKey
 from tokensmith.keys.signer import Signer
 
-_COMPACT = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)")
-_B64_VALUE = {
-    c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-}
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64_VALUE = {c: i for i, c in enumerate(_B64URL_ALPHABET)}
+_B64URL_BYTES = _B64URL_ALPHABET.encode("ascii")
+# base64url <-> base64 by bytes.translate: what base64.urlsafe_b64{en,de}code do, minus the
+# Python-level wrappers around binascii (about 1 µs a call).
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+_PADDING = ("", "", "==", "=")
 # Header members that would change how the payload or signature is read. We implement
 # none of them, so their presence means we cannot process the token as intended.
 _UNSUPPORTED_HEADERS = ("crit", "b64", "zip", "enc")
@@ -35,8 +38,12 @@ class KeyLookup(Protocol):
     def verification_key(self, kid: str) -> VerificationKey | None: ...
 
 
+def _b64encode(data: bytes) -> bytes:
+    return binascii.b2a_base64(data, newline=False).rstrip(b"=").translate(_TO_URLSAFE)
+
+
 def b64encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return _b64encode(data).decode("ascii")
 
 
 def b64decode(segment: str) -> bytes:
@@ -50,7 +57,11 @@ def b64decode(segment: str) -> bytes:
         if _B64_VALUE[segment[-1]] & mask:
             raise InvalidToken("non-canonical base64url segment")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        # Non-strict, like base64.urlsafe_b64decode; callers that need the strict alphabet
+        # (CompactVerifier) check it before decoding.
+        return binascii.a2b_base64(
+            (segment + _PADDING[rem]).encode("ascii").translate(_FROM_URLSAFE)
+        )
     except (binascii.Error, ValueError):
         raise InvalidToken("malformed base64url segment") from None
 
@@ -69,6 +80,9 @@ def _no_constant(name: str) -> Any:
 
 
 _decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+# The C scanner JSONDecoder.raw_decode calls (an instance attribute typeshed does not declare).
+_scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def parse_json_object(segment: str) -> dict[str, Any]:
@@ -76,10 +90,14 @@ def parse_json_object(segment: str) -> dict[str, Any]:
     raw = b64decode(segment)
     try:
         text = raw.decode("utf-8")
-        value = _decoder.decode(text)
+        # What JSONDecoder.decode does, minus its whitespace regexes when the text starts
+        # with "{" and nothing follows the object; any other text takes the full path.
+        value, end = _scan_once(text, 0) if text[:1] == "{" else (None, -1)
+        if end != len(text):
+            value = _decoder.decode(text)
     except InvalidToken:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError, StopIteration):
         raise InvalidToken("segment is not a UTF-8 JSON object") from None
     if not isinstance(value, dict):
         raise InvalidToken("segment is not a JSON object")
@@ -109,17 +127,21 @@ class CompactVerifier:
         # The byte cap comes before any decoding (SECURITY V6).
         if len(token) > self._max_bytes:
             raise InvalidToken("token too large")
-        match = _COMPACT.fullmatch(token)
-        if match is None:
+        # Strict alphabet in one C pass: only base64url characters and exactly two dots
+        # (isascii() is O(1) and makes the encode below total).
+        raw = token.encode("ascii") if token.isascii() else b""
+        if raw.translate(None, _B64URL_BYTES) != b"..":
             raise InvalidToken("not a JWS compact serialization")
-        header_seg, payload_seg, sig_seg = match.groups()
+        header_seg, payload_seg, sig_seg = token.split(".")
+        if not header_seg or not payload_seg or not sig_seg:
+            raise InvalidToken("not a JWS compact serialization")
         header = self._header(header_seg)
         key = self._key_for(header)
         signature = b64decode(sig_seg)
         expected = key.spec.signature_length
         if expected is not None and len(signature) != expected:
             raise InvalidToken("signature has the wrong length")
-        signing_input = token[: match.end(2)].encode("ascii")
+        signing_input = raw[: len(header_seg) + 1 + len(payload_seg)]
         if not key.spec.jws.verify(signing_input, key.public_key, signature):
             raise InvalidToken("signature verification failed")
         return header, payload_seg
@@ -159,10 +181,9 @@ class CompactVerifier:
 
 def sign_compact(signer: Signer, header_segment: str, payload: dict[str, Any]) -> str:
     """Serialize ``payload`` under a pre-encoded header segment and sign it."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    signing_input = f"{header_segment}.{b64encode(body)}"
-    signature = signer.sign(signing_input.encode("ascii"))
-    return f"{signing_input}.{b64encode(signature)}"
+    body = _encode_json(payload).encode("utf-8")
+    signing_input = header_segment.encode("ascii") + b"." + _b64encode(body)
+    return (signing_input + b"." + _b64encode(signer.sign(signing_input))).decode("ascii")
 
 
 @functools.lru_cache(maxsize=64)
