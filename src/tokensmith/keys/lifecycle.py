@@ -228,6 +228,10 @@ class KeyManager:
         self._reload(force=True)
 
     def _current(self) -> _Snapshot:
+        # Every signature and verification comes through here: the common case (checked
+        # within the interval) is one clock read, without a call into _reload.
+        if time.monotonic() - self._checked_at < _RELOAD_INTERVAL:
+            return self._snapshot
         self._reload(force=False, min_interval=_RELOAD_INTERVAL)
         return self._snapshot
 
