@@ -212,9 +212,8 @@ def test_another_process_rotation_is_seen_on_an_unknown_kid(
     assert b.signer().kid == a.signer().kid
     a.rotate()
     a.rotate()  # a brand-new key now signs, one b has never seen
-    mono = [1000.0]
-    monkeypatch.setattr(lifecycle_module.time, "monotonic", lambda: mono[0])
-    mono[0] += 10
+    later = lifecycle_module.time.monotonic() + 10  # past b's reload interval
+    monkeypatch.setattr(lifecycle_module.time, "monotonic", lambda: later)
     assert b.verification_key(a.signer().kid) is not None
     assert b.signer().kid == a.signer().kid
 
