@@ -53,6 +53,7 @@ class JwksServer:
         self.extra_headers: dict[str, str] = {}
         self.etag: str | None = None
         self.hits: Counter[str] = Counter()
+        self.threads: list[int] = []  # the client's thread, per JWKS request
         self.app = Starlette(
             routes=[
                 Route("/.well-known/jwks.json", self._jwks),
@@ -66,6 +67,7 @@ class JwksServer:
 
     async def _jwks(self, request: Request) -> Response:
         self.hits[request.url.path] += 1
+        self.threads.append(threading.get_ident())
         headers = dict(self.extra_headers)
         if self.cache_control is not None:
             headers["Cache-Control"] = self.cache_control

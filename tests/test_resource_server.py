@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -407,3 +408,67 @@ def test_fuzzed_segments_never_yield_a_500(
             return r.status_code
 
     assert anyio.run(go) in (400, 401)
+
+
+# -- the event loop never waits on a fetch -----------------------------------------------
+@pytest.mark.anyio
+async def test_a_due_fetch_runs_in_the_thread_pool_not_on_the_event_loop(
+    remote_app: Starlette, issuer_keys: KeyManager, clock: ManualClock, jwks_server: JwksServer
+) -> None:
+    loop_thread = threading.get_ident()
+    assert (await call(remote_app, token=mint(issuer_keys, clock))).status_code == 200
+    clock.advance(601)
+    assert (await call(remote_app, token=mint(issuer_keys, clock))).status_code == 200
+    assert jwks_server.fetches == 2
+    assert loop_thread not in jwks_server.threads
+
+
+# -- WebSocket handshakes ----------------------------------------------------------------
+@pytest.mark.anyio
+@pytest.mark.parametrize("with_token", [False, True])
+async def test_a_websocket_handshake_without_a_valid_token_is_closed(
+    remote_app: Starlette, issuer_keys: KeyManager, clock: ManualClock, with_token: bool
+) -> None:
+    reached: list[dict[str, Any]] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["state"]["token_claims"])
+
+    guard = BearerGuard(keys=issuer_keys, issuer=ISSUER, clock=clock, audience="api")
+    middleware = BearerAuthMiddleware(inner, guard=guard)
+    headers = [(b"authorization", f"Bearer {mint(issuer_keys, clock)}".encode())]
+    scope = {"type": "websocket", "path": "/ws", "headers": headers if with_token else []}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await middleware(scope, receive, send)
+    if with_token:
+        assert reached and reached[0]["sub"] == "alice" and not sent
+    else:
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}] and not reached
+
+
+# -- the documented examples run as written ----------------------------------------------
+DOC = Path(__file__).resolve().parent.parent / "docs" / "resource-server.md"
+
+
+def _doc_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", DOC.read_text("utf-8"), flags=re.S)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("index", range(len(_doc_blocks())))
+async def test_the_documented_examples_build_apps_that_demand_a_token(
+    index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(_doc_blocks()[index], f"resource-server.md block {index}", "exec"), namespace)
+    r = await call(namespace["app"], "/items" if "FastAPI" in _doc_blocks()[index] else "/me")
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == 'Bearer realm="api"'
