@@ -23,12 +23,23 @@ def issuer_is_safe(issuer: str) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--insecure", is_flag=True, help="Allow a plain-HTTP issuer off loopback.")
+@click.option(
+    "--schedule/--no-schedule",
+    default=True,
+    show_default=True,
+    help="Rotate keys on schedule and purge expired rows while serving.",
+)
+@click.option("--log-json", is_flag=True, help="Structured JSON log lines on stderr.")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, insecure: bool) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, insecure: bool, schedule: bool, log_json: bool
+) -> None:
     """Serve the JWKS, discovery, token, revocation and introspection endpoints."""
     import uvicorn
 
+    from tokensmith import logjson
     from tokensmith.http import create_app
+    from tokensmith.maintenance import Maintenance
 
     ts = facade(ctx)
     if not issuer_is_safe(ts.settings.issuer) and not insecure:
@@ -36,7 +47,10 @@ def serve(ctx: click.Context, host: str, port: int, insecure: bool) -> None:
             f"issuer {ts.settings.issuer} is not HTTPS: tokens and cookies would travel in "
             "clear (pass --insecure to accept that)"
         )
+    if log_json:
+        logjson.configure()
     ts.setup()
     click.echo(f"tokensmith: issuer {ts.settings.issuer}")
     click.echo(f"discovery: http://{host}:{port}/.well-known/openid-configuration")
-    uvicorn.run(create_app(ts), host=host, port=port, log_level="info")
+    app = create_app(ts, maintenance=Maintenance(ts) if schedule else None)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=not log_json)

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
-from tokensmith.http import endpoints, wellknown
+from tokensmith.http import endpoints, metrics, wellknown
 from tokensmith.http.errors import handle_tokensmith_error, handle_unexpected
+from tokensmith.maintenance import Maintenance
 
 
-def create_app(ts: Tokensmith) -> Starlette:
+def create_app(
+    ts: Tokensmith,
+    *,
+    maintenance: Maintenance | None = None,
+    enable_metrics: bool | None = None,
+) -> Starlette:
+    """The service. ``maintenance`` runs (key schedule, cleanup) while the app is up;
+    ``/metrics`` is served when prometheus-client is installed (or when forced on)."""
     routes = [
         Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
         Route(
@@ -26,12 +38,34 @@ def create_app(ts: Tokensmith) -> Starlette:
         Route("/logout", endpoints.logout, methods=["POST"]),
         Route("/logout", endpoints.preflight, methods=["OPTIONS"]),
     ]
+    middleware: list[Middleware] = []
+    collector: metrics.Metrics | None = None
+    if enable_metrics if enable_metrics is not None else metrics.available():
+        collector = metrics.Metrics()
+        collector.attach(ts)
+        routes.append(Route("/metrics", collector.endpoint, methods=["GET"]))
+        paths = {r.path for r in routes}
+        middleware.append(Middleware(metrics.LatencyMiddleware, metrics=collector, routes=paths))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if maintenance is not None:
+            maintenance.start()
+        try:
+            yield
+        finally:
+            if maintenance is not None:
+                maintenance.stop()
+
     app = Starlette(
         routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
         exception_handlers={
             TokensmithError: handle_tokensmith_error,
             Exception: handle_unexpected,
         },
     )
     app.state.tokensmith = ts
+    app.state.metrics = collector
     return app

@@ -37,6 +37,9 @@ def error_response(exc: TokensmithError) -> Response:
 
 async def handle_tokensmith_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TokensmithError)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.count_error(exc.error)
     if exc.status_code >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.error)
     return error_response(exc)
@@ -44,4 +47,7 @@ async def handle_tokensmith_error(request: Request, exc: Exception) -> Response:
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("%s %s failed", request.method, request.url.path)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.count_error("server_error")
     return JSONResponse({"error": "server_error"}, status_code=500, headers=NO_STORE)

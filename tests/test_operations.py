@@ -1,0 +1,181 @@
+"""Running the service: the schedule, metrics, structured logs and ``tokensmith serve``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from tokensmith import ManualClock, Settings, Tokensmith
+from tokensmith.cli import cli
+from tokensmith.cli.serve import issuer_is_safe
+from tokensmith.http import create_app
+from tokensmith.logjson import JsonFormatter
+from tokensmith.maintenance import Maintenance
+
+ISSUER = "https://as.example.com"
+
+
+@pytest.fixture
+def ts(tmp_path: Path) -> Tokensmith:
+    t = Tokensmith(
+        Settings(
+            issuer=ISSUER,
+            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
+            keys_dir=str(tmp_path / "keys"),
+            key_rotation_period=3600,
+            jwks_max_age=60,
+        ),
+        clock=ManualClock(1_800_000_000),
+    )
+    t.setup()
+    return t
+
+
+def test_the_schedule_rotates_when_due_and_cleans_up(ts: Tokensmith) -> None:
+    maintenance = Maintenance(ts)
+    first = ts.keys.signer().kid
+    maintenance.run_once()
+    assert ts.keys.signer().kid == first
+    ts.clock.advance(3600)  # type: ignore[attr-defined]
+    maintenance.run_once()
+    assert ts.keys.signer().kid != first
+
+
+def test_a_failing_round_is_logged_not_raised(
+    ts: Tokensmith, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> bool:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ts.keys, "tick", broken)
+    Maintenance(ts).run_once()
+    assert "scheduled key rotation failed" in caplog.text
+
+
+def test_the_schedule_thread_starts_and_stops_with_the_app(ts: Tokensmith) -> None:
+    maintenance = Maintenance(ts, key_interval=0.01)
+    from starlette.testclient import TestClient
+
+    with TestClient(create_app(ts, maintenance=maintenance)) as client:
+        assert client.get("/.well-known/jwks.json").status_code == 200
+        assert maintenance._thread is not None and maintenance._thread.is_alive()
+    assert maintenance._thread is None
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_metrics_count_events_errors_and_latency(ts: Tokensmith) -> None:
+    ts.register_client("spa", confidential=False)
+    app = create_app(ts, enable_metrics=True)
+    login = ts.issue(subject="alice", client_id="spa", scope="openid")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+        data = {"grant_type": "refresh_token", "client_id": "spa"}
+        ok = await client.post("/token", data={**data, "refresh_token": login.refresh_token})
+        bad = await client.post("/token", data={**data, "refresh_token": "tsr_nope"})
+        assert (ok.status_code, bad.status_code) == (200, 400)
+        text = (await client.get("/metrics")).text
+    assert 'tokensmith_events_total{event="issued"} 1.0' in text
+    assert 'tokensmith_events_total{event="rotated"} 1.0' in text
+    assert 'tokensmith_errors_total{error="invalid_grant"} 1.0' in text
+    assert 'tokensmith_request_seconds_count{route="/token",status="2xx"} 1.0' in text
+    assert 'tokensmith_request_seconds_count{route="/token",status="4xx"} 1.0' in text
+    assert "tsr_" not in text
+
+
+def test_json_logs_carry_event_fields_and_no_secret(ts: Tokensmith) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    events_logger = logging.getLogger("tokensmith.events")
+    events_logger.addHandler(handler)
+    level = events_logger.level
+    events_logger.setLevel(logging.INFO)
+    try:
+        t = ts.issue(subject="alice", client_id="spa", scope="openid")
+    finally:
+        events_logger.removeHandler(handler)
+        events_logger.setLevel(level)
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+    issued = next(line for line in lines if line.get("event") == "issued")
+    assert issued["level"] == "info" and issued["logger"] == "tokensmith.events"
+    assert t.session_id in json.dumps(issued)
+    assert all(str(t.refresh_token) not in json.dumps(line) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("issuer", "safe"),
+    [
+        ("https://auth.example.com", True),
+        ("http://127.0.0.1:8000", True),
+        ("http://localhost:8000", True),
+        ("http://[::1]:8000", True),
+        ("http://auth.example.com", False),
+        ("http://127.0.0.1.evil.com", False),
+    ],
+)
+def test_only_https_or_loopback_issuers_are_served(issuer: str, safe: bool) -> None:
+    assert issuer_is_safe(issuer) is safe
+
+
+def test_serve_refuses_a_plain_http_public_issuer(tmp_path: Path) -> None:
+    env = {"TOKENSMITH_ISSUER": "http://auth.example.com", "TOKENSMITH_KEYS_DIR": str(tmp_path)}
+    result = CliRunner().invoke(cli, ["serve"], env=env)
+    assert result.exit_code == 2 and "--insecure" in result.output
+
+
+def test_serve_sets_up_a_fresh_directory_and_answers(tmp_path: Path) -> None:
+    """What `make run` does, on a free port: database, first key, discovery."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "TOKENSMITH_ISSUER": f"http://127.0.0.1:{port}",
+        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    exe = Path(sys.executable).with_name("tokensmith")
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), "--log-json"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.1)
+        assert r.json()["issuer"] == f"http://127.0.0.1:{port}"
+        jwks = httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json()
+        assert len(jwks["keys"]) == 2
+        assert (tmp_path / "ts.db").exists()
+    finally:
+        proc.terminate()
+        proc.wait(20)
