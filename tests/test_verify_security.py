@@ -8,6 +8,7 @@ so the rule under test, not the signature, is what rejects them.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -494,7 +495,15 @@ def test_a_5_mb_token_is_rejected_before_any_base64_decoding(
         decoded.append(len(segment))
         return real_ours(segment)
 
+    real_a2b = binascii.a2b_base64
+
+    def spy_a2b(data: Any, *args: Any, **kwargs: Any) -> bytes:
+        decoded.append(len(data))
+        return real_a2b(data, *args, **kwargs)
+
+    # Every route to a decoded segment: ours, the stdlib wrapper, and the C function below.
     monkeypatch.setattr(base64, "urlsafe_b64decode", spy_urlsafe)
+    monkeypatch.setattr(binascii, "a2b_base64", spy_a2b)
     monkeypatch.setattr(jws_module, "b64decode", spy_ours)
     verify = verifier(es256, clock)
     verify.verify(forge_access(es256), audience="api")
