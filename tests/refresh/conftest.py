@@ -197,14 +197,25 @@ def refresh(
 
 
 class StatementCounter:
-    """Counts every SQL statement an engine sends (to prove "no database access")."""
+    """Records every SQL statement sent through SQLAlchemy and every connection checkout
+    (the unit of work runs on a raw pooled connection, so any database access at all
+    checks one out): together they prove "no database access"."""
 
     def __init__(self, engine: Engine) -> None:
         self.statements: list[str] = []
+        self.checkouts = 0
         event.listen(engine, "before_cursor_execute", self._seen)
+        event.listen(engine, "checkout", self._checkout)
 
     def _seen(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.statements.append(statement)
+
+    def _checkout(self, *_args: Any) -> None:
+        self.checkouts += 1
+
+    @property
+    def untouched(self) -> bool:
+        return not self.statements and self.checkouts == 0
 
 
 def rows(store: SqlStore, sql: str, **params: Any) -> list[Any]:

@@ -10,8 +10,6 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
 
 from tokensmith.clock import ManualClock
 from tokensmith.errors import InvalidGrant, RefreshTokenReused, TemporarilyUnavailable
@@ -40,15 +38,13 @@ class _FaultyTransaction:
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._tx, name)
-        if not callable(method):
-            return method
 
         def call(*args: Any, **kwargs: Any) -> Any:
             result = method(*args, **kwargs)
             if self._store.fail_after == name and self._store.armed:
                 self._store.armed = False
                 # A real database error on the same connection, mid-transaction.
-                self._tx.connection.exec_driver_sql(self._store.fault_sql)
+                self._tx.execute_sql(self._store.fault_sql)
             return result
 
         return call
@@ -60,6 +56,13 @@ class FaultyStore(SqlStore):
     fail_after: str | None = None
     fault_sql = "SELECT * FROM no_such_table_injected_fault"
     armed = False
+    fail_commit = False
+
+    def _commit(self, raw: Any) -> None:
+        if self.fail_commit:
+            self.fail_commit = False
+            raise self.engine.dialect.loaded_dbapi.OperationalError("injected: commit failed")
+        super()._commit(raw)
 
     def arm(self, step: str, sql: str | None = None) -> None:
         self.fail_after, self.armed = step, True
@@ -115,23 +118,15 @@ def test_a_database_error_at_a_write_step_rolls_back_and_the_retry_succeeds(
 
 
 def test_a_failure_at_commit_rolls_back_and_the_retry_succeeds(
-    store: SqlStore, clock: ManualClock
+    faulty: FaultyStore, clock: ManualClock
 ) -> None:
-    service = make_service(store, clock)
+    service = make_service(faulty, clock)
     session = login(service, clock)
-    before = _state(store)
-    calls = {"n": 0}
-
-    def fail_commit(_conn: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
-
-    event.listen(store.engine, "commit", fail_commit)
+    before = _state(faulty)
+    faulty.fail_commit = True
     with pytest.raises(StoreError):
         refresh(service, clock, session.refresh_token)
-    event.remove(store.engine, "commit", fail_commit)
-    assert _state(store) == before
+    assert _state(faulty) == before
     refresh(service, clock, session.refresh_token)
 
 

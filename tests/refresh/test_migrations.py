@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, inspect
 
 from tokensmith.store.sql import upgrade
 from tokensmith.store.sql.migrate import (
     VERSION_TABLE,
+    alembic_config,
     downgrade_connection,
     migrations_dir,
     upgrade_connection,
@@ -39,7 +41,8 @@ def test_upgrade_head_then_no_drift_then_downgrade_to_base(backend: Backend) -> 
                 table.to_metadata(drifted)
             drifted.tables["ts_families"].append_column(Column("extra", Integer))
             assert compare_metadata(context, drifted) != []
-            assert context.get_current_revision() == "0001"
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            assert context.get_current_revision() == head
         with engine.connect() as conn:
             downgrade_connection(conn)
             conn.commit()

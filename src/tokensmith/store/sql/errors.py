@@ -8,18 +8,20 @@ rolled back and nothing happened, so it is never counted as reuse. Anything else
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
-
 from tokensmith.errors import TemporarilyUnavailable
 from tokensmith.store.records import StoreError
 
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# The server ended the session (pg_terminate_backend, shutdown): the connection is gone.
+DISCONNECT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "08000", "08003", "08006"})
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
 
 
-def translate(exc: DBAPIError) -> StoreError | TemporarilyUnavailable:
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES or exc.connection_invalidated:
+def translate(
+    orig: BaseException | None, *, disconnect: bool
+) -> StoreError | TemporarilyUnavailable:
+    """The core error for a driver exception (``disconnect``: the connection is gone)."""
+    if getattr(orig, "sqlstate", None) in RETRYABLE_SQLSTATES or disconnect:
         return TemporarilyUnavailable("the token store is busy; retry the request")
     if any(marker in str(orig).lower() for marker in _SQLITE_BUSY):
         return TemporarilyUnavailable("the token store is busy; retry the request")
