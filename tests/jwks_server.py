@@ -54,6 +54,7 @@ class JwksServer:
         self.etag: str | None = None
         self.hits: Counter[str] = Counter()
         self.threads: list[int] = []  # the client's thread, per JWKS request
+        self.explode = False  # raise inside the app: the client sees a non-HTTP error
         self.app = Starlette(
             routes=[
                 Route("/.well-known/jwks.json", self._jwks),
@@ -68,6 +69,8 @@ class JwksServer:
     async def _jwks(self, request: Request) -> Response:
         self.hits[request.url.path] += 1
         self.threads.append(threading.get_ident())
+        if self.explode:
+            raise RuntimeError("the JWKS endpoint blew up")
         headers = dict(self.extra_headers)
         if self.cache_control is not None:
             headers["Cache-Control"] = self.cache_control

@@ -301,3 +301,26 @@ def test_key_rotation_at_the_issuer_is_picked_up_by_one_refetch(
 def test_nonsense_options_are_config_errors(options: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         RemoteJwks(JWKS_URL, **options)  # type: ignore[arg-type]
+
+
+def test_an_unexpected_client_error_still_keeps_the_last_good_set(
+    server: JwksServer, clock: ManualClock, keys: KeyManager
+) -> None:
+    jwks = remote(server, clock)
+    kid = active_kid(keys)
+    assert jwks.verification_key(kid) is not None
+    server.explode = True  # httpx's ASGI transport re-raises the app's RuntimeError
+    clock.advance(601)
+    assert jwks.verification_key(kid) is not None
+    assert jwks.verification_key("unknown") is None
+    assert server.fetches == 2
+
+
+def test_cached_key_never_fetches(server: JwksServer, clock: ManualClock, keys: KeyManager) -> None:
+    jwks = remote(server, clock)
+    assert jwks.cached_key(active_kid(keys)) is None
+    assert jwks.fetch_due(active_kid(keys))
+    assert server.fetches == 0
+    assert jwks.refresh() is True
+    assert jwks.cached_key(active_kid(keys)) is not None
+    assert not jwks.fetch_due(active_kid(keys))

@@ -389,7 +389,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> tuple[Starlette, str]:
     return app, mint(keys, clock)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=_SEGMENT, payload=_SEGMENT, signature=_SEGMENT, which=st.integers(0, 3))
 def test_fuzzed_segments_never_yield_a_500(
     fuzz_app: tuple[Starlette, str], header: str, payload: str, signature: str, which: int

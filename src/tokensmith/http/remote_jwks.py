@@ -111,6 +111,10 @@ class RemoteJwks:
             with self._lock:
                 if self.fetch_due(kid):  # another thread may have fetched meanwhile
                     self._fetch()
+        return self.cached_key(kid)
+
+    def cached_key(self, kid: str) -> VerificationKey | None:
+        """The key named ``kid`` in the set in hand; never fetches, never blocks."""
         cached = self._cached
         return cached.keys.verification_key(kid) if cached is not None else None
 
@@ -146,6 +150,10 @@ class RemoteJwks:
             self._cached = self._download(previous)
         except JwksFetchError as exc:
             log.warning("JWKS fetch from %s failed, keeping the last good set: %s", self.url, exc)
+            return previous is not None
+        except Exception:
+            # Whatever went wrong, a verifier must keep its last good set (stale-if-error).
+            log.exception("JWKS fetch from %s failed unexpectedly", self.url)
             return previous is not None
         return True
 

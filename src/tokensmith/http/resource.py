@@ -83,7 +83,7 @@ class _CachedOnly:
     def verification_key(self, kid: str) -> VerificationKey | None:
         if self._remote.fetch_due(kid):
             raise _WouldBlock
-        return self._remote.verification_key(kid)
+        return self._remote.cached_key(kid)
 
 
 class BearerGuard:
