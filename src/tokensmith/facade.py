@@ -31,6 +31,7 @@ from tokensmith.tokens import (
 
 if TYPE_CHECKING:
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
+    from tokensmith.store.sql.audit import FamilySummary
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Tokensmith:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.events = events or EventBus()
-        store = key_store or FileKeyStore(settings.keys_dir, settings.key_passphrase)
+        store = key_store or _key_store(settings)
         self.keys = KeyManager(store, settings, self.clock, self.events)
         common: dict[str, Any] = {
             "issuer": settings.issuer,
@@ -357,6 +358,12 @@ class Tokensmith:
     def revoke_access_token(self, jti: str, expires_at: datetime | float) -> None:
         self.sessions.revoke_access_token(jti, int(_epoch(expires_at, "expires_at")))
 
+    def families(self, subject: str, *, limit: int = 100) -> list[FamilySummary]:
+        """A user's newest sessions with their revocation audit trail (operators, CLI)."""
+        from tokensmith.store.sql.audit import list_families
+
+        return list_families(self.sessions.store.engine, subject, limit)  # type: ignore[attr-defined]
+
     def cleanup(self, *, batch_size: int = 500) -> int:
         return self.sessions.cleanup(batch_size=batch_size)
 
@@ -367,6 +374,16 @@ class Tokensmith:
     def rotate_keys(self) -> KeyRecord:
         """Operator's rotation: the pending key signs from now on (SPEC "Keys")."""
         return self.keys.rotate()
+
+
+def _key_store(settings: Settings) -> KeyStore:
+    """The configured key store: a directory on this machine, or the shared database
+    (which ``setup()`` migrates before the first key is made)."""
+    if settings.key_store == "sql":
+        from tokensmith.store.sql import open_key_store
+
+        return open_key_store(settings)
+    return FileKeyStore(settings.keys_dir, settings.key_passphrase)
 
 
 def _epoch(value: datetime | float, name: str) -> int:
