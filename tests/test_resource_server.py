@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,18 +74,27 @@ def challenge(response: httpx.Response) -> str:
 
 
 # -- a local issuer (Tokensmith over SQLite) ----------------------------------------------
-@pytest.fixture
-def ts(tmp_path: Path) -> Iterator[Tokensmith]:
-    t = Tokensmith(
-        Settings(
-            issuer=ISSUER,
-            database_url=f"sqlite:///{tmp_path}/t.db",
-            keys_dir=str(tmp_path / "keys"),
-        ),
-        clock=ManualClock(NOW),
+def _local(directory: Path) -> Tokensmith:
+    settings = Settings(
+        issuer=ISSUER,
+        database_url=f"sqlite:///{directory}/t.db",
+        keys_dir=str(directory / "keys"),
     )
-    t.setup()
-    yield t
+    return Tokensmith(settings, clock=ManualClock(NOW))
+
+
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``ts.setup()`` once (migrations, first keys); each test gets a copy of the result."""
+    directory = tmp_path_factory.mktemp("issuer")
+    _local(directory).setup()
+    return directory
+
+
+@pytest.fixture
+def ts(migrated: Path, tmp_path: Path) -> Tokensmith:
+    shutil.copytree(migrated, tmp_path / "issuer")
+    return _local(tmp_path / "issuer")
 
 
 @pytest.fixture
