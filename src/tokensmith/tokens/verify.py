@@ -30,6 +30,7 @@ class _ClaimsVerifier:
 
     _typs: frozenset[str]
     _required: tuple[str, ...]
+    _required_set: frozenset[str]
     _typ_required: bool
 
     def __init__(
@@ -67,15 +68,26 @@ class _ClaimsVerifier:
         elif typ.lower() not in self._typs:
             raise InvalidToken("wrong token type")
         claims = parse_json_object(payload_seg)
-        for name in self._required:
-            if name not in claims:
-                raise InvalidToken(f"missing claim {name!r}")
+        if not claims.keys() >= self._required_set:  # one C-level test; the loop names the miss
+            for name in self._required:
+                if name not in claims:
+                    raise InvalidToken(f"missing claim {name!r}")
         now = self._clock.now()
         leeway = self._leeway
-        exp = _numeric(claims, "exp")
-        iat = _numeric(claims, "iat")
-        if "nbf" in claims and _numeric(claims, "nbf") > now + leeway:
-            raise InvalidToken("token not yet valid")
+        # A JSON integer is the common NumericDate: exact-int values skip _numeric's checks,
+        # which they would pass.
+        exp = claims["exp"]
+        if type(exp) is not int:
+            exp = _numeric(claims, "exp")
+        iat = claims["iat"]
+        if type(iat) is not int:
+            iat = _numeric(claims, "iat")
+        if "nbf" in claims:
+            nbf = claims["nbf"]
+            if type(nbf) is not int:
+                nbf = _numeric(claims, "nbf")
+            if nbf > now + leeway:
+                raise InvalidToken("token not yet valid")
         if iat > now + leeway:
             raise InvalidToken("token issued in the future")
         if exp - iat > self._max_lifetime or exp < iat:
@@ -96,14 +108,17 @@ class AccessTokenVerifier(_ClaimsVerifier):
 
     _typs = _ACCESS_TYPS
     _required = _ACCESS_REQUIRED
+    _required_set = frozenset(_ACCESS_REQUIRED)
     _typ_required = True
 
     def verify(self, token: object, *, audience: str | None) -> Claims:
         """``audience=None`` skips only the audience check; pass the resource's identifier."""
         claims = self._verify(token, audience)
-        for name in ("jti", "client_id"):
-            if not isinstance(claims[name], str) or not claims[name]:
-                raise InvalidToken(f"{name} must be a non-empty string")
+        jti, client_id = claims["jti"], claims["client_id"]
+        if not isinstance(jti, str) or not jti:
+            raise InvalidToken("jti must be a non-empty string")
+        if not isinstance(client_id, str) or not client_id:
+            raise InvalidToken("client_id must be a non-empty string")
         scope = claims.get("scope")
         if scope is not None and not isinstance(scope, str):
             raise InvalidToken("scope must be a string")
@@ -116,6 +131,7 @@ class IdTokenVerifier(_ClaimsVerifier):
 
     _typs = _ID_TYPS
     _required = _ID_REQUIRED
+    _required_set = frozenset(_ID_REQUIRED)
     _typ_required = False
 
     def verify(self, token: object, *, client_id: str, nonce: str | None = None) -> Claims:
