@@ -489,3 +489,11 @@ async def test_the_documented_examples_build_apps_that_demand_a_token(
     r = await call(namespace["app"], "/items" if "FastAPI" in _doc_blocks()[index] else "/me")
     assert r.status_code == 401
     assert r.headers["www-authenticate"] == 'Bearer realm="api"'
+
+
+def test_the_middleware_takes_a_guard_or_its_options_not_both(ts: Tokensmith) -> None:
+    guard = BearerGuard(tokensmith=ts, audience="api")
+    with pytest.raises(TypeError):
+        BearerAuthMiddleware(health, guard=guard, audience="other")
+    built = BearerAuthMiddleware(health, tokensmith=ts, audience="api", scopes="read write")
+    assert built.guard.scopes == ("read", "write")

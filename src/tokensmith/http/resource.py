@@ -248,9 +248,11 @@ class BearerAuthMiddleware:
         exempt_paths: Iterable[str] = (),
         **guard_options: Any,
     ) -> None:
+        if guard is not None and guard_options:
+            raise TypeError("pass guard= or BearerGuard options, not both")
         self.app = app
         self.guard = guard if guard is not None else BearerGuard(**guard_options)
-        paths = list(exempt_paths)
+        paths = [exempt_paths] if isinstance(exempt_paths, str) else list(exempt_paths)
         self._exact = frozenset(p for p in paths if not p.endswith("*"))
         self._prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
 
@@ -265,10 +267,13 @@ class BearerAuthMiddleware:
         ]
         try:
             claims = await self.guard.authenticate(values)
-        except (MissingToken, InvalidRequest, InvalidToken, InsufficientScope) as exc:
-            await self._reject(scope, send, exc)
-            return
-        except TemporarilyUnavailable as exc:
+        except (
+            MissingToken,
+            InvalidRequest,
+            InvalidToken,
+            InsufficientScope,
+            TemporarilyUnavailable,
+        ) as exc:
             await self._reject(scope, send, exc)
             return
         scope.setdefault("state", {})[STATE_KEY] = claims
