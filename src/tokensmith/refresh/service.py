@@ -97,12 +97,22 @@ class RefreshService:
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
         self._secret_lock = threading.Lock()
+        # Settings are frozen, so each client's resolved lifetimes never change.
+        self._lifetimes: dict[str, Lifetimes] = {}
         self.revocations = RevocationCache(
             store,
             clock=clock,
             ttl=settings.revocation_cache_ttl,
             horizon=settings.max_token_lifetime + settings.leeway,
         )
+
+    def _lifetimes_for(self, client_id: str) -> Lifetimes:
+        lifetimes = self._lifetimes.get(client_id)
+        if lifetimes is None:
+            lifetimes = self._settings.lifetimes_for(client_id)
+            if len(self._lifetimes) < 1024:  # client ids come from callers; stay bounded
+                self._lifetimes[client_id] = lifetimes
+        return lifetimes
 
     @property
     def store(self) -> RefreshStore:
@@ -135,7 +145,7 @@ class RefreshService:
         """Start a new family for a login. Every login gets a new random ``sid`` (SPEC:
         "a login never reuses an earlier session id"; session regeneration, R7)."""
         now = self._clock.now()
-        lifetimes = self._settings.lifetimes_for(client_id)
+        lifetimes = self._lifetimes_for(client_id)
         family = FamilyRecord(
             id=secrets.token_urlsafe(16),
             subject=subject,
@@ -186,7 +196,7 @@ class RefreshService:
         secret = self._server_secret()
         ctx = context or _NO_CONTEXT
         now = self._clock.now()
-        lifetimes = self._settings.lifetimes_for(client_id)
+        lifetimes = self._lifetimes_for(client_id)
         with self._store.transaction() as tx:
             outcome = self._rotate(
                 tx,

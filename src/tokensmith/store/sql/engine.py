@@ -50,7 +50,9 @@ def create_store_engine(
             connect_args=args,
             pool_size=pool_size,
             max_overflow=2 * pool_size,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per unit of work. A connection found dead
+            # mid-transaction is invalidated and the call answers TemporarilyUnavailable.
+            pool_recycle=3600,
             isolation_level="READ COMMITTED",
         )
     raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")

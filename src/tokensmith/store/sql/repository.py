@@ -11,6 +11,7 @@ import json
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -241,9 +242,15 @@ def _compile(dialect_name: str) -> dict[str, str]:
 _SQL = {name: _compile(name) for name in _DIALECTS}
 
 
+@lru_cache(maxsize=4096)
+def _parse_json_list(value: str) -> tuple[str, ...]:
+    return tuple(json.loads(value))
+
+
 def _json_list(value: Any) -> tuple[str, ...]:
-    # psycopg decodes json columns itself; sqlite3 hands back the text.
-    return tuple(json.loads(value) if isinstance(value, str) else value)
+    # psycopg decodes json columns itself; sqlite3 hands back the text, which repeats a lot
+    # (audiences, amr values), so parsed forms are cached.
+    return _parse_json_list(value) if isinstance(value, str) else tuple(value)
 
 
 def _family(row: Sequence[Any], at_: int = 0) -> FamilyRecord:
