@@ -25,7 +25,7 @@ from tokensmith.tokens.verify import AccessTokenVerifier, IdTokenVerifier
 
 ISSUER = "https://as.example.com"
 FUZZ = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

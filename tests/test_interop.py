@@ -74,9 +74,17 @@ def _claims(**overrides: Any) -> dict[str, Any]:
     return claims
 
 
+_IMPORTED: dict[str, Any] = {}
+
+
 def _joserfc_private_key(km: KeyManager) -> Any:
-    pem = (km.store.directory / f"{km.signer().kid}.pem").read_bytes()  # type: ignore[attr-defined]
-    return JOSERFC_KEY[KTY[km.alg]].import_key(pem)
+    """The active key as joserfc imports it from the store's PEM (cached: RSA import checks
+    the key and is slow)."""
+    kid = km.signer().kid
+    if kid not in _IMPORTED:
+        pem = (km.store.directory / f"{kid}.pem").read_bytes()  # type: ignore[attr-defined]
+        _IMPORTED[kid] = JOSERFC_KEY[KTY[km.alg]].import_key(pem)
+    return _IMPORTED[kid]
 
 
 def _ours(km: KeyManager) -> AccessTokenVerifier:
