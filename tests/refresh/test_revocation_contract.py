@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sqlalchemy import text
 
 from tokensmith.clock import ManualClock
 from tokensmith.errors import InvalidGrant
@@ -12,7 +13,16 @@ from tokensmith.events import EventBus
 from tokensmith.refresh.service import RefreshService
 from tokensmith.store.sql import SqlStore
 
-from .conftest import Recorder, StatementCounter, active_tokens, login, make_service, refresh, rows
+from .conftest import (
+    Recorder,
+    StatementCounter,
+    active_tokens,
+    login,
+    make_service,
+    only_postgresql,
+    refresh,
+    rows,
+)
 
 DAY = 86_400
 
@@ -196,3 +206,21 @@ def test_events_and_logs_never_contain_a_token_or_the_server_secret(
         "reuse_detected",
         "family_revoked",
     }
+
+
+@only_postgresql
+def test_cleanup_skips_families_locked_by_someone_else(store: SqlStore, clock: ManualClock) -> None:
+    service = make_service(store, clock, family_ttl=DAY, refresh_idle_ttl=DAY)
+    sessions = [login(service, clock) for _ in range(3)]
+    clock.advance(3 * DAY)
+    with store.engine.connect() as blocker:
+        blocker.execute(
+            text("SELECT 1 FROM ts_families WHERE id = :f FOR UPDATE"),
+            {"f": sessions[0].family_id},
+        )
+        blocker.execute(text("SET LOCAL lock_timeout = '5s'"))
+        # FOR UPDATE SKIP LOCKED: the cleaner neither waits nor fails on the locked row.
+        assert service.cleanup(batch_size=1) == 2 * (1 + 1 + 1)
+        blocker.rollback()
+    assert rows(store, "SELECT id FROM ts_families") == [(sessions[0].family_id,)]
+    assert service.cleanup() == 3

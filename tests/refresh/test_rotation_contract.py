@@ -471,6 +471,18 @@ def test_another_client_gets_invalid_grant_and_nothing_changes(
     refresh(service, clock, session.refresh_token)
 
 
+def test_another_client_replaying_a_used_token_changes_nothing_either(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    clock.advance(60)
+    with pytest.raises(InvalidGrant) as caught:
+        refresh(service, clock, session.refresh_token, client_id="other")
+    assert not isinstance(caught.value, RefreshTokenReused)
+    refresh(service, clock, child.refresh_token)
+
+
 def test_a_wider_scope_is_invalid_scope_and_nothing_changes(
     service: RefreshService, clock: ManualClock, store: SqlStore
 ) -> None:

@@ -1,8 +1,7 @@
-"""The SQL refresh store: one unit of work per transaction, on one connection.
+"""The SQL refresh store: one unit of work per transaction, on one pooled connection.
 
-Statements are built once at import (STYLE "Measured performance habits": rebuilding Core
-statements costs more client CPU than the database work). The compare-and-set that consumes
-a token is a conditional ``UPDATE ... RETURNING`` on both databases (SECURITY R1).
+Statements come precompiled from :mod:`tokensmith.store.sql.statements`; cold paths
+(cleanup, the revocation snapshot, the server secret) use SQLAlchemy Core directly.
 """
 
 from __future__ import annotations
@@ -14,25 +13,9 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, cast
 
-from sqlalchemy import (
-    BindParameter,
-    Connection,
-    Engine,
-    bindparam,
-    delete,
-    exists,
-    insert,
-    literal_column,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql.expression import ClauseElement
 
 from tokensmith.errors import TemporarilyUnavailable
 from tokensmith.store.records import (
@@ -42,204 +25,22 @@ from tokensmith.store.records import (
     StoreError,
     TokenRecord,
 )
-from tokensmith.store.sql import models
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
-
-f = models.families
-rt = models.refresh_tokens
-at = models.access_tokens
-dl = models.denylist
-nb = models.subject_not_before
-fr = models.family_revocations
-meta = models.meta
-
-SECRET_NAME = "refresh_secret"
-
-_FAMILY_COLS = (
-    f.c.id,
-    f.c.subject,
-    f.c.client_id,
-    f.c.scope,
-    f.c.audience,
-    f.c.auth_time,
-    f.c.amr,
-    f.c.acr,
-    f.c.created_at,
-    f.c.expires_at,
-    f.c.revoked_at,
-    f.c.revoke_reason,
+from tokensmith.store.sql.statements import (
+    EXPIRED_FAMILIES,
+    INSERT_SECRET,
+    LOAD_DENIED,
+    LOAD_FAMILIES,
+    LOAD_NOT_BEFORE,
+    NT,
+    PURGE,
+    PURGE_DENIED,
+    PURGE_NOT_BEFORE,
+    SECRET_NAME,
+    SELECT_SECRET,
+    SQL,
 )
-_TOKEN_COLS = (
-    rt.c.token_hash,
-    rt.c.parent_hash,
-    rt.c.salt,
-    rt.c.issued_at,
-    rt.c.expires_at,
-    rt.c.used_at,
-    rt.c.revoked_at,
-    rt.c.grace_retries,
-    rt.c.used_ip,
-    rt.c.used_user_agent,
-)
-_NT = len(_TOKEN_COLS)
-
-# PostgreSQL: the family row is locked for the whole unit of work, so a concurrent family
-# revocation either happened before (we see it) or waits for us and then also revokes the
-# child we insert (CWE-367). NO KEY UPDATE does not block the foreign-key checks of inserts.
-# SQLite ignores the clause; BEGIN IMMEDIATE already serialises writers there.
-_SELECT_TOKEN = (
-    select(*_TOKEN_COLS, *_FAMILY_COLS)
-    .join_from(rt, f, rt.c.family_id == f.c.id)
-    .where(rt.c.token_hash == bindparam("h"))
-    .with_for_update(key_share=True, of=f)
-)
-_SELECT_CHILD = (
-    select(*_TOKEN_COLS, *_FAMILY_COLS)
-    .join_from(rt, f, rt.c.family_id == f.c.id)
-    .where(rt.c.parent_hash == bindparam("h"))
-)
-_SELECT_FAMILY = select(*_FAMILY_COLS).where(f.c.id == bindparam("fid"))
-_INSERT_FAMILY = insert(f)
-_INSERT_TOKEN = insert(rt)
-_INSERT_ACCESS = insert(at)
-_MARK_USED = (
-    update(rt)
-    .where(rt.c.token_hash == bindparam("h"), rt.c.used_at.is_(None), rt.c.revoked_at.is_(None))
-    .values(used_at=bindparam("now"), used_ip=bindparam("ip"), used_user_agent=bindparam("ua"))
-    .returning(rt.c.token_hash)
-)
-_COUNT_GRACE = (
-    update(rt)
-    .where(
-        rt.c.token_hash == bindparam("h"),
-        rt.c.revoked_at.is_(None),
-        rt.c.grace_retries < bindparam("limit"),
-    )
-    .values(grace_retries=rt.c.grace_retries + literal_column("1"))
-    .returning(rt.c.grace_retries)
-)
-_REVOKE_FAMILY = (
-    update(f)
-    .where(f.c.id == bindparam("fid"), f.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("now"), revoke_reason=bindparam("reason"))
-    .returning(*_FAMILY_COLS)
-)
-_REVOKE_FAMILY_TOKENS = (
-    update(rt)
-    .where(rt.c.family_id == bindparam("fid"), rt.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("now"))
-)
-_DENY_FAMILY_ACCESS = insert(dl).from_select(
-    ["jti", "expires_at"],
-    select(at.c.jti, at.c.expires_at).where(
-        at.c.family_id == bindparam("fid"),
-        at.c.expires_at > bindparam("now"),
-        ~exists().where(dl.c.jti == at.c.jti),
-    ),
-)
-_AUDIT = insert(fr).values(
-    family_id=bindparam("fid"),
-    revoked_at=bindparam("now"),
-    reason=bindparam("reason"),
-    actor=bindparam("actor"),
-)
-_SUBJECT_FAMILIES = (
-    select(f.c.id)
-    .where(
-        f.c.subject == bindparam("sub"),
-        f.c.revoked_at.is_(None),
-        f.c.expires_at > bindparam("now"),
-    )
-    .with_for_update(key_share=True)
-)
-_DENY = {
-    "postgresql": pg.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
-    "sqlite": sqlite.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
-}
-_pg_nb = pg.insert(nb)
-_sqlite_nb = sqlite.insert(nb)
-_SET_NOT_BEFORE = {
-    "postgresql": _pg_nb.on_conflict_do_update(
-        index_elements=[nb.c.subject], set_={"not_before": _pg_nb.excluded.not_before}
-    ),
-    "sqlite": _sqlite_nb.on_conflict_do_update(
-        index_elements=[nb.c.subject], set_={"not_before": _sqlite_nb.excluded.not_before}
-    ),
-}
-_INSERT_SECRET = {
-    "postgresql": pg.insert(meta).on_conflict_do_nothing(index_elements=[meta.c.name]),
-    "sqlite": sqlite.insert(meta).on_conflict_do_nothing(index_elements=[meta.c.name]),
-}
-_SELECT_SECRET = select(meta.c.value).where(meta.c.name == bindparam("name"))
-
-_LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("now"))
-_LOAD_FAMILIES = select(f.c.id).where(f.c.revoked_at > bindparam("since"))
-_LOAD_NOT_BEFORE = select(nb.c.subject, nb.c.not_before).where(nb.c.not_before > bindparam("since"))
-
-# Cleanup (SPEC: small batches; PostgreSQL: FOR UPDATE SKIP LOCKED so concurrent cleaners and
-# live traffic never wait on each other).
-_EXPIRED_FAMILIES = (
-    select(f.c.id)
-    .where(f.c.expires_at <= bindparam("cutoff"))
-    .order_by(f.c.expires_at)
-    .limit(bindparam("n"))
-    .with_for_update(skip_locked=True)
-)
-_FIDS: BindParameter[Any] = bindparam("fids", expanding=True)
-_PURGE = (
-    delete(at).where(at.c.family_id.in_(_FIDS)),
-    delete(rt).where(rt.c.family_id.in_(_FIDS)),
-    delete(fr).where(fr.c.family_id.in_(_FIDS)),
-    delete(f).where(f.c.id.in_(_FIDS)),
-)
-_PURGE_DENIED = delete(dl).where(
-    dl.c.jti.in_(select(dl.c.jti).where(dl.c.expires_at <= bindparam("now")).limit(bindparam("n")))
-)
-_PURGE_NOT_BEFORE = delete(nb).where(
-    nb.c.subject.in_(
-        select(nb.c.subject).where(nb.c.not_before <= bindparam("cutoff")).limit(bindparam("n"))
-    )
-)
-
-
-# The unit of work runs these on the pooled DBAPI connection: compiled once per dialect from
-# the Core statements above, which stay the single source of truth. Going through
-# Connection.execute costs ~70 us per statement and ~160 us for begin/commit on this machine,
-# more than SQLite's own work (benchmarks/bench_refresh.py).
-_DIALECTS: dict[str, Dialect] = {
-    "sqlite": sqlite.dialect(paramstyle="named"),
-    "postgresql": PGDialect_psycopg(),  # type: ignore[no-untyped-call]
-}
-_UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
-    "select_token": _SELECT_TOKEN,
-    "select_child": _SELECT_CHILD,
-    "select_family": _SELECT_FAMILY,
-    "insert_family": _INSERT_FAMILY,
-    "insert_token": _INSERT_TOKEN,
-    "insert_access": _INSERT_ACCESS,
-    "mark_used": _MARK_USED,
-    "count_grace": _COUNT_GRACE,
-    "revoke_family": _REVOKE_FAMILY,
-    "revoke_family_tokens": _REVOKE_FAMILY_TOKENS,
-    "deny_family_access": _DENY_FAMILY_ACCESS,
-    "audit": _AUDIT,
-    "subject_families": _SUBJECT_FAMILIES,
-    "deny": _DENY,
-    "set_not_before": _SET_NOT_BEFORE,
-}
-
-
-def _compile(dialect_name: str) -> dict[str, str]:
-    dialect = _DIALECTS[dialect_name]
-    compiled = {}
-    for name, stmt in _UNIT_OF_WORK.items():
-        clause = stmt[dialect_name] if isinstance(stmt, dict) else stmt
-        compiled[name] = str(clause.compile(dialect=dialect))
-    return compiled
-
-
-_SQL = {name: _compile(name) for name in _DIALECTS}
 
 
 @lru_cache(maxsize=4096)
@@ -282,7 +83,7 @@ def _token(row: Sequence[Any]) -> TokenRecord:
         grace_retries=row[7],
         used_ip=row[8],
         used_user_agent=row[9],
-        family=_family(row, _NT),
+        family=_family(row, NT),
     )
 
 
@@ -292,7 +93,7 @@ class SqlTransaction:
 
     def __init__(self, cursor: Any, dialect_name: str) -> None:
         self._cursor = cursor
-        self._sql = _SQL[dialect_name]
+        self._sql = SQL[dialect_name]
         self.dialect_name = dialect_name
 
     def execute_sql(self, sql: str) -> None:
@@ -463,19 +264,17 @@ class SqlStore:
             candidate = {"name": SECRET_NAME, "value": secrets.token_bytes(32)}
             with self._connection() as conn:
                 # Insert-if-absent then read: every process ends up with the first secret.
-                conn.execute(_INSERT_SECRET[self._dialect], candidate)
-                value = conn.execute(_SELECT_SECRET, {"name": SECRET_NAME}).scalar_one()
+                conn.execute(INSERT_SECRET[self._dialect], candidate)
+                value = conn.execute(SELECT_SECRET, {"name": SECRET_NAME}).scalar_one()
             self._secret = bytes(value)
         return self._secret
 
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
         since = now - horizon
         with self._connection(read_only=True) as conn:
-            denied = frozenset(conn.execute(_LOAD_DENIED, {"now": now}).scalars())
-            families = frozenset(conn.execute(_LOAD_FAMILIES, {"since": since}).scalars())
-            not_before = {
-                row[0]: row[1] for row in conn.execute(_LOAD_NOT_BEFORE, {"since": since})
-            }
+            denied = frozenset(conn.execute(LOAD_DENIED, {"now": now}).scalars())
+            families = frozenset(conn.execute(LOAD_FAMILIES, {"since": since}).scalars())
+            not_before = {row[0]: row[1] for row in conn.execute(LOAD_NOT_BEFORE, {"since": since})}
         return RevocationSnapshot(denied, families, not_before)
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
@@ -484,12 +283,12 @@ class SqlStore:
         cutoff = now - horizon
         deleted = 0
         with self._connection() as conn:
-            fids = list(conn.execute(_EXPIRED_FAMILIES, {"cutoff": cutoff, "n": batch_size}))
+            fids = list(conn.execute(EXPIRED_FAMILIES, {"cutoff": cutoff, "n": batch_size}))
             if fids:
                 ids = [row[0] for row in fids]
-                for stmt in _PURGE:
+                for stmt in PURGE:
                     deleted += conn.execute(stmt, {"fids": ids}).rowcount
-            deleted += conn.execute(_PURGE_DENIED, {"now": now, "n": batch_size}).rowcount
+            deleted += conn.execute(PURGE_DENIED, {"now": now, "n": batch_size}).rowcount
             params = {"cutoff": cutoff, "n": batch_size}
-            deleted += conn.execute(_PURGE_NOT_BEFORE, params).rowcount
+            deleted += conn.execute(PURGE_NOT_BEFORE, params).rowcount
         return deleted
