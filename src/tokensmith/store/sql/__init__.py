@@ -5,6 +5,7 @@ from __future__ import annotations
 from tokensmith.settings import Settings
 from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import create_store_engine
+from tokensmith.store.sql.keys import SqlKeyStore
 from tokensmith.store.sql.migrate import downgrade, upgrade
 from tokensmith.store.sql.repository import SqlStore, SqlTransaction
 
@@ -19,12 +20,21 @@ def open_store(
     return SqlStore(engine)
 
 
+def open_key_store(settings: Settings, *, busy_timeout: float = 10.0) -> SqlKeyStore:
+    """The SQL key store in ``settings.database_url`` (``key_store = "sql"``); its
+    private keys are sealed under ``settings.key_passphrase``, which it requires."""
+    engine = create_store_engine(settings.database_url, busy_timeout=busy_timeout, pool_size=2)
+    return SqlKeyStore(engine, settings.key_passphrase)
+
+
 __all__ = [
     "SqlClientRegistry",
+    "SqlKeyStore",
     "SqlStore",
     "SqlTransaction",
     "create_store_engine",
     "downgrade",
+    "open_key_store",
     "open_store",
     "upgrade",
 ]

@@ -1,0 +1,274 @@
+"""The SQL key store: signing keys shared by every ``tokensmith serve`` on one database.
+
+Three tables. ``ts_key_store`` holds one row: the scrypt salt, a passphrase check value and
+a ``generation`` counter. That row is also the lock: ``update()`` takes it with ``SELECT ...
+FOR UPDATE`` on PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE``, see
+``engine.py``), so exactly one instance rotates at a time and the others see its result.
+Every change bumps ``generation``; ``version()`` reads only that, which is how the other
+instances' ``KeyManager`` notices a rotation within its reload interval.
+
+``ts_signing_keys`` holds the lifecycle records and ``ts_private_keys`` the private halves,
+sealed with AES-256-GCM (``tokensmith.keys.sealing``); a record cannot exist without its key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any, cast
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tokensmith.errors import KeyStoreError
+from tokensmith.keys.algorithms import PrivateKey
+from tokensmith.keys.records import KeyRecord
+from tokensmith.keys.sealing import NONCE_BYTES, SALT_BYTES, KeySealer, new_salt, require_passphrase
+from tokensmith.keys.store import Mutation
+from tokensmith.store.sql.engine import READ_ONLY
+from tokensmith.store.sql.models import Base
+
+KID_LENGTH = 64  # an RFC 7638 SHA-256 thumbprint is 43 characters
+_STATE_ROW = 1
+
+
+class KeyStoreState(Base):
+    """The single lock row: salt, passphrase check and the change counter."""
+
+    __tablename__ = "ts_key_store"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int]
+    salt: Mapped[bytes] = mapped_column(LargeBinary(SALT_BYTES))
+    check_nonce: Mapped[bytes] = mapped_column(LargeBinary(NONCE_BYTES))
+    check_value: Mapped[bytes] = mapped_column(LargeBinary(64))
+
+
+class PrivateKeyRow(Base):
+    __tablename__ = "ts_private_keys"
+
+    kid: Mapped[str] = mapped_column(String(KID_LENGTH), primary_key=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(NONCE_BYTES))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SigningKeyRow(Base):
+    __tablename__ = "ts_signing_keys"
+
+    kid: Mapped[str] = mapped_column(
+        String(KID_LENGTH), ForeignKey("ts_private_keys.kid"), primary_key=True
+    )
+    # Order of the records as the lifecycle appended them (the JWKS lists keys in it).
+    position: Mapped[int]
+    alg: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float]
+    activated_at: Mapped[float | None]
+    retired_at: Mapped[float | None]
+
+
+key_store_state = cast(Table, KeyStoreState.__table__)
+private_keys = cast(Table, PrivateKeyRow.__table__)
+signing_keys = cast(Table, SigningKeyRow.__table__)
+
+# Statements are built once (STYLE "Measured performance habits").
+_S, _P, _K = key_store_state.c, private_keys.c, signing_keys.c
+_GENERATION = select(_S.generation).where(_S.id == _STATE_ROW)
+_LOCK = _GENERATION.with_for_update()  # dropped on SQLite, where BEGIN IMMEDIATE locks
+_STATE = select(_S.salt, _S.check_nonce, _S.check_value).where(_S.id == _STATE_ROW)
+_INSERT_STATE = key_store_state.insert()
+_BUMP = update(key_store_state).where(_S.id == _STATE_ROW).values(generation=_S.generation + 1)
+_RECORDS = select(signing_keys).order_by(_K.position)
+_INSERT_RECORD = signing_keys.insert()
+_UPDATE_RECORD = update(signing_keys).where(_K.kid == bindparam("b_kid"))
+_DELETE_RECORD = delete(signing_keys).where(_K.kid == bindparam("b_kid"))
+_LOAD_KEY = select(_P.nonce, _P.ciphertext).where(_P.kid == bindparam("b_kid"))
+_INSERT_KEY = private_keys.insert()
+_UPDATE_KEY = update(private_keys).where(_P.kid == bindparam("b_kid"))
+_DELETE_KEY = delete(private_keys).where(_P.kid == bindparam("b_kid"))
+
+
+class SqlKeyStore:
+    """A ``KeyStore`` in SQLite or PostgreSQL; run the migrations before first use.
+
+    Constructing it touches no database (``Tokensmith.setup()`` migrates first) but needs
+    the passphrase. The scrypt-derived key is computed once per instance, never under the
+    lock.
+    """
+
+    def __init__(self, engine: Engine, passphrase: str | None) -> None:
+        self.engine = engine
+        self._passphrase = require_passphrase(passphrase)
+        self._reader = engine.execution_options(**{READ_ONLY: True})
+        self._sealer: KeySealer | None = None
+        self._sealer_lock = threading.Lock()
+        # The connection of the update() running on this thread, for save_private_key.
+        self._local = threading.local()
+
+    # -- records --------------------------------------------------------------------------
+    def version(self) -> object:
+        with _schema_hint(), self._reader.connect() as conn:
+            return conn.execute(_GENERATION).scalar()
+
+    def read(self) -> tuple[list[KeyRecord], object]:
+        with _schema_hint(), self._reader.connect() as conn:
+            # Generation first: at READ COMMITTED a change committed between the two reads
+            # pairs newer records with an older generation, which only causes one more reload.
+            generation = conn.execute(_GENERATION).scalar()
+            if generation is None:
+                return [], None
+            records, _ = _load(conn)
+        return records, generation
+
+    def update(self, mutate: Mutation) -> list[KeyRecord]:
+        self._open_sealer()
+        with _schema_hint(), self.engine.begin() as conn:
+            conn.execute(_LOCK).scalar_one()
+            records, next_position = _load(conn)
+            self._local.conn = conn
+            try:
+                new = mutate(list(records))
+            finally:
+                self._local.conn = None
+            if new != records:
+                _write(conn, records, new, next_position)
+                conn.execute(_BUMP)
+        return new
+
+    # -- private keys ---------------------------------------------------------------------
+    def save_private_key(self, kid: str, key: PrivateKey) -> None:
+        nonce, ciphertext = self._open_sealer().seal(kid, key)
+        values = {"nonce": nonce, "ciphertext": ciphertext}
+        with self._connection() as conn:
+            if conn.execute(_UPDATE_KEY, {"b_kid": kid, **values}).rowcount == 0:
+                conn.execute(_INSERT_KEY, {"kid": kid, **values})
+
+    def load_private_key(self, kid: str) -> PrivateKey:
+        sealer = self._open_sealer()
+        with self._reader.connect() as conn:
+            row = conn.execute(_LOAD_KEY, {"b_kid": kid}).first()
+        if row is None:
+            raise KeyStoreError(f"private key {kid} is missing from the key store")
+        return sealer.open(kid, row.nonce, row.ciphertext)
+
+    def delete_private_key(self, kid: str) -> None:
+        try:
+            with self._connection() as conn:
+                conn.execute(_DELETE_KEY, {"b_kid": kid})
+        except IntegrityError:
+            raise KeyStoreError(f"key {kid} is still in the key records") from None
+
+    # -- internals ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """Inside ``update()`` (``mutate`` making a key): its transaction; else a new one."""
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.begin() as own:
+            yield own
+
+    def _open_sealer(self) -> KeySealer:
+        sealer = self._sealer
+        if sealer is None:
+            with self._sealer_lock:
+                if self._sealer is None:
+                    self._sealer = self._derive()
+                sealer = self._sealer
+        return sealer
+
+    def _derive(self) -> KeySealer:
+        with _schema_hint(), self._reader.connect() as conn:
+            row = conn.execute(_STATE).first()
+        if row is None:
+            # First use of this database: make the salt. Another instance racing us wins
+            # or loses on the primary key; the loser uses the winner's salt.
+            salt = new_salt()
+            sealer = KeySealer.from_passphrase(self._passphrase, salt)
+            check_nonce, check_value = sealer.check_value()
+            state = {
+                "id": _STATE_ROW,
+                "generation": 0,
+                "salt": salt,
+                "check_nonce": check_nonce,
+                "check_value": check_value,
+            }
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(_INSERT_STATE, state)
+                return sealer
+            except IntegrityError:
+                with self._reader.connect() as conn:
+                    row = conn.execute(_STATE).one()
+        sealer = KeySealer.from_passphrase(self._passphrase, row.salt)
+        sealer.verify_check_value(row.check_nonce, row.check_value)
+        return sealer
+
+
+def _load(conn: Connection) -> tuple[list[KeyRecord], int]:
+    """The records in order, and the next free position."""
+    records: list[KeyRecord] = []
+    position = 0
+    for row in conn.execute(_RECORDS):
+        data: dict[str, Any] = dict(row._mapping)
+        position = data.pop("position") + 1
+        records.append(KeyRecord.from_json(data))
+    return records, position
+
+
+def _write(conn: Connection, old: list[KeyRecord], new: list[KeyRecord], position: int) -> None:
+    before = {r.kid: r for r in old}
+    after = {r.kid for r in new}
+    gone = [{"b_kid": kid} for kid in before if kid not in after]
+    changed = [r for r in new if r.kid in before and r != before[r.kid]]
+    added = [r for r in new if r.kid not in before]
+    if gone:
+        # A record that left is no longer published: its private half goes in the same
+        # transaction (the file store deletes the PEM afterwards).
+        conn.execute(_DELETE_RECORD, gone)
+        conn.execute(_DELETE_KEY, gone)
+    if changed:
+        conn.execute(_UPDATE_RECORD, [{"b_kid": r.kid, **_columns(r)} for r in changed])
+    if added:
+        rows = [
+            {"kid": r.kid, "position": position + i, **_columns(r)} for i, r in enumerate(added)
+        ]
+        try:
+            conn.execute(_INSERT_RECORD, rows)
+        except IntegrityError as exc:
+            raise KeyStoreError(f"a new key record has no private key: {exc.orig}") from exc
+
+
+def _columns(record: KeyRecord) -> dict[str, Any]:
+    return {
+        "alg": record.alg,
+        "state": record.state,
+        "created_at": record.created_at,
+        "activated_at": record.activated_at,
+        "retired_at": record.retired_at,
+    }
+
+
+@contextlib.contextmanager
+def _schema_hint() -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, ProgrammingError) as exc:
+        raise KeyStoreError(
+            f"the SQL key store failed ({exc.orig}); has `tokensmith db upgrade` run?"
+        ) from exc
