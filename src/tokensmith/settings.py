@@ -21,6 +21,7 @@ SUPPORTED_ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 # RFC 9864 registers the fully specified name; we sign as EdDSA and accept either.
 ALG_ALIASES = {"Ed25519": "EdDSA"}
 PROFILES = ("default", "pci-dss")
+KEY_STORES = ("file", "sql")
 PCI_DSS_IDLE_TTL = 15 * MINUTE  # PCI DSS 4.0 req. 8.2.8
 MAX_LEEWAY = 300
 MAX_REUSE_GRACE = 60
@@ -57,6 +58,8 @@ class Settings:
     database_url: str = "sqlite:///tokensmith.db"
     keys_dir: str = "keys"
     key_passphrase: str | None = field(default=None, repr=False)
+    # "file": keys_dir on this machine; "sql": database_url, shared by every instance.
+    key_store: str = "file"
     signing_alg: str = "ES256"
     access_token_ttl: int = 5 * MINUTE
     id_token_ttl: int = 5 * MINUTE
@@ -87,6 +90,12 @@ class Settings:
                 f"signing_alg {self.signing_alg!r} is not one of {', '.join(SUPPORTED_ALGS)}"
             )
         object.__setattr__(self, "signing_alg", alg)
+        if self.key_store not in KEY_STORES:
+            raise ConfigError(f"key_store must be one of {', '.join(KEY_STORES)}")
+        if self.key_store == "sql" and not self.key_passphrase:
+            raise ConfigError(
+                "key_store 'sql' encrypts private keys at rest: set TOKENSMITH_KEY_PASSPHRASE"
+            )
         if self.profile not in PROFILES:
             raise ConfigError(f"profile must be one of {', '.join(PROFILES)}")
         if not _finite(self.leeway) or not 0 <= self.leeway <= MAX_LEEWAY:
@@ -135,9 +144,10 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read ``TOKENSMITH_<FIELD>`` for every scalar field (``TOKENSMITH_ISSUER``,
-        ``..._DATABASE_URL``, ``..._KEYS_DIR``, ``..._KEY_PASSPHRASE``, ``..._SIGNING_ALG``,
-        ``..._ACCESS_TOKEN_TTL``, ``..._REFRESH_REUSE_GRACE``, ...). Keyword overrides win.
-        Without ``TOKENSMITH_ISSUER`` the issuer is the local development server."""
+        ``..._DATABASE_URL``, ``..._KEYS_DIR``, ``..._KEY_PASSPHRASE``, ``..._KEY_STORE``,
+        ``..._SIGNING_ALG``, ``..._ACCESS_TOKEN_TTL``, ``..._REFRESH_REUSE_GRACE``, ...).
+        Keyword overrides win. Without ``TOKENSMITH_ISSUER`` the issuer is the local
+        development server."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
