@@ -224,3 +224,33 @@ def test_cleanup_skips_families_locked_by_someone_else(store: SqlStore, clock: M
         blocker.rollback()
     assert rows(store, "SELECT id FROM ts_families") == [(sessions[0].family_id,)]
     assert service.cleanup() == 3
+
+
+def test_a_failed_reload_keeps_the_last_revocation_list_until_the_next_ttl(
+    service: RefreshService, clock: ManualClock, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = int(clock.now())
+    service.revoke_access_token("gone", now + 300)
+    assert service.is_access_token_revoked(jti="gone", subject="a", issued_at=now, family_id=None)
+    calls = {"n": 0}
+
+    def broken(*_args: object) -> None:
+        calls["n"] += 1
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(store, "load_revocations", broken)
+    clock.advance(10)
+    assert service.is_access_token_revoked(jti="gone", subject="a", issued_at=now, family_id=None)
+    assert service.is_access_token_revoked(jti="gone", subject="a", issued_at=now, family_id=None)
+    assert calls["n"] == 1  # retried only after another ttl
+
+
+def test_the_first_revocation_check_fails_closed_without_a_database(
+    service: RefreshService, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("database down")
+
+    monkeypatch.setattr(store, "load_revocations", broken)
+    with pytest.raises(RuntimeError):
+        service.is_access_token_revoked(jti="x", subject="a", issued_at=0, family_id=None)

@@ -8,12 +8,15 @@ re-applied on top of every reload that began earlier (tracked by a sequence numb
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
 from tokensmith.clock import Clock
 from tokensmith.store.protocols import RevocationSource
 from tokensmith.store.records import RevocationSnapshot
+
+logger = logging.getLogger("tokensmith.revocation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +69,16 @@ class RevocationCache:
         try:
             with self._lock:
                 start_seq = self._seq
-            snapshot = self._source.load_revocations(when, self._horizon)
+            try:
+                snapshot = self._source.load_revocations(when, self._horizon)
+            except Exception:
+                if self._loaded_at is None:
+                    raise  # nothing to answer from: fail closed
+                # Keep answering from the last good list (plus local revocations) and try
+                # again after another ttl instead of hammering a struggling database.
+                logger.exception("revocation list reload failed; using the previous one")
+                self._loaded_at = when
+                return
             self._install(snapshot, start_seq, when)
         finally:
             self._reload_lock.release()
