@@ -1,0 +1,139 @@
+"""Run the example: the auth server + SPA on one port, the API on another.
+
+    python -m examples.run [--host 127.0.0.1] [--auth-port 8000] [--api-port 8001]
+                           [--access-token-ttl 30] [--data-dir DIR]
+
+Environment: ``EXAMPLE_HOST``, ``EXAMPLE_AUTH_PORT``, ``EXAMPLE_API_PORT``,
+``EXAMPLE_ACCESS_TOKEN_TTL``, ``EXAMPLE_DATA_DIR``. Loopback only: the demo login checks
+no password, and plain-HTTP ``Secure`` cookies work only on a loopback origin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from starlette.applications import Starlette
+
+from examples.fastapi_api.app import create_api, remote_keys
+from examples.spa.auth_server import create_auth_app, register_spa_client
+from tokensmith import Settings, Tokensmith
+
+
+@dataclass
+class Example:
+    ts: Tokensmith
+    auth_app: Starlette
+    api_app: FastAPI
+    auth_url: str
+    api_url: str
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build(
+    *,
+    host: str = "127.0.0.1",
+    auth_port: int = 8000,
+    api_port: int = 8001,
+    data_dir: Path,
+    access_token_ttl: int = 30,
+    api_leeway: float = 0.0,
+) -> Example:
+    """Both apps, ready to serve. The SPA's origin is the auth server's."""
+    if not is_loopback(host):
+        raise ValueError(f"{host!r} is not a loopback address; the example is loopback-only")
+    auth_url = f"http://{host}:{auth_port}"
+    api_url = f"http://{host}:{api_port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ts = Tokensmith(
+        Settings(
+            issuer=auth_url,
+            database_url=f"sqlite:///{data_dir / 'tokensmith.db'}",
+            keys_dir=str(data_dir / "keys"),
+            access_token_ttl=access_token_ttl,
+        )
+    )
+    ts.setup()
+    register_spa_client(ts, auth_url)
+    auth_app = create_auth_app(ts, api_url=api_url)
+    api_app = create_api(
+        issuer=auth_url,
+        keys=remote_keys(auth_url),
+        allowed_origins=[auth_url],
+        leeway=api_leeway,
+    )
+    return Example(ts, auth_app, api_app, auth_url, api_url)
+
+
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(prog="python -m examples.run", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default=env("EXAMPLE_HOST", "127.0.0.1"))
+    p.add_argument("--auth-port", type=int, default=int(env("EXAMPLE_AUTH_PORT", "8000")))
+    p.add_argument("--api-port", type=int, default=int(env("EXAMPLE_API_PORT", "8001")))
+    p.add_argument(
+        "--access-token-ttl",
+        type=int,
+        default=int(env("EXAMPLE_ACCESS_TOKEN_TTL", "30")),
+        help="seconds; short, so a silent refresh is easy to see (default 30)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=env("EXAMPLE_DATA_DIR"),
+        help="SQLite database and keys (default: a temporary directory, removed at exit)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _args(argv)
+    with tempfile.TemporaryDirectory(prefix="tokensmith-example-") as tmp:
+        try:
+            example = build(
+                host=args.host,
+                auth_port=args.auth_port,
+                api_port=args.api_port,
+                data_dir=Path(args.data_dir or tmp),
+                access_token_ttl=args.access_token_ttl,
+            )
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        api = uvicorn.Server(
+            uvicorn.Config(example.api_app, host=args.host, port=args.api_port, log_level="info")
+        )
+        auth = uvicorn.Server(
+            uvicorn.Config(example.auth_app, host=args.host, port=args.auth_port, log_level="info")
+        )
+        api_thread = threading.Thread(target=api.run, name="example-api", daemon=True)
+        api_thread.start()
+        print(f"SPA + auth server: {example.auth_url}/  (open this in a browser)")
+        print(f"API:               {example.api_url}/api/me")
+        print(f"access tokens live {args.access_token_ttl} s; Ctrl-C stops both servers")
+        try:
+            auth.run()  # the main thread, so Ctrl-C reaches uvicorn's handler
+        finally:
+            api.should_exit = True
+            api_thread.join(10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
