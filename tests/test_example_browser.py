@@ -1,0 +1,271 @@
+"""End-to-end: the SPA example in headless Chromium against both example servers.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); skipped,
+with the reason printed, when either is missing. ``CHROMIUM`` / ``CHROMEDRIVER`` override
+the binaries. The servers are the runnable example's own apps (``examples.run.build``)
+under uvicorn on free loopback ports, with a 4-second access-token lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from examples.run import Example, build
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tokensmith.events import Event
+from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
+
+ACCESS_TTL = 4  # seconds: short, with room for a slow machine between login and the 1st call
+WAIT = 15.0  # the bound on every wait for the page
+
+
+def _binary(env: str, *names: str) -> str | None:
+    for name in (os.environ[env],) if os.environ.get(env) else names:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+CHROMIUM = _binary("CHROMIUM", "chromium", "chromium-browser")
+CHROMEDRIVER = _binary("CHROMEDRIVER", "chromedriver")
+if CHROMIUM is None or CHROMEDRIVER is None:
+    _reason = (
+        "headless browser test skipped: Chromium and chromedriver are not installed "
+        "(apt-get install chromium chromium-driver; .ci/run installs them)"
+    )
+    print(_reason)
+    pytestmark = pytest.mark.skip(reason=_reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class _Servers:
+    def __init__(self, example: Example, auth_port: int, api_port: int) -> None:
+        self.example = example
+        self.servers = [
+            uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none")
+            )
+            for app, port in ((example.auth_app, auth_port), (example.api_app, api_port))
+        ]
+        self.threads = [threading.Thread(target=s.run, daemon=True) for s in self.servers]
+
+    def __enter__(self) -> _Servers:
+        for thread in self.threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        while not all(s.started for s in self.servers):
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            assert all(t.is_alive() for t in self.threads), "uvicorn exited"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for server in self.servers:
+            server.should_exit = True
+        for thread in self.threads:
+            thread.join(10)
+
+
+@pytest.fixture
+def example(tmp_path: Path) -> Iterator[Example]:
+    auth_port, api_port = _free_port(), _free_port()
+    ex = build(
+        auth_port=auth_port,
+        api_port=api_port,
+        data_dir=tmp_path / "data",
+        access_token_ttl=ACCESS_TTL,
+    )
+    with _Servers(ex, auth_port, api_port):
+        yield ex
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[WebDriver]:
+    assert CHROMIUM is not None and CHROMEDRIVER is not None
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--no-proxy-server",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(WAIT)
+    driver.set_script_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+class Page:
+    """The SPA as the test sees it: element text, actions that wait for completion."""
+
+    def __init__(self, driver: WebDriver) -> None:
+        self.driver = driver
+
+    def text(self, element_id: str) -> str:
+        value: str = self.driver.find_element(By.ID, element_id).text
+        return value
+
+    def wait_for(self, what: str, condition: Callable[[], bool]) -> None:
+        WebDriverWait(self.driver, WAIT, poll_frequency=0.05).until(
+            lambda _: condition(), message=f"timed out waiting for {what}"
+        )
+
+    def act(self, button_id: str) -> None:
+        """Click and wait until the page has finished that action (its ``seq`` moves)."""
+        before = int(self.text("seq"))
+        self.driver.find_element(By.ID, button_id).click()
+        self.wait_for(f"{button_id} to finish", lambda: int(self.text("seq")) > before)
+        assert self.text("error") == "", self.text("error")
+
+    def api_result(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.text("api-result"))
+        return result
+
+    def refresh_cookie(self) -> dict[str, Any] | None:
+        """The refresh cookie as the browser stores it (WebDriver sees HttpOnly cookies)."""
+        for cookie in self.driver.get_cookies():
+            if cookie["name"] == COOKIE_NAME:
+                return dict(cookie)
+        return None
+
+    def script_sees(self) -> dict[str, Any]:
+        seen: dict[str, Any] = self.driver.execute_script(
+            "return {cookie: document.cookie, local: localStorage.length,"
+            " session: sessionStorage.length};"
+        )
+        return seen
+
+
+def test_spa_login_api_silent_refresh_logout(example: Example, browser: WebDriver) -> None:
+    started = time.monotonic()
+    events: list[Event] = []
+    example.ts.on_event(events.append)
+
+    def names(name: str) -> list[Event]:
+        return [e for e in events if e.name == name]
+
+    page = Page(browser)
+
+    # 0. The page loads from the auth server's origin and, having no cookie, is signed out.
+    browser.get(example.auth_url + "/")
+    page.wait_for("the page to start", lambda: int(page.text("seq")) >= 1)
+    assert page.text("status") == "signed-out"
+    assert page.refresh_cookie() is None
+
+    # 1. Demo login: the user is shown; the refresh token is in a __Host- cookie that the
+    #    browser accepted over http://127.0.0.1 (a secure context) with every attribute.
+    page.act("login")
+    assert page.text("status") == "signed-in"
+    assert page.text("user") == "alice"
+    assert len(names("issued")) == 1
+    cookie = page.refresh_cookie()
+    assert cookie is not None, "Chromium refused the __Host- cookie"
+    assert cookie["httpOnly"] is True and cookie["secure"] is True
+    assert cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+    assert cookie["domain"] == "127.0.0.1"  # host-only: no Domain attribute
+    first_refresh_token = cookie["value"]
+
+    # 2. JavaScript cannot read the refresh cookie, and nothing is kept in web storage.
+    seen = page.script_sees()
+    assert COOKIE_NAME not in seen["cookie"] and "tsr_" not in seen["cookie"]
+    assert seen["local"] == 0 and seen["session"] == 0
+
+    # 3. The API (another origin, RemoteJwks on the auth server's JWKS) accepts the token.
+    page.act("call-api")
+    assert page.text("api-status") == "200" and page.text("api-trace") == "200"
+    first = page.api_result()
+    assert first["sub"] == "alice" and first["client_id"] == "spa-demo"
+    assert "read" in first["scope"].split()
+    assert page.text("refresh-count") == "0" and not names("rotated")
+
+    # 4. Wait (bounded) until the access token has expired, then call the API again: it
+    #    answers 401, the page refreshes through the cookie and retries with a new token.
+    assert first["exp"] - time.time() <= ACCESS_TTL + 1
+    while time.time() < first["exp"] + 0.2:
+        time.sleep(0.05)
+    page.act("call-api")
+    assert page.text("api-trace") == "401 refresh 200"
+    assert page.text("api-status") == "200"
+    second = page.api_result()
+    assert second["sub"] == "alice" and second["sid"] == first["sid"]  # same session
+    assert second["jti"] != first["jti"] and second["exp"] > first["exp"]  # a new token
+    assert page.text("refresh-count") == "1"
+    rotated = names("rotated")
+    assert len(rotated) == 1 and rotated[0].data["family_id"] == first["sid"]
+    cookie = page.refresh_cookie()
+    assert cookie is not None and cookie["value"] != first_refresh_token  # rotated
+    assert COOKIE_NAME not in page.script_sees()["cookie"]
+
+    # 5. A reload forgets the in-memory access token; the page restores the session from
+    #    the cookie alone (one more rotation) and the API accepts the new token.
+    browser.refresh()
+    page.wait_for("the reloaded page to start", lambda: int(page.text("seq")) >= 1)
+    assert page.text("status") == "signed-in" and page.text("user") == "alice"
+    assert page.text("refresh-count") == "1" and len(names("rotated")) == 2
+    page.act("call-api")
+    assert page.text("api-trace") == "200"
+    assert page.api_result()["sid"] == first["sid"]
+    assert page.api_result()["jti"] not in (first["jti"], second["jti"])
+    cookie = page.refresh_cookie()
+    assert cookie is not None
+    latest_refresh_token = cookie["value"]
+
+    # 6. Logout: the cookie is gone, the page forgets the user, a refresh now fails.
+    page.act("logout")
+    assert page.text("status") == "signed-out" and page.text("user") == "-"
+    assert page.refresh_cookie() is None
+    assert [e.data["family_id"] for e in names("family_revoked")] == [first["sid"]]
+    page.act("refresh")
+    assert page.text("refresh-result").startswith("400 invalid_request")  # no cookie
+    page.act("call-api")
+    assert page.text("api-status") == "signed-out"
+
+    # 7. ...and not only because the browser dropped the cookie: the server revoked the
+    #    session, so the last refresh token is dead even when replayed by hand.
+    with httpx.Client(base_url=example.auth_url, trust_env=False) as http:
+        r = http.post(
+            "/token",
+            data={"grant_type": "refresh_token", "client_id": "spa-demo"},
+            headers={
+                "origin": example.auth_url,
+                CSRF_HEADER: "1",
+                "cookie": f"{COOKIE_NAME}={latest_refresh_token}",
+            },
+        )
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    assert len(names("rotated")) == 2
+    assert time.monotonic() - started < 60
