@@ -257,6 +257,7 @@ def test_inside_the_grace_window_the_parent_returns_the_same_child_byte_for_byte
     assert rows(store, "SELECT count(*) FROM ts_refresh_tokens")[0][0] == 2  # no fork
     assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti='retry-jti'") == [(1,)]
     assert recorder.named("reuse_detected") == []
+    assert [e.data["grace_retry"] for e in recorder.named("rotated")] == [False, True]
     # and the child still rotates normally afterwards
     refresh(grace_service, clock, retry.refresh_token)
 

@@ -63,6 +63,11 @@ class Session:
 
 
 @dataclass(frozen=True, slots=True)
+class _GraceRetry:
+    session: Session
+
+
+@dataclass(frozen=True, slots=True)
 class _Reuse:
     incident: ReuseIncident
     revoked: FamilyRecord | None
@@ -213,14 +218,17 @@ class RefreshService:
         if isinstance(outcome, _Reuse):
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
+        retry = isinstance(outcome, _GraceRetry)
+        session = outcome.session if isinstance(outcome, _GraceRetry) else outcome
         self._events.emit(
             "rotated",
             now,
-            family_id=outcome.family_id,
+            family_id=session.family_id,
             client_id=client_id,
             token=hash_prefix(digest),
+            grace_retry=retry,
         )
-        return outcome
+        return session
 
     def _rotate(
         self,
@@ -234,7 +242,7 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         ctx: RequestContext,
-    ) -> Session | _Reuse:
+    ) -> Session | _GraceRetry | _Reuse:
         # Two passes at most: a second one only after losing the compare-and-set, to see
         # what the winner committed.
         for _ in range(2):
@@ -293,7 +301,7 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         ctx: RequestContext,
-    ) -> Session | _Reuse:
+    ) -> Session | _GraceRetry | _Reuse:
         """A used token came back: a grace retry, a concurrent loser, or reuse (R2, R3)."""
         family = record.family
         used_at = record.used_at
@@ -315,7 +323,7 @@ class RefreshService:
                 if token_hash(token) != child.token_hash:
                     raise InvalidGrant("refresh token was already used")
                 tx.record_access_token(access_jti, family.id, access_exp)
-                return self._session(family, narrowed, token, child.expires_at)
+                return _GraceRetry(self._session(family, narrowed, token, child.expires_at))
         if child_live and now <= used_at:
             # Presented no later than the winning use: a request that was in flight at the
             # same time, not a replay of a finished rotation. Refuse without revoking so
