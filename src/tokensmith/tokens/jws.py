@@ -181,8 +181,12 @@ class CompactVerifier:
 
 def sign_compact(signer: Signer, header_segment: str, payload: dict[str, Any]) -> str:
     """Serialize ``payload`` under a pre-encoded header segment and sign it."""
-    body = _encode_json(payload).encode("utf-8")
-    signing_input = header_segment.encode("ascii") + b"." + _b64encode(body)
+    return sign_json(signer, header_segment, _encode_json(payload))
+
+
+def sign_json(signer: Signer, header_segment: str, body: str) -> str:
+    """Sign ``body``, the payload's JSON text exactly as ``sign_compact`` would write it."""
+    signing_input = header_segment.encode("ascii") + b"." + _b64encode(body.encode("utf-8"))
     return (signing_input + b"." + _b64encode(signer.sign(signing_input))).decode("ascii")
 
 

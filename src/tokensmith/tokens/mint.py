@@ -5,11 +5,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any
 
 from tokensmith.keys.algorithms import spec_for
 from tokensmith.keys.signer import Signer
-from tokensmith.tokens.jws import b64encode, header_segment, sign_compact
+from tokensmith.tokens.jws import b64encode, header_segment, sign_compact, sign_json
 
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 ID_TOKEN_TYP = "JWT"
@@ -39,7 +40,48 @@ class AccessTokenClaims:
     session_id: str | None = None
 
 
+# The payload of mint_access_token's dict below, in its member order, as json.dumps with
+# separators=(",", ":") and ensure_ascii=False writes it; the last %s is "" or the sid member.
+_ACCESS_JSON = (
+    '{"iss":%s,"sub":%s,"aud":%s,"exp":%s,"iat":%s,"nbf":%s,"jti":%s,"client_id":%s,"scope":%s%s}'
+)
+
+
+def _access_token_json(issuer: str, c: AccessTokenClaims) -> str | None:
+    """The JSON text for the common shape (exact ``str`` and ``int`` fields, one audience),
+    built with the C escaper ``json`` itself uses for strings (``encode_basestring``) and
+    ``int`` formatting: 2-3 µs less than a JSONEncoder per token. Any other shape: None."""
+    sid = c.session_id
+    if (
+        type(issuer) is not str
+        or type(c.subject) is not str
+        or type(c.audience) is not str
+        or type(c.expires_at) is not int
+        or type(c.issued_at) is not int
+        or type(c.jti) is not str
+        or type(c.client_id) is not str
+        or type(c.scope) is not str
+        or (sid is not None and type(sid) is not str)
+    ):
+        return None
+    return _ACCESS_JSON % (
+        encode_basestring(issuer),
+        encode_basestring(c.subject),
+        encode_basestring(c.audience),
+        c.expires_at,
+        c.issued_at,
+        c.issued_at,
+        encode_basestring(c.jti),
+        encode_basestring(c.client_id),
+        encode_basestring(c.scope),
+        "" if sid is None else ',"sid":' + encode_basestring(sid),
+    )
+
+
 def mint_access_token(signer: Signer, issuer: str, c: AccessTokenClaims) -> str:
+    body = _access_token_json(issuer, c)
+    if body is not None:
+        return sign_json(signer, header_segment(signer.alg, signer.kid, ACCESS_TOKEN_TYP), body)
     aud: Any = c.audience if isinstance(c.audience, str) else list(c.audience)
     payload: dict[str, Any] = {
         "iss": issuer,
