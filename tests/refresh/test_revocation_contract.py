@@ -254,3 +254,17 @@ def test_the_first_revocation_check_fails_closed_without_a_database(
     monkeypatch.setattr(store, "load_revocations", broken)
     with pytest.raises(RuntimeError):
         service.is_access_token_revoked(jti="x", subject="a", issued_at=0, family_id=None)
+
+
+def test_describe_reports_only_an_active_refresh_token(
+    service: RefreshService, clock: ManualClock
+) -> None:
+    session = login(service, clock)
+    described = service.describe(session.refresh_token or "")
+    assert described is not None and described.family_id == session.family_id
+    assert described.refresh_token is None  # never echoes a secret
+    child = refresh(service, clock, session.refresh_token)
+    assert service.describe(session.refresh_token or "") is None  # used
+    assert service.describe("garbage") is None
+    service.revoke_family(child.family_id)
+    assert service.describe(child.refresh_token or "") is None  # revoked
