@@ -13,10 +13,11 @@ access-token claim set:
   built once. It is the floor: every ratio is ``impl ops/s ÷ raw ops/s``.
 
 Method (STYLE.md "Measured performance habits"): each (alg, op, impl) cell is warmed up and
-calibrated to a fixed iteration count; then ``--repeats`` rounds run every cell once, the
-implementations in a rotated order each round so CPU frequency drift and neighbours hit all of
-them alike. Ops/s is the median over rounds; a ratio is the median of the per-round ratios to
-raw measured in the same round. The GC is paused inside timed loops, as ``timeit`` does. Time
+calibrated to a fixed iteration count; then ``--repeats`` rounds run every cell once, the four
+implementations of one (alg, op) taking turns in short slices (ABBA order, rotated each round)
+so CPU frequency drift and neighbours hit all of them alike; ``--budget`` bounds the wall time.
+Ops/s is the median over rounds; a ratio is the median of the per-round ratios to raw measured
+in the same round. The GC is paused inside timed loops, as ``timeit`` does. Time
 is this process's CPU time unless ``--clock wall``: on a shared machine the wall clock also
 counts the time neighbours hold the CPU.
 
@@ -235,7 +236,14 @@ def calibrate(fn: Op, warmup_s: float, batch_s: float) -> int:
     return max(3, round(batch_s / per_op))
 
 
-def run(algs: list[str], repeats: int, warmup_s: float, batch_s: float) -> dict[str, Any]:
+def run(
+    algs: list[str], repeats: int, warmup_s: float, batch_s: float, chunks: int, budget_s: float
+) -> dict[tuple[str, str, str], Cell]:
+    """Each round gives every cell ``batch_s`` in ``chunks`` slices, the four implementations
+    of one (alg, op) taking turns slice by slice (forward, then backward, ABBA style) so a
+    burst of load or a frequency step lands on all four. Stops early, after at least three
+    rounds, once ``budget_s`` of wall time is spent."""
+    started = time.perf_counter()
     cells: dict[tuple[str, str, str], Cell] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
         for alg in algs:
@@ -244,14 +252,20 @@ def run(algs: list[str], repeats: int, warmup_s: float, batch_s: float) -> dict[
             for (impl, op), fn in build(alg, keys_dir).items():
                 cells[alg, op, impl] = Cell(fn)
         for cell in cells.values():
-            cell.n = calibrate(cell.fn, warmup_s, batch_s)
+            cell.n = calibrate(cell.fn, warmup_s, batch_s / chunks)
         for r in range(repeats):
             order = IMPLS[r % len(IMPLS) :] + IMPLS[: r % len(IMPLS)]
             for alg in algs:
                 for op in OPS:
-                    for impl in order:
-                        cell = cells[alg, op, impl]
-                        cell.ops_per_s.append(cell.n / _time(cell.fn, cell.n))
+                    row = [cells[alg, op, impl] for impl in order]
+                    spent = [0.0] * len(row)
+                    for k in range(chunks):
+                        for i in range(len(row)) if k % 2 == 0 else reversed(range(len(row))):
+                            spent[i] += _time(row[i].fn, row[i].n)
+                    for cell, t in zip(row, spent, strict=True):
+                        cell.ops_per_s.append(cell.n * chunks / t)
+            if r >= 2 and time.perf_counter() - started > budget_s:
+                break
     return cells
 
 
@@ -294,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=None, help="rounds (default 7, quick 3)")
     parser.add_argument(
+        "--budget", type=float, default=150.0, help="wall seconds after which no new round starts"
+    )
+    parser.add_argument(
         "--clock",
         choices=sorted(CLOCKS),
         default="cpu",
@@ -311,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     _clock = CLOCKS[args.clock]
     repeats = args.repeats or (3 if args.quick else 7)
     # Full: 5 algs x 8 cells x 7 rounds x 0.25 s ~ 70 s timed, plus warm-up and RSA keygen.
-    warmup_s, batch_s = (0.01, 0.02) if args.quick else (0.1, 0.25)
+    warmup_s, batch_s, chunks = (0.01, 0.02, 2) if args.quick else (0.1, 0.25, 5)
 
     load = os.getloadavg()
     print(
@@ -320,14 +337,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs | load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
-        f"{repeats} rounds x ~{batch_s:.2f} s {args.clock} time per cell, implementations "
-        f"rotated each round; median ops/s, ratio = median of per-round ratios to raw\n"
+        f"up to {repeats} rounds x ~{batch_s:.2f} s {args.clock} time per cell in {chunks} "
+        f"interleaved slices; median ops/s, ratio = median of per-round ratios to raw\n"
     )
     started = time.perf_counter()
-    cells = run(algs, repeats, warmup_s, batch_s)
+    cells = run(algs, repeats, warmup_s, batch_s, chunks, args.budget)
     missed = report(cells, algs)
     load = os.getloadavg()
     print(
+        f"{len(next(iter(cells.values())).ops_per_s)} rounds | "
         f"elapsed {time.perf_counter() - started:.0f} s wall | load at end "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
