@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -116,22 +117,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        api = uvicorn.Server(
-            uvicorn.Config(example.api_app, host=args.host, port=args.api_port, log_level="info")
-        )
-        auth = uvicorn.Server(
-            uvicorn.Config(example.auth_app, host=args.host, port=args.auth_port, log_level="info")
-        )
-        api_thread = threading.Thread(target=api.run, name="example-api", daemon=True)
-        api_thread.start()
-        print(f"SPA + auth server: {example.auth_url}/  (open this in a browser)")
-        print(f"API:               {example.api_url}/api/me")
-        print(f"access tokens live {args.access_token_ttl} s; Ctrl-C stops both servers")
-        try:
-            auth.run()  # the main thread, so Ctrl-C reaches uvicorn's handler
-        finally:
-            api.should_exit = True
-            api_thread.join(10)
+        servers = [
+            uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="info"))
+            for app, port in (
+                (example.api_app, args.api_port),
+                (example.auth_app, args.auth_port),
+            )
+        ]
+        # Both servers run in threads (uvicorn installs no signal handlers there); the
+        # main thread waits for Ctrl-C or SIGTERM and then stops both.
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
+        for thread in threads:
+            thread.start()
+        print(f"SPA + auth server: {example.auth_url}/  (open this in a browser)", flush=True)
+        print(f"API:               {example.api_url}/api/me", flush=True)
+        print(f"access tokens live {args.access_token_ttl} s; Ctrl-C stops both", flush=True)
+        while not stop.wait(0.5):
+            if not all(t.is_alive() for t in threads):  # one failed, e.g. port in use
+                break
+        for server in servers:
+            server.should_exit = True
+        for thread in threads:
+            thread.join(10)
+        if not all(s.started for s in servers):
+            return 1
     return 0
 
 
