@@ -17,8 +17,8 @@ run: $(STAMP)
 	$(BIN)/tokensmith serve --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks migrations
-	$(BIN)/ruff format --check src tests benchmarks migrations
+	$(BIN)/ruff check src tests benchmarks migrations examples
+	$(BIN)/ruff format --check src tests benchmarks migrations examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src

@@ -21,13 +21,13 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from examples.run import Example, build
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from examples.run import Example, build
 from tokensmith.events import Event
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from examples.fastapi_api.app import AUDIENCE, create_api
 from examples.run import build, is_loopback
 from examples.spa.auth_server import CLIENT_ID, create_auth_app, register_spa_client
-
 from tokensmith import ManualClock, Settings, Tokensmith
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 
