@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -14,6 +15,9 @@ from tokensmith.facade import Tokensmith
 from tokensmith.http import endpoints, metrics, wellknown
 from tokensmith.http.errors import handle_tokensmith_error, handle_unexpected
 from tokensmith.maintenance import Maintenance
+
+# Set by ``serve --no-schedule --workers N`` for the worker processes it starts.
+SCHEDULE_ENV = "TOKENSMITH_SERVE_SCHEDULE"
 
 
 def create_app(
@@ -69,3 +73,14 @@ def create_app(
     app.state.tokensmith = ts
     app.state.metrics = collector
     return app
+
+
+def app_from_env() -> Starlette:
+    """For ``uvicorn --factory tokensmith.http.app:app_from_env`` and ``serve --workers``:
+    each worker process builds its app from ``TOKENSMITH_*``. Migrations and first keys
+    are the parent's job (``tokensmith db upgrade`` / ``keys generate``), not the workers'."""
+    from tokensmith.settings import Settings
+
+    ts = Tokensmith(Settings.from_env())
+    schedule = os.environ.get(SCHEDULE_ENV, "1") != "0"
+    return create_app(ts, maintenance=Maintenance(ts) if schedule else None)

@@ -281,8 +281,12 @@ class RefreshService:
             ua = _clip(ctx.user_agent, MAX_CONTEXT_LENGTH)
             if not tx.mark_used(digest, now, ip, ua):
                 continue
+            # The child's issue time is read after winning the compare-and-set, just before
+            # commit: a caller whose request started before it was in flight at the same
+            # time as this rotation (a concurrent loser), not replaying a finished one.
+            issued = max(now, self._clock.now())
             tx.insert_token(
-                NewToken(token_hash(child), family.id, digest, salt, now, child_expires)
+                NewToken(token_hash(child), family.id, digest, salt, issued, child_expires)
             )
             tx.record_access_token(access_jti, family.id, access_exp)
             return self._session(family, narrowed, child, child_expires)
@@ -324,9 +328,9 @@ class RefreshService:
                     raise InvalidGrant("refresh token was already used")
                 tx.record_access_token(access_jti, family.id, access_exp)
                 return _GraceRetry(self._session(family, narrowed, token, child.expires_at))
-        if child_live and now <= used_at:
-            # Presented no later than the winning use: a request that was in flight at the
-            # same time, not a replay of a finished rotation. Refuse without revoking so
+        if child is not None and child_live and now <= child.issued_at:
+            # Started before the winning rotation committed: a request that was in flight at
+            # the same time, not a replay of a finished rotation. Refuse without revoking so
             # concurrent callers leave the family with exactly one active token (R1).
             raise InvalidGrant("refresh token was used concurrently")
         incident = ReuseIncident(

@@ -6,16 +6,23 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, create_engine, make_url, text
+from sqlalchemy.pool import NullPool
 
 import tokensmith
 from tokensmith.errors import ConfigError
 
 VERSION_TABLE = "tokensmith_alembic_version"
+# pg_advisory_lock key that serialises concurrent migrations ("tokensmith" in ASCII, cut).
+_LOCK_KEY = 0x746F6B656E73
 
 
 def migrations_dir() -> Path:
@@ -38,7 +45,36 @@ def alembic_config(database_url: str | None = None, connection: Connection | Non
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+    """Migrate to ``revision``. Several processes may call this at once (every ``serve``
+    instance sets up at start): they take turns, and the later ones find nothing to do."""
+    with _migration_lock(database_url):
+        command.upgrade(alembic_config(database_url), revision)
+
+
+@contextmanager
+def _migration_lock(database_url: str) -> Iterator[None]:
+    url = make_url(database_url)
+    if url.get_backend_name() == "postgresql":
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
+                try:
+                    yield
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+        finally:
+            engine.dispose()
+    elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        lock_path = Path(f"{url.database}.migrate-lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+    else:
+        yield
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

@@ -1,0 +1,121 @@
+"""R1 on the wall clock. A caller whose request started before the winning rotation
+committed was in flight at the same time: it is refused without revoking anything. One
+that starts after the rotation finished is a replay, and with no grace window that is
+reuse. The ManualClock suites give every caller the same ``now``; here each reads its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tokensmith.errors import InvalidGrant, RefreshTokenReused
+from tokensmith.refresh.service import RefreshService
+from tokensmith.store.sql import SqlStore
+
+from .conftest import active_tokens, login, make_service, new_jti, rows
+from .test_concurrency import JOIN_TIMEOUT, _consistent
+
+
+def _race(service: RefreshService, token: str, callers: int) -> Counter[str]:
+    """Every caller presents ``token`` at once; the only clock reading in a caller's
+    thread before its rotation is the service's own start time."""
+    barrier = threading.Barrier(callers, timeout=JOIN_TIMEOUT)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+    exp = int(time.time()) + 300
+
+    def present() -> None:
+        barrier.wait()
+        try:
+            session = service.rotate(
+                token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=exp
+            )
+            outcome = f"ok:{session.refresh_token}"
+        except InvalidGrant as exc:
+            outcome = type(exc).__name__
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=present) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN_TIMEOUT)
+    assert not any(t.is_alive() for t in threads)
+    return Counter(outcomes)
+
+
+class OverlapClock:
+    """The wall clock, except that a thread's second reading (the winner's stamp, taken
+    inside its transaction) waits until every caller has read its start time: the
+    requests then overlap for certain, as they would under real load."""
+
+    def __init__(self, callers: int) -> None:
+        self._callers = callers
+        self._seen: set[int] = set()
+        self._lock = threading.Lock()
+        self._all_started = threading.Event()
+        self.armed = False
+
+    def now(self) -> float:
+        if not self.armed:
+            return time.time()
+        me = threading.get_ident()
+        with self._lock:
+            first = me not in self._seen
+            self._seen.add(me)
+            if len(self._seen) == self._callers:
+                self._all_started.set()
+        if not first:
+            assert self._all_started.wait(30), "callers never started"
+        return time.time()
+
+
+@pytest.mark.parametrize("callers", [8, 16], ids=lambda n: f"{n} threads")
+def test_callers_in_flight_during_the_rotation_are_refused_not_treated_as_reuse(
+    store: SqlStore, callers: int
+) -> None:
+    clock = OverlapClock(callers)
+    service = make_service(store, clock)  # type: ignore[arg-type]
+    session = login(service, clock)  # type: ignore[arg-type]
+    clock.armed = True
+    outcomes = _race(service, session.refresh_token or "", callers)
+    winners = [o for o in outcomes if o.startswith("ok:")]
+    assert len(winners) == 1, outcomes
+    assert outcomes["InvalidGrant"] == callers - 1, outcomes
+    assert rows(store, "SELECT revoked_at FROM ts_families") == [(None,)]
+    assert active_tokens(store, session.family_id) == 1
+    _consistent(store)
+    clock.armed = False
+    with pytest.raises(RefreshTokenReused):  # the same token once the rotation is over
+        service.rotate(
+            session.refresh_token or "",
+            client_id="spa",
+            scope=None,
+            access_jti=new_jti(),
+            access_exp=int(time.time()) + 300,
+        )
+
+
+@pytest.mark.parametrize("callers", [16], ids=lambda n: f"{n} threads")
+def test_a_burst_on_the_wall_clock_has_one_winner_and_a_consistent_family(
+    store: SqlStore, callers: int
+) -> None:
+    """Unforced timing: some callers may start only after the winner committed (reuse,
+    family revoked) — either way one winner, only invalid_grant for the rest, and never
+    more than one live token."""
+    clock = OverlapClock(callers)
+    service = make_service(store, clock)  # type: ignore[arg-type]
+    session = login(service, clock)  # type: ignore[arg-type]
+    outcomes = _race(service, session.refresh_token or "", callers)
+    assert sum(1 for o in outcomes if o.startswith("ok:")) == 1, outcomes
+    losers = {o for o in outcomes if not o.startswith("ok:")}
+    assert losers <= {InvalidGrant.__name__, RefreshTokenReused.__name__}, outcomes
+    revoked = rows(store, "SELECT revoked_at FROM ts_families")[0][0] is not None
+    assert revoked == (outcomes[RefreshTokenReused.__name__] > 0)
+    assert active_tokens(store, session.family_id) == (0 if revoked else 1)
+    _consistent(store)
