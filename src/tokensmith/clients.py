@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -111,3 +112,35 @@ def new_client(
         created_at=now,
     )
     return client, secret
+
+
+class CachedClientRegistry:
+    """Remembers found clients for ``ttl`` seconds: every token request authenticates a
+    client, and the registry changes rarely. Unknown ids are not remembered (a spray of
+    random ids must not fill the cache); the cache is bounded all the same."""
+
+    _MAX_ENTRIES = 4096
+
+    def __init__(self, registry: ClientRegistry, *, ttl: float) -> None:
+        self._registry = registry
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, Client]] = {}
+
+    def get_client(self, client_id: str) -> Client | None:
+        now = time.monotonic()
+        hit = self._entries.get(client_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        client = self._registry.get_client(client_id)
+        if client is not None and self._ttl > 0:
+            if len(self._entries) >= self._MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[client_id] = (now, client)
+        return client
+
+    def add_client(self, client: Client) -> None:
+        self._registry.add_client(client)
+        self._entries.pop(client.client_id, None)
+
+    def list_clients(self) -> list[Client]:
+        return self._registry.list_clients()

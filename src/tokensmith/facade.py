@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tokensmith.clients import Client, ClientRegistry, new_client
+from tokensmith.clients import CachedClientRegistry, Client, ClientRegistry, new_client
 from tokensmith.clock import Clock, SystemClock
 from tokensmith.errors import InvalidRequest, InvalidToken, TokensmithError
 from tokensmith.events import EventBus, Hook
@@ -120,7 +120,10 @@ class Tokensmith:
         if self._clients is None:
             from tokensmith.store.sql.clients import SqlClientRegistry
 
-            self._clients = SqlClientRegistry(self.sessions.store.engine)  # type: ignore[attr-defined]
+            self._clients = CachedClientRegistry(
+                SqlClientRegistry(self.sessions.store.engine),  # type: ignore[attr-defined]
+                ttl=self.settings.client_cache_ttl,
+            )
         return self._clients
 
     def register_client(

@@ -78,6 +78,8 @@ class Settings:
     jwks_max_age: int = 10 * MINUTE
     key_rotation_period: int = 30 * DAY
     revocation_cache_ttl: float = 5.0
+    # How long a process trusts a looked-up client registration before reading it again.
+    client_cache_ttl: float = 5.0
     # Server secret for deriving grace-retry children; generated and stored when absent.
     refresh_secret: str | None = field(default=None, repr=False)
 
@@ -105,8 +107,10 @@ class Settings:
         for name in ("jwks_max_age", "key_rotation_period", "refresh_grace_retries"):
             _require_int(name, getattr(self, name), minimum=0)
         _require_grace(self.refresh_reuse_grace)
-        if not _finite(self.revocation_cache_ttl) or self.revocation_cache_ttl < 0:
-            raise ConfigError("revocation_cache_ttl must be a finite non-negative number")
+        for name in ("revocation_cache_ttl", "client_cache_ttl"):
+            value = getattr(self, name)
+            if not _finite(value) or value < 0:
+                raise ConfigError(f"{name} must be a finite non-negative number")
         overrides = dict(self.client_lifetimes)
         for client_id, override in overrides.items():
             for name in _TTL_FIELDS:

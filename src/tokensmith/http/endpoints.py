@@ -52,18 +52,25 @@ def _json(body: dict[str, Any], request: Request, client: Client | None = None) 
 
 async def token(request: Request) -> Response:
     form = await read_form(request)
-    client = await _client(request, form)
+    # Client authentication and the grant share one trip to the thread pool: both may
+    # touch the database, and each hop costs more than a cached client lookup.
+    return await run_in_threadpool(_token, request, form)
+
+
+def _token(request: Request, form: dict[str, str]) -> Response:
+    ts = _ts(request)
+    client = authenticate(request, form, ts.clients)
     grant_type = required(form, "grant_type")
     if grant_type not in ("refresh_token", "client_credentials"):
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"client may not use {grant_type}")
     if grant_type == "client_credentials":
-        return await _client_credentials(request, form, client)
-    return await _refresh(request, form, client)
+        return _client_credentials(request, form, client)
+    return _refresh(request, form, client)
 
 
-async def _refresh(request: Request, form: dict[str, str], client: Client) -> Response:
+def _refresh(request: Request, form: dict[str, str], client: Client) -> Response:
     ts = _ts(request)
     if client.cookie_mode:
         # Origin and CSRF are checked before anything else, so neither a cookie nor a
@@ -79,10 +86,8 @@ async def _refresh(request: Request, form: dict[str, str], client: Client) -> Re
     scope = form.get("scope")
     if scope is not None and not client.allows_scope(scope):
         raise InvalidScope("scope not allowed for this client")
-    result = await run_in_threadpool(
-        lambda: ts.refresh(
-            refresh_token, client_id=client.client_id, scope=scope, context=_context(request)
-        )
+    result = ts.refresh(
+        refresh_token, client_id=client.client_id, scope=scope, context=_context(request)
     )
     body = result.to_dict()
     if not client.cookie_mode or result.refresh_token is None:
@@ -94,7 +99,7 @@ async def _refresh(request: Request, form: dict[str, str], client: Client) -> Re
     return response
 
 
-async def _client_credentials(request: Request, form: dict[str, str], client: Client) -> Response:
+def _client_credentials(request: Request, form: dict[str, str], client: Client) -> Response:
     """RFC 6749 §4.4: an access token for the client itself; no refresh token (§4.4.3)."""
     ts = _ts(request)
     scope = " ".join(form.get("scope", "").split())
@@ -103,9 +108,7 @@ async def _client_credentials(request: Request, form: dict[str, str], client: Cl
     audience = form.get("audience") or form.get("resource")
     if audience is not None and not client.allows_audience(audience):
         raise InvalidRequest("audience not allowed for this client")
-    result = await run_in_threadpool(
-        lambda: ts.issue_client_token(client_id=client.client_id, scope=scope, audience=audience)
-    )
+    result = ts.issue_client_token(client_id=client.client_id, scope=scope, audience=audience)
     return _json(result.to_dict(), request, client)
 
 
