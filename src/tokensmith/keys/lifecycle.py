@@ -10,6 +10,8 @@ max-age, so a verifier never meets a ``kid`` it could not have fetched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -40,11 +42,21 @@ class VerificationKey:
 
 
 @dataclass(frozen=True)
+class JwksDocument:
+    """The published JWK Set, serialised once per key snapshot, with its ETag."""
+
+    body: dict[str, list[dict[str, str]]]
+    payload: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     records: tuple[KeyRecord, ...]
     version: object
     verification: dict[str, VerificationKey]
     signer: Signer | None
+    jwks: JwksDocument
 
 
 class KeyManager:
@@ -56,7 +68,7 @@ class KeyManager:
         self.alg = settings.signing_alg
         self._lock = threading.Lock()
         self._private: dict[str, PrivateKey] = {}
-        self._snapshot = _Snapshot((), object(), {}, None)
+        self._snapshot = _Snapshot((), object(), {}, None, _document([]))
         self._checked_at = float("-inf")
 
     # -- reading --------------------------------------------------------------------------
@@ -81,19 +93,27 @@ class KeyManager:
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Every pending, active and retired key's public JWK; never a private member."""
-        snap = self._current()
-        return {
-            "keys": [public_jwk(snap.verification[r.kid].public_key, r.alg) for r in snap.records]
-        }
+        return self.jwks_document().body
+
+    def jwks_document(self) -> JwksDocument:
+        """The JWK Set ready to serve (bytes and ETag), rebuilt only when the keys change."""
+        return self._current().jwks
+
+    def cached_jwks_document(self) -> JwksDocument | None:
+        """The document without touching the store, or ``None`` when a look at the store
+        is due: lets an event loop serve the JWKS without blocking on file or database I/O."""
+        if time.monotonic() - self._checked_at < _RELOAD_INTERVAL:
+            return self._snapshot.jwks
+        return None
 
     def jwks_max_age(self) -> int:
         """Seconds a verifier may cache the JWKS: the configured max-age, never past the next
-        scheduled state change (SPEC: derived from the schedule)."""
-        now = self.clock.now()
+        scheduled state change (SPEC: derived from the schedule). Uses the keys as last
+        loaded, never the store."""
         limit = float(self.settings.jwks_max_age)
-        due = self._rotation_due_at(self.records())
+        due = self._rotation_due_at(self._snapshot.records)
         if due is not None:
-            limit = min(limit, max(0.0, due - now))
+            limit = min(limit, max(0.0, due - self.clock.now()))
         return int(limit)
 
     # -- changing -------------------------------------------------------------------------
@@ -260,4 +280,12 @@ class KeyManager:
             verification[r.kid] = VerificationKey(r.kid, r.alg, private.public_key(), spec)
             if r.state == "active" and r.alg == self.alg:
                 signer = LocalSigner(private, r.alg, r.kid)
-        return _Snapshot(tuple(records), version, verification, signer)
+        jwks = _document([public_jwk(verification[r.kid].public_key, r.alg) for r in records])
+        return _Snapshot(tuple(records), version, verification, signer, jwks)
+
+
+def _document(keys: list[dict[str, str]]) -> JwksDocument:
+    body = {"keys": keys}
+    payload = json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    etag = '"' + hashlib.sha256(payload).hexdigest()[:32] + '"'
+    return JwksDocument(body, payload, etag)
