@@ -54,7 +54,10 @@ def b64decode(segment: str) -> bytes:
         raise InvalidToken("malformed base64url segment")
     if rem:
         mask = 0x0F if rem == 2 else 0x03
-        if _B64_VALUE[segment[-1]] & mask:
+        last = _B64_VALUE.get(segment[-1])
+        if last is None:
+            raise InvalidToken("malformed base64url segment")
+        if last & mask:
             raise InvalidToken("non-canonical base64url segment")
     try:
         # Non-strict, like base64.urlsafe_b64decode; callers that need the strict alphabet
@@ -82,7 +85,8 @@ def _no_constant(name: str) -> Any:
 _decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 # The C scanner JSONDecoder.raw_decode calls (an instance attribute typeshed does not declare).
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# allow_nan=False: a NaN or Infinity claim would mint a token no strict verifier accepts.
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def parse_json_object(segment: str) -> dict[str, Any]:

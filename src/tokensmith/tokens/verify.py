@@ -44,7 +44,9 @@ class _ClaimsVerifier:
         max_bytes: int = 8192,
         algorithms: Iterable[str] = DEFAULT_ALGS,
     ) -> None:
-        if not isinstance(leeway, int | float) or not math.isfinite(leeway):
+        if isinstance(leeway, bool) or not isinstance(leeway, int | float):
+            raise ConfigError("leeway must be a number of seconds")
+        if not math.isfinite(leeway):
             raise ConfigError("leeway must be a finite number")
         if not 0 <= leeway <= MAX_LEEWAY:
             raise ConfigError(f"leeway must be between 0 and {MAX_LEEWAY} s")
