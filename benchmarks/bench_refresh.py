@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import secrets
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -38,6 +39,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
+from tokensmith import Tokensmith
 from tokensmith.clock import SystemClock
 from tokensmith.events import EventBus
 from tokensmith.refresh.service import RefreshService
@@ -111,12 +113,34 @@ def service_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[]
 
 
 # -- (b) full refresh with JWT signing (the facade) --------------------------------------------
-def full_refresh_callers(
-    db: Database, callers: int
-) -> tuple[list[Step], Callable[[], None]] | None:
-    """Hook for column (b): ``Tokensmith.refresh`` (rotation + JWT signing) steps, one per
-    caller, on ``db``; ``None`` while not measured. Filled in by the facade's owner."""
-    return None
+def full_refresh_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], None]]:
+    """Column (b): ``Tokensmith.refresh`` - the rotation plus a signed ES256 access token
+    (and, with ``openid``, an ID token) - one chain per caller, on ``db``."""
+    engine = create_store_engine(
+        db.url, connect_args=db.connect_args, sqlite_synchronous=db.synchronous
+    )
+    metadata.create_all(engine)
+    keys_dir = tempfile.mkdtemp(prefix="bench-keys-")
+    settings = Settings(
+        issuer=ISSUER, database_url=db.url, keys_dir=keys_dir, refresh_secret="bench-secret"
+    )
+    ts = Tokensmith(settings, refresh_store=SqlStore(engine))
+    ts.keys.ensure_active()
+
+    def caller(n: int) -> Step:
+        first = ts.issue(subject=f"user{n}", client_id="spa", scope="openid", audience="api")
+        state = {"token": first.refresh_token or ""}
+
+        def step(i: int) -> None:
+            state["token"] = ts.refresh(state["token"], client_id="spa").refresh_token or ""
+
+        return step
+
+    def close() -> None:
+        engine.dispose()
+        shutil.rmtree(keys_dir, ignore_errors=True)
+
+    return [caller(n) for n in range(callers)], close
 
 
 # -- (c) the bare driver -------------------------------------------------------------------------
@@ -252,16 +276,14 @@ def _run(steps: list[Step], seconds: float, limit: int, offset: int) -> float:
 
 def _cell(
     db: Database, callers: int, args: argparse.Namespace
-) -> tuple[float, float | None, float, float]:
+) -> tuple[float, float, float, float]:
     """Median rates over ``--rounds`` rounds; a, b and c alternate order every round so load
     from neighbours hits them alike; a/c is the median of per-round ratios."""
     impls: dict[str, tuple[list[Step], Callable[[], None]]] = {
         "a": service_callers(db, callers),
         "c": raw_callers(db, callers),
     }
-    full = full_refresh_callers(db, callers)
-    if full is not None:
-        impls["b"] = full
+    impls["b"] = full_refresh_callers(db, callers)
     rates: dict[str, list[float]] = {name: [] for name in impls}
     ratios: list[float] = []
     offset = 0
@@ -281,7 +303,7 @@ def _cell(
     finally:
         for _steps, close in impls.values():
             close()
-    b = statistics.median(rates["b"]) if "b" in rates else None
+    b = statistics.median(rates["b"])
     return (
         statistics.median(rates["a"]),
         b,
@@ -334,9 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for callers in CALLERS:
                     a, b, c, ratio = _cell(db, callers, args)
-                    b_text = "-" if b is None else f"{b:,.0f}"
                     print(
-                        f"{db.label:<22} {callers:>7} {a:>12,.0f} {b_text:>10} {c:>10,.0f} "
+                        f"{db.label:<22} {callers:>7} {a:>12,.0f} {b:>10,.0f} {c:>10,.0f} "
                         f"{ratio:>6.2f}",
                         flush=True,
                     )

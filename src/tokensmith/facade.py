@@ -31,6 +31,7 @@ from tokensmith.tokens import (
 
 if TYPE_CHECKING:
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
+    from tokensmith.store.protocols import RefreshStore
     from tokensmith.store.sql.audit import FamilySummary
 
 
@@ -68,8 +69,11 @@ class Tokensmith:
         *,
         clock: Clock | None = None,
         key_store: KeyStore | None = None,
+        refresh_store: RefreshStore | None = None,
         events: EventBus | None = None,
     ) -> None:
+        """``key_store`` and ``refresh_store`` replace the ones ``settings`` would open (a
+        KMS-backed key store, a store over an engine you configured yourself)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.events = events or EventBus()
@@ -84,6 +88,7 @@ class Tokensmith:
         }
         self._access_verifier = AccessTokenVerifier(self.keys, **common)
         self._id_verifier = IdTokenVerifier(self.keys, **common)
+        self._refresh_store = refresh_store
         self._refresh: RefreshService | None = None
         self._clients: ClientRegistry | None = None
         self._refresh_lock = threading.Lock()
@@ -107,7 +112,7 @@ class Tokensmith:
                     from tokensmith.store.sql import open_store
 
                     self._refresh = RefreshService(
-                        open_store(self.settings),
+                        self._refresh_store or open_store(self.settings),
                         settings=self.settings,
                         clock=self.clock,
                         events=self.events,
