@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from tests.conftest import ALGS, ISSUER, make_keys
 from tokensmith.clock import ManualClock
 from tokensmith.errors import ConfigError, InvalidToken, KeyStoreError
 from tokensmith.events import EventBus
-from tokensmith.keys import FileKeyStore, KeyManager
+from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord
 from tokensmith.keys import lifecycle as lifecycle_module
 from tokensmith.settings import Settings
 from tokensmith.tokens import AccessTokenClaims, AccessTokenVerifier, mint_access_token
@@ -247,3 +248,37 @@ def test_two_processes_rotating_at_once_leave_a_consistent_store(
 def test_key_directory_is_private(tmp_path: Path, clock: ManualClock) -> None:
     make_keys(tmp_path / "fresh", clock)
     assert stat.S_IMODE(os.stat(tmp_path / "fresh").st_mode) == 0o700
+
+
+def test_a_fresh_manager_never_hands_out_an_empty_snapshot_under_concurrency(
+    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new worker's first requests arrive together: while one thread loads the keys,
+    the others must wait for them, not see "no active signing key"."""
+    make_keys(tmp_path, clock)
+    store = FileKeyStore(tmp_path)
+    slow_read = store.read
+    gate = threading.Event()
+
+    def read() -> tuple[list[KeyRecord], object]:
+        gate.wait(5)
+        return slow_read()
+
+    monkeypatch.setattr(store, "read", read)
+    km = KeyManager(store, Settings(issuer=ISSUER, keys_dir=str(tmp_path)), clock, EventBus())
+    kids: list[str] = []
+    errors: list[Exception] = []
+
+    def sign() -> None:
+        try:
+            kids.append(km.signer().kid)
+        except Exception as exc:  # the bug surfaced as KeyStoreError
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sign) for _ in range(8)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert errors == [] and len(set(kids)) == 1 and len(kids) == 8

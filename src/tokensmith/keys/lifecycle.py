@@ -257,17 +257,22 @@ class KeyManager:
 
     def _reload(self, *, force: bool, min_interval: float = 0.0) -> bool:
         """Re-read the store if it changed; True if the snapshot was replaced."""
-        mono = time.monotonic()
-        if not force and mono - self._checked_at < min_interval:
+        if not force and time.monotonic() - self._checked_at < min_interval:
             return False
         with self._lock:
-            self._checked_at = mono
-            version = self.store.version()
-            if not force and version == self._snapshot.version:
+            # Another thread may have loaded while we waited for the lock.
+            if not force and time.monotonic() - self._checked_at < min_interval:
                 return False
-            records, version = self.store.read()
-            self._snapshot = self._build(records, version)
-            return True
+            version = self.store.version()
+            changed = force or version != self._snapshot.version
+            if changed:
+                records, version = self.store.read()
+                self._snapshot = self._build(records, version)
+            # Stamped only once the snapshot is current: a thread that sees a fresh stamp
+            # on the fast path must never be handed a snapshot still being loaded (a new
+            # worker's first requests arrive together and would see no signing key).
+            self._checked_at = time.monotonic()
+            return changed
 
     def _build(self, records: list[KeyRecord], version: object) -> _Snapshot:
         verification: dict[str, VerificationKey] = {}
