@@ -249,3 +249,26 @@ def test_events_fire_and_no_token_is_ever_logged(
         text = record.getMessage() + repr(record.__dict__)
         for secret in secrets:
             assert secret not in text
+
+
+def test_a_reuse_policy_can_log_the_user_out_everywhere(tmp_path: Path, clock: ManualClock) -> None:
+    from tokensmith.refresh import revoke_subject_on_reuse
+
+    ts = Tokensmith(
+        Settings(
+            issuer=ISSUER,
+            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
+            keys_dir=str(tmp_path / "keys"),
+        ),
+        clock=clock,
+        reuse_policy=revoke_subject_on_reuse,
+    )
+    ts.setup()
+    stolen, other_device = _login(ts), _login(ts)
+    ts.refresh(str(stolen.refresh_token), client_id="spa")
+    clock.advance(1)
+    with pytest.raises(RefreshTokenReused):
+        ts.refresh(str(stolen.refresh_token), client_id="spa")
+    # The policy ended the user's other session too, not only the reused family.
+    with pytest.raises(InvalidGrant):
+        ts.refresh(str(other_device.refresh_token), client_id="spa")

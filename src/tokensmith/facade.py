@@ -30,6 +30,7 @@ from tokensmith.tokens import (
 )
 
 if TYPE_CHECKING:
+    from tokensmith.refresh.reuse import ReusePolicy
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
     from tokensmith.store.protocols import RefreshStore
     from tokensmith.store.sql.audit import FamilySummary
@@ -71,9 +72,12 @@ class Tokensmith:
         key_store: KeyStore | None = None,
         refresh_store: RefreshStore | None = None,
         events: EventBus | None = None,
+        reuse_policy: ReusePolicy | None = None,
     ) -> None:
         """``key_store`` and ``refresh_store`` replace the ones ``settings`` would open (a
-        KMS-backed key store, a store over an engine you configured yourself)."""
+        KMS-backed key store, a store over an engine you configured yourself).
+        ``reuse_policy`` runs after a detected reuse has revoked the family (SPEC: e.g.
+        ``tokensmith.refresh.revoke_subject_on_reuse`` logs the user out everywhere)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.events = events or EventBus()
@@ -89,6 +93,7 @@ class Tokensmith:
         self._access_verifier = AccessTokenVerifier(self.keys, **common)
         self._id_verifier = IdTokenVerifier(self.keys, **common)
         self._refresh_store = refresh_store
+        self._reuse_policy = reuse_policy
         self._refresh: RefreshService | None = None
         self._clients: ClientRegistry | None = None
         self._refresh_lock = threading.Lock()
@@ -116,6 +121,7 @@ class Tokensmith:
                         settings=self.settings,
                         clock=self.clock,
                         events=self.events,
+                        reuse_policy=self._reuse_policy,
                     )
         return self._refresh
 

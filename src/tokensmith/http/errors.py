@@ -41,7 +41,15 @@ async def handle_tokensmith_error(request: Request, exc: Exception) -> Response:
     if metrics is not None:
         metrics.count_error(exc.error)
     if exc.status_code >= 500:
-        logger.error("%s %s failed: %s", request.method, request.url.path, exc.error)
+        logger.error(
+            "%s %s failed: %s (%s: %s)",
+            request.method,
+            request.url.path,
+            exc.error,
+            type(exc).__name__,
+            exc.description,
+            exc_info=exc.__cause__ is not None,
+        )
     return error_response(exc)
 
 
