@@ -54,6 +54,7 @@ def serve(
     from tokensmith import logjson
     from tokensmith.http import create_app
     from tokensmith.http.app import SCHEDULE_ENV
+    from tokensmith.http.serving import NoDelayH11Protocol
     from tokensmith.maintenance import Maintenance
 
     ts = facade(ctx)
@@ -79,9 +80,17 @@ def serve(
             workers=workers,
             host=host,
             port=port,
+            http=NoDelayH11Protocol,
             log_level="info",
             access_log=not log_json,
         )
         return
     app = create_app(ts, maintenance=Maintenance(ts) if schedule else None)
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=not log_json)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http=NoDelayH11Protocol,
+        log_level="info",
+        access_log=not log_json,
+    )

@@ -1,0 +1,56 @@
+"""The uvicorn protocol ``serve`` uses turns Nagle's algorithm off on every connection."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from uvicorn.config import Config
+
+from tokensmith.http.serving import NoDelayH11Protocol
+
+
+class _Transport:
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {
+            "socket": self._sock,
+            "peername": ("127.0.0.1", 1),
+            "sockname": ("127.0.0.1", 2),
+        }.get(name, default)
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - not called
+    return None
+
+
+def test_accepted_connections_from_a_proto_zero_listener_get_tcp_nodelay() -> None:
+    # uvicorn's multi-worker listener is made like this: protocol number 0, so asyncio
+    # leaves Nagle on for the connections it accepts.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.proto == 0
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+                config = Config(_app)
+                config.load()
+                protocol = NoDelayH11Protocol(config=config, server_state=_State(), app_state={})  # type: ignore[arg-type]
+                protocol.connection_made(_Transport(accepted))  # type: ignore[arg-type]
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+                assert client
+
+
+class _State:
+    def __init__(self) -> None:
+        self.total_requests = 0
+        self.connections: set[Any] = set()
+        self.tasks: set[Any] = set()
+        self.default_headers: list[Any] = []
