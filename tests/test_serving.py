@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from typing import Any
 
@@ -30,6 +31,11 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
 
 
 def test_accepted_connections_from_a_proto_zero_listener_get_tcp_nodelay() -> None:
+    asyncio.run(_check_nodelay())
+
+
+async def _check_nodelay() -> None:
+    """Inside a running loop, as uvicorn constructs its protocols."""
     # uvicorn's multi-worker listener is made like this: protocol number 0, so asyncio
     # leaves Nagle on for the connections it accepts.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
