@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,29 @@ def test_readme_python_block_runs(
     monkeypatch.chdir(tmp_path)
     exec(compile(_python_blocks()[index], f"README block {index}", "exec"), {})
     assert "Traceback" not in capsys.readouterr().err
+
+
+def _shell_commands(block_marker: str) -> list[list[str]]:
+    """The ``tokensmith ...`` lines of the README's shell block that contains the marker."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text("utf-8"), flags=re.S)
+    block = next(b for b in blocks if block_marker in b)
+    lines = [line.split("#", 1)[0].strip() for line in block.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("tokensmith ")]
+
+
+def test_readme_client_commands_run(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tokensmith.cli import cli
+
+    env = {
+        "TOKENSMITH_ISSUER": "https://auth.example.com",
+        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    commands = _shell_commands("tokensmith clients add backend")
+    assert len(commands) == 4
+    for args in commands:
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 0, (args, result.output)
