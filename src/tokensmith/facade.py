@@ -298,14 +298,19 @@ class Tokensmith:
         """RFC 9068 §4 verification; with ``check_revoked`` the revocation list (denied
         ``jti``, revoked family, per-subject not-before) is consulted through a cache."""
         claims = self._access_verifier.verify(token, audience=audience)
-        if check_revoked and self.sessions.is_access_token_revoked(
+        if check_revoked and self._revoked(claims):
+            raise InvalidToken("token revoked")
+        return claims
+
+    def _revoked(self, claims: dict[str, Any]) -> bool:
+        """Denied ``jti``, revoked family (``sid``) or issued before the subject's cut-off."""
+        sid = claims.get("sid")
+        return self.sessions.is_access_token_revoked(
             jti=claims["jti"],
             subject=claims["sub"],
             issued_at=int(claims["iat"]),
-            family_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
-        ):
-            raise InvalidToken("token revoked")
-        return claims
+            family_id=sid if isinstance(sid, str) else None,
+        )
 
     def verify_id_token(
         self, token: str, *, client_id: str, nonce: str | None = None
@@ -350,12 +355,7 @@ class Tokensmith:
             }
         try:
             claims = self._access_verifier.verify(token, audience=None)
-            revoked = self.sessions.is_access_token_revoked(
-                jti=claims["jti"],
-                subject=claims["sub"],
-                issued_at=int(claims["iat"]),
-                family_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
-            )
+            revoked = self._revoked(claims)
         except TokensmithError:
             return {"active": False}
         if revoked:

@@ -28,16 +28,14 @@ def _race(service: RefreshService, clock: ManualClock, token: str, callers: int)
     barrier = threading.Barrier(callers, timeout=JOIN_TIMEOUT)
     outcomes: list[str] = []
     lock = threading.Lock()
+    # Read here, once: a caller's only clock reading before its rotation is the service's.
+    exp = int(clock.now()) + 300
 
     def present() -> None:
         barrier.wait()
         try:
             session = service.rotate(
-                token,
-                client_id="spa",
-                scope=None,
-                access_jti=new_jti(),
-                access_exp=int(clock.now()) + 300,
+                token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=exp
             )
             outcome = f"ok:{session.refresh_token}"
         except InvalidGrant as exc:

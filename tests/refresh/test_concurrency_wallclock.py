@@ -8,45 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 
 import pytest
 
 from tokensmith.errors import InvalidGrant, RefreshTokenReused
-from tokensmith.refresh.service import RefreshService
 from tokensmith.store.sql import SqlStore
 
 from .conftest import active_tokens, login, make_service, new_jti, rows
-from .test_concurrency import JOIN_TIMEOUT, _consistent
-
-
-def _race(service: RefreshService, token: str, callers: int) -> Counter[str]:
-    """Every caller presents ``token`` at once; the only clock reading in a caller's
-    thread before its rotation is the service's own start time."""
-    barrier = threading.Barrier(callers, timeout=JOIN_TIMEOUT)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-    exp = int(time.time()) + 300
-
-    def present() -> None:
-        barrier.wait()
-        try:
-            session = service.rotate(
-                token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=exp
-            )
-            outcome = f"ok:{session.refresh_token}"
-        except InvalidGrant as exc:
-            outcome = type(exc).__name__
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=present) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_TIMEOUT)
-    assert not any(t.is_alive() for t in threads)
-    return Counter(outcomes)
+from .test_concurrency import _consistent, _race
 
 
 class OverlapClock:
@@ -62,7 +31,7 @@ class OverlapClock:
         self.armed = False
 
     def now(self) -> float:
-        if not self.armed:
+        if not self.armed or threading.current_thread() is threading.main_thread():
             return time.time()
         me = threading.get_ident()
         with self._lock:
@@ -83,7 +52,7 @@ def test_callers_in_flight_during_the_rotation_are_refused_not_treated_as_reuse(
     service = make_service(store, clock)  # type: ignore[arg-type]
     session = login(service, clock)  # type: ignore[arg-type]
     clock.armed = True
-    outcomes = _race(service, session.refresh_token or "", callers)
+    outcomes = _race(service, clock, session.refresh_token or "", callers)  # type: ignore[arg-type]
     winners = [o for o in outcomes if o.startswith("ok:")]
     assert len(winners) == 1, outcomes
     assert outcomes["InvalidGrant"] == callers - 1, outcomes
@@ -111,7 +80,7 @@ def test_a_burst_on_the_wall_clock_has_one_winner_and_a_consistent_family(
     clock = OverlapClock(callers)
     service = make_service(store, clock)  # type: ignore[arg-type]
     session = login(service, clock)  # type: ignore[arg-type]
-    outcomes = _race(service, session.refresh_token or "", callers)
+    outcomes = _race(service, clock, session.refresh_token or "", callers)  # type: ignore[arg-type]
     assert sum(1 for o in outcomes if o.startswith("ok:")) == 1, outcomes
     losers = {o for o in outcomes if not o.startswith("ok:")}
     assert losers <= {InvalidGrant.__name__, RefreshTokenReused.__name__}, outcomes
