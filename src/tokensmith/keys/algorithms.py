@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
+from jwt.algorithms import Algorithm, ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from tokensmith.errors import ConfigError
 
@@ -93,32 +93,17 @@ class _ECDSA(ECAlgorithm):
 
 
 class _RSA(RSAAlgorithm):
-    """PyJWT's ``RSAAlgorithm`` (PKCS #1 v1.5) with prebuilt padding and hash objects."""
+    """PyJWT's RSA algorithms with prebuilt padding and hash objects: PKCS #1 v1.5 (RS256)
+    or, with ``pss``, RSASSA-PSS with MGF1 of the same hash and a digest-long salt (PS256,
+    RFC 7518 §3.5)."""
 
-    def __init__(self, hash_alg: type[hashes.HashAlgorithm]) -> None:
+    def __init__(self, hash_alg: type[hashes.HashAlgorithm], *, pss: bool = False) -> None:
         super().__init__(hash_alg)
         self._hash = hash_alg()
-        self._padding: padding.AsymmetricPadding = padding.PKCS1v15()
-
-    def sign(self, msg: bytes, key: rsa.RSAPrivateKey) -> bytes:
-        return key.sign(msg, self._padding, self._hash)
-
-    def verify(self, msg: bytes, key: rsa.RSAPublicKey, sig: bytes) -> bool:
-        try:
-            key.verify(sig, msg, self._padding, self._hash)
-        except InvalidSignature:
-            return False
-        return True
-
-
-class _RSAPSS(RSAPSSAlgorithm):
-    """PyJWT's ``RSAPSSAlgorithm``: MGF1 with the same hash, salt as long as the digest."""
-
-    def __init__(self, hash_alg: type[hashes.HashAlgorithm]) -> None:
-        super().__init__(hash_alg)
-        self._hash = hash_alg()
-        self._padding = padding.PSS(
-            mgf=padding.MGF1(hash_alg()), salt_length=self._hash.digest_size
+        self._padding: padding.AsymmetricPadding = (
+            padding.PSS(mgf=padding.MGF1(hash_alg()), salt_length=self._hash.digest_size)
+            if pss
+            else padding.PKCS1v15()
         )
 
     def sign(self, msg: bytes, key: rsa.RSAPrivateKey) -> bytes:
@@ -177,7 +162,7 @@ ALGORITHMS: dict[str, AlgorithmSpec] = {
         "PS256",
         "RSA",
         None,
-        _RSAPSS(RSAPSSAlgorithm.SHA256),
+        _RSA(RSAAlgorithm.SHA256, pss=True),
         hashlib.sha256,
         None,
         _rsa,
