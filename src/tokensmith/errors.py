@@ -22,6 +22,11 @@ class ConfigError(TokensmithError):
     """Settings, environment or key store are unusable."""
 
 
+class StoreError(TokensmithError):
+    """The token store failed in a way a retry will not fix; the transaction was rolled
+    back (a retryable conflict is ``TemporarilyUnavailable`` instead)."""
+
+
 class KeyStoreError(TokensmithError):
     """The key store could not be read or written."""
 

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tokensmith.errors import TokensmithError
+from tokensmith.errors import StoreError
 
-
-class StoreError(TokensmithError):
-    """The store failed in a way a retry will not fix; the transaction was rolled back."""
+__all__ = ["FamilyRecord", "NewToken", "RevocationSnapshot", "StoreError", "TokenRecord"]
 
 
 @dataclass(frozen=True, slots=True)
