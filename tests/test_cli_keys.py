@@ -97,3 +97,18 @@ def test_the_installed_command_never_prints_a_traceback(env: dict[str, str]) -> 
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error: ") and "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(env: dict[str, str]) -> None:
+    bad = {**env, "TOKENSMITH_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none"}
+    exe = Path(sys.executable).with_name("tokensmith")
+    proc = subprocess.run(
+        [str(exe), "db", "upgrade"],
+        env={**os.environ, **bad},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert "OperationalError" in proc.stderr

@@ -27,6 +27,11 @@ class _Group(click.Group):
             raise
         except OSError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            # A database that is down, a driver error: one line, never a traceback (SPEC
+            # "CLI"). Only the first line of the message; drivers append hints and URLs.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise click.ClickException(f"{type(exc).__name__}: {first[:300]}") from None
 
 
 @click.group(cls=_Group)
