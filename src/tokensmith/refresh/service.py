@@ -68,6 +68,21 @@ class _GraceRetry:
 
 
 @dataclass(frozen=True, slots=True)
+class _Attempt:
+    """One ``rotate`` call's inputs, read once and passed down as a unit."""
+
+    digest: bytes
+    secret: bytes
+    now: float
+    lifetimes: Lifetimes
+    client_id: str
+    requested: list[str] | None
+    access_jti: str
+    access_exp: int
+    ctx: RequestContext
+
+
+@dataclass(frozen=True, slots=True)
 class _Reuse:
     incident: ReuseIncident
     revoked: FamilyRecord | None
@@ -197,24 +212,21 @@ class RefreshService:
         if not is_well_formed(refresh_token):
             raise InvalidGrant("invalid refresh token")
         requested = None if scope is None or not scope.strip() else _scope_set(scope)
-        digest = token_hash(refresh_token)
-        secret = self._server_secret()
-        ctx = context or _NO_CONTEXT
+        secret = self._server_secret()  # may read the database once: before the clock
         now = self._clock.now()
-        lifetimes = self._lifetimes_for(client_id)
+        attempt = _Attempt(
+            digest=token_hash(refresh_token),
+            secret=secret,
+            now=now,
+            lifetimes=self._lifetimes_for(client_id),
+            client_id=client_id,
+            requested=requested,
+            access_jti=access_jti,
+            access_exp=access_exp,
+            ctx=context or _NO_CONTEXT,
+        )
         with self._store.transaction() as tx:
-            outcome = self._rotate(
-                tx,
-                digest,
-                secret,
-                now,
-                lifetimes,
-                client_id,
-                requested,
-                access_jti,
-                access_exp,
-                ctx,
-            )
+            outcome = self._rotate(tx, attempt)
         if isinstance(outcome, _Reuse):
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
@@ -225,86 +237,53 @@ class RefreshService:
             now,
             family_id=session.family_id,
             client_id=client_id,
-            token=hash_prefix(digest),
+            token=hash_prefix(attempt.digest),
             grace_retry=retry,
         )
         return session
 
-    def _rotate(
-        self,
-        tx: RefreshTransaction,
-        digest: bytes,
-        secret: bytes,
-        now: float,
-        lifetimes: Lifetimes,
-        client_id: str,
-        requested: list[str] | None,
-        access_jti: str,
-        access_exp: int,
-        ctx: RequestContext,
-    ) -> Session | _GraceRetry | _Reuse:
+    def _rotate(self, tx: RefreshTransaction, a: _Attempt) -> Session | _GraceRetry | _Reuse:
         # Two passes at most: a second one only after losing the compare-and-set, to see
         # what the winner committed.
         for _ in range(2):
-            record = tx.get_token(digest)
+            record = tx.get_token(a.digest)
             if record is None:
                 raise InvalidGrant("invalid refresh token")
             family = record.family
             # Bound to its client (SECURITY R5): nothing changes for another client.
-            if family.client_id != client_id:
+            if family.client_id != a.client_id:
                 raise InvalidGrant("invalid refresh token")
             # Revoked (family revocation, logout, reuse) is never a grace retry (R3).
             if family.revoked_at is not None or record.revoked_at is not None:
                 raise InvalidGrant("refresh token revoked")
-            if now >= family.expires_at:
+            if a.now >= family.expires_at:
                 raise InvalidGrant("refresh token expired")
             if record.used_at is not None:
-                return self._used(
-                    tx,
-                    record,
-                    secret,
-                    now,
-                    lifetimes,
-                    client_id,
-                    requested,
-                    access_jti,
-                    access_exp,
-                    ctx,
-                )
-            if now >= record.expires_at:
+                return self._used(tx, record, a)
+            if a.now >= record.expires_at:
                 raise InvalidGrant("refresh token expired")
-            narrowed = self._narrow(family.scope, requested)
+            narrowed = self._narrow(family.scope, a.requested)
             salt = new_salt()
-            child = derive_child(secret, salt, digest)
-            child_expires = min(now + lifetimes.refresh_idle_ttl, family.expires_at)
-            ip = _clip(ctx.ip, 64)
-            ua = _clip(ctx.user_agent, MAX_CONTEXT_LENGTH)
-            if not tx.mark_used(digest, now, ip, ua):
+            child = derive_child(a.secret, salt, a.digest)
+            child_expires = min(a.now + a.lifetimes.refresh_idle_ttl, family.expires_at)
+            ip = _clip(a.ctx.ip, 64)
+            ua = _clip(a.ctx.user_agent, MAX_CONTEXT_LENGTH)
+            if not tx.mark_used(a.digest, a.now, ip, ua):
                 continue
             # The child's issue time is read after winning the compare-and-set, just before
             # commit: a caller whose request started before it was in flight at the same
             # time as this rotation (a concurrent loser), not replaying a finished one.
-            issued = max(now, self._clock.now())
+            issued = max(a.now, self._clock.now())
             tx.insert_token(
-                NewToken(token_hash(child), family.id, digest, salt, issued, child_expires)
+                NewToken(token_hash(child), family.id, a.digest, salt, issued, child_expires)
             )
-            tx.record_access_token(access_jti, family.id, access_exp)
+            tx.record_access_token(a.access_jti, family.id, a.access_exp)
             return self._session(family, narrowed, child, child_expires)
         # Still losing after re-reading: a conflict, not an answer about this token.
         raise InvalidGrant("refresh token was used concurrently")
 
     def _used(
-        self,
-        tx: RefreshTransaction,
-        record: TokenRecord,
-        secret: bytes,
-        now: float,
-        lifetimes: Lifetimes,
-        client_id: str,
-        requested: list[str] | None,
-        access_jti: str,
-        access_exp: int,
-        ctx: RequestContext,
+        self, tx: RefreshTransaction, record: TokenRecord, a: _Attempt
     ) -> Session | _GraceRetry | _Reuse:
         """A used token came back: a grace retry, a concurrent loser, or reuse (R2, R3)."""
         family = record.family
@@ -315,20 +294,20 @@ class RefreshService:
             child is not None
             and child.used_at is None
             and child.revoked_at is None
-            and now < child.expires_at
+            and a.now < child.expires_at
         )
-        grace = lifetimes.refresh_reuse_grace
-        if child is not None and child_live and grace > 0 and now < used_at + grace:
-            narrowed = self._narrow(family.scope, requested)
+        grace = a.lifetimes.refresh_reuse_grace
+        if child is not None and child_live and grace > 0 and a.now < used_at + grace:
+            narrowed = self._narrow(family.scope, a.requested)
             limit = self._settings.refresh_grace_retries
             if child.salt is not None and tx.count_grace_retry(record.token_hash, limit):
-                token = derive_child(secret, child.salt, record.token_hash)
+                token = derive_child(a.secret, child.salt, record.token_hash)
                 # A changed server secret cannot reproduce the child; refuse, do not fork.
                 if token_hash(token) != child.token_hash:
                     raise InvalidGrant("refresh token was already used")
-                tx.record_access_token(access_jti, family.id, access_exp)
+                tx.record_access_token(a.access_jti, family.id, a.access_exp)
                 return _GraceRetry(self._session(family, narrowed, token, child.expires_at))
-        if child is not None and child_live and now <= child.issued_at:
+        if child is not None and child_live and a.now <= child.issued_at:
             # Started before the winning rotation committed: a request that was in flight at
             # the same time, not a replay of a finished rotation. Refuse without revoking so
             # concurrent callers leave the family with exactly one active token (R1).
@@ -338,19 +317,19 @@ class RefreshService:
             subject=family.subject,
             client_id=family.client_id,
             kind=classify(
-                used_at=used_at, now=now, child_used=child is None or child.used_at is not None
+                used_at=used_at, now=a.now, child_used=child is None or child.used_at is not None
             ),
             token_hash_prefix=hash_prefix(record.token_hash),
             first_used_at=used_at,
             first_ip=record.used_ip,
             first_user_agent=record.used_user_agent,
-            reused_at=now,
-            reuse_client_id=client_id,
-            reuse_ip=ctx.ip,
-            reuse_user_agent=ctx.user_agent,
+            reused_at=a.now,
+            reuse_client_id=a.client_id,
+            reuse_ip=a.ctx.ip,
+            reuse_user_agent=a.ctx.user_agent,
             family_revoked=True,
         )
-        revoked = tx.revoke_family(family.id, now, "reuse_detected", f"client:{client_id}")
+        revoked = tx.revoke_family(family.id, a.now, "reuse_detected", f"client:{a.client_id}")
         return _Reuse(incident, revoked)
 
     def _after_reuse(self, outcome: _Reuse, now: float) -> None:
