@@ -56,6 +56,12 @@ async def _error(env: Env, status: int, code: str, **kwargs: object) -> None:
         assert r.headers["www-authenticate"].startswith("Basic")
 
 
+async def _refresh_refused(env: Env, token: str, code: str = "invalid_grant", **extra: str) -> None:
+    """The public client ``spa`` presents ``token``: a 400 with ``code``, no-store."""
+    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": "spa", **extra}
+    await _error(env, 400, code, data=data)
+
+
 async def test_unknown_grant_type(env: Env) -> None:
     await _error(
         env, 400, "unsupported_grant_type", data={"grant_type": "password", "client_id": "spa"}
@@ -95,60 +101,24 @@ async def test_reused_token(env: Env) -> None:
     login = env.login()
     assert (await _refresh(env, login["refresh_token"])).status_code == 200  # type: ignore[attr-defined]
     env.clock.advance(1)
-    await _error(
-        env,
-        400,
-        "invalid_grant",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": login["refresh_token"],
-            "client_id": "spa",
-        },
-    )
+    await _refresh_refused(env, login["refresh_token"])
 
 
 async def test_expired_token(env: Env) -> None:
     login = env.login()
     env.clock.advance(env.ts.settings.refresh_idle_ttl)
-    await _error(
-        env,
-        400,
-        "invalid_grant",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": login["refresh_token"],
-            "client_id": "spa",
-        },
-    )
+    await _refresh_refused(env, login["refresh_token"])
 
 
 async def test_revoked_family(env: Env) -> None:
     login = env.login()
     env.ts.revoke_subject("alice")
-    await _error(
-        env,
-        400,
-        "invalid_grant",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": login["refresh_token"],
-            "client_id": "spa",
-        },
-    )
+    await _refresh_refused(env, login["refresh_token"])
 
 
 async def test_token_of_another_client(env: Env) -> None:
     login = env.login("backend")
-    await _error(
-        env,
-        400,
-        "invalid_grant",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": login["refresh_token"],
-            "client_id": "spa",
-        },
-    )
+    await _refresh_refused(env, login["refresh_token"])
     # Nothing changed: the rightful client can still refresh.
     data = {"grant_type": "refresh_token", "refresh_token": login["refresh_token"]}
     assert (
@@ -158,30 +128,11 @@ async def test_token_of_another_client(env: Env) -> None:
 
 async def test_widened_scope(env: Env) -> None:
     login = env.login(scope="openid read")
-    await _error(
-        env,
-        400,
-        "invalid_scope",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": login["refresh_token"],
-            "client_id": "spa",
-            "scope": "openid read admin",
-        },
-    )
+    await _refresh_refused(env, login["refresh_token"], "invalid_scope", scope="openid read admin")
 
 
 async def test_malformed_refresh_token(env: Env) -> None:
-    await _error(
-        env,
-        400,
-        "invalid_grant",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": "tsr_" + "A" * 5000,
-            "client_id": "spa",
-        },
-    )
+    await _refresh_refused(env, "tsr_" + "A" * 5000)
 
 
 async def test_repeated_parameter_is_refused(env: Env) -> None:
