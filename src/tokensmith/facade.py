@@ -181,7 +181,8 @@ class Tokensmith:
         now = int(self.clock.now())
         lifetimes = self.settings.lifetimes_for(client_id)
         jti = new_jti()
-        session = self.sessions.start(
+        minted: list[TokenResponse] = []
+        self.sessions.start(
             subject=subject,
             client_id=client_id,
             scope=" ".join(scope.split()),
@@ -192,8 +193,10 @@ class Tokensmith:
             access_jti=jti,
             access_exp=now + lifetimes.access_token_ttl,
             context=context,
+            # Signs while the commit is in flight; returned only once it is durable.
+            prepare=lambda s: minted.append(self._mint(signer, s, now, jti, nonce=nonce)),
         )
-        return self._mint(signer, session, now, jti, nonce=nonce)
+        return minted[0]
 
     def refresh(
         self,
@@ -208,15 +211,17 @@ class Tokensmith:
         signer = self.keys.signer()
         now = int(self.clock.now())
         jti = new_jti()
-        session = self.sessions.rotate(
+        minted: list[TokenResponse] = []
+        self.sessions.rotate(
             refresh_token,
             client_id=client_id,
             scope=None if scope is None else " ".join(scope.split()),
             access_jti=jti,
             access_exp=now + self.settings.lifetimes_for(client_id).access_token_ttl,
             context=context,
+            prepare=lambda s: minted.append(self._mint(signer, s, now, jti, nonce=None)),
         )
-        return self._mint(signer, session, now, jti, nonce=None)
+        return minted[0]
 
     def issue_client_token(
         self, *, client_id: str, scope: str = "", audience: str | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -69,10 +68,9 @@ class FaultyStore(SqlStore):
         if sql is not None:
             self.fault_sql = sql
 
-    @contextmanager
-    def transaction(self) -> Iterator[Any]:  # type: ignore[override]
-        with super().transaction() as tx:
-            yield _FaultyTransaction(tx, self)
+    def _unit(self, cursor: Any) -> Any:
+        # Every unit of work, grouped (SQLite) or not, goes through here.
+        return _FaultyTransaction(super()._unit(cursor), self)
 
 
 @pytest.fixture

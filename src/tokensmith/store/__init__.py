@@ -10,6 +10,7 @@ from tokensmith.store.protocols import (
     RefreshStore,
     RefreshTransaction,
     RevocationSource,
+    UnitOfWork,
 )
 from tokensmith.store.records import (
     FamilyRecord,
@@ -28,4 +29,5 @@ __all__ = [
     "RevocationSource",
     "StoreError",
     "TokenRecord",
+    "UnitOfWork",
 ]

@@ -8,8 +8,9 @@ conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tokensmith.store.records import FamilyRecord, NewToken, RevocationSnapshot, TokenRecord
 
@@ -54,6 +55,24 @@ class RefreshTransaction(Protocol):
     def deny_access_token(self, jti: str, expires_at: float) -> None: ...
 
 
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class UnitOfWork(Protocol[T_co]):
+    """A unit of work handed to :meth:`RefreshStore.atomic`."""
+
+    def result(self) -> T_co:
+        """What the work returned (or raise what it raised; its writes are then undone).
+        May be available before the writes are durable."""
+        ...
+
+    def committed(self) -> None:
+        """Return once the work's writes are durable; raise if they were rolled back.
+        Nothing derived from the result may leave the process before this returned."""
+        ...
+
+
 class RevocationSource(Protocol):
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
         """Denied jtis not yet expired, and families/not-before times newer than
@@ -63,6 +82,11 @@ class RevocationSource(Protocol):
 
 class RefreshStore(RevocationSource, Protocol):
     def transaction(self) -> AbstractContextManager[RefreshTransaction]: ...
+
+    def atomic(self, work: Callable[[RefreshTransaction], T]) -> UnitOfWork[T]:
+        """Run ``work`` in a transaction of its own or, where the backend groups commits,
+        in a savepoint of a shared one; either way it commits or rolls back as a whole."""
+        ...
 
     def server_secret(self) -> bytes:
         """A secret shared by every process using this store, generated on first use."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -27,6 +27,7 @@ from tokensmith.store.records import (
 )
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
+from tokensmith.store.sql.group import GroupCommitter, Ticket
 from tokensmith.store.sql.statements import (
     EXPIRED_FAMILIES,
     INSERT_SECRET,
@@ -41,6 +42,8 @@ from tokensmith.store.sql.statements import (
     SELECT_SECRET,
     SQL,
 )
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=4096)
@@ -193,6 +196,21 @@ class SqlTransaction:
         self._run("deny", {"jti": jti, "expires_at": expires_at})
 
 
+class _Committed(Generic[T]):
+    """The answer of a unit of work that already committed in the caller's thread."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: T) -> None:
+        self._value = value
+
+    def result(self) -> T:
+        return self._value
+
+    def committed(self) -> None:
+        return None
+
+
 class SqlStore:
     """Implements :class:`tokensmith.store.RefreshStore` over a SQLAlchemy engine."""
 
@@ -201,6 +219,12 @@ class SqlStore:
         self._dialect = engine.dialect.name
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
         self._secret: bytes | None = None
+        # PostgreSQL runs units side by side under row locks; SQLite has one writer anyway.
+        self._group = GroupCommitter(self._run_batch) if self._dialect == "sqlite" else None
+        self._writer: PoolProxiedConnection | None = None
+
+    def _unit(self, cursor: Any) -> SqlTransaction:
+        return SqlTransaction(cursor, self._dialect)
 
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
@@ -213,7 +237,7 @@ class SqlStore:
                 if self._dialect == "sqlite":
                     cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    yield SqlTransaction(cursor, self._dialect)
+                    yield self._unit(cursor)
                     self._commit(raw)
                 except BaseException:
                     self._rollback(raw)
@@ -226,6 +250,82 @@ class SqlStore:
             raise translate(exc.orig, disconnect=exc.connection_invalidated) from exc
         finally:
             raw.close()
+
+    def atomic(self, work: Callable[[SqlTransaction], T]) -> Ticket[T] | _Committed[T]:
+        """Run ``work`` as one unit of work. On SQLite it joins the group commit (see
+        :mod:`tokensmith.store.sql.group`): the ticket's ``result`` may come before the commit
+        is durable. Elsewhere it commits here, before returning."""
+        if self._group is not None:
+            return self._group.submit(work)
+        with self.transaction() as tx:
+            return _Committed(work(tx))
+
+    def _run_batch(self, tickets: list[Ticket[Any]]) -> None:
+        """A group leader's transaction: every ticket's unit under its own savepoint (none
+        needed for a batch of one), then one commit for all; settles every ticket."""
+        shared = len(tickets) > 1
+        error: BaseException | None = None
+        raw = None
+        try:
+            raw = self._writer_connection()
+            cursor = raw.cursor()
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                tx = self._unit(cursor)
+                kept = 0
+                for ticket in tickets:
+                    if shared:
+                        cursor.execute("SAVEPOINT unit")
+                    try:
+                        value = ticket.work(tx)
+                    except BaseException as exc:
+                        if not shared:
+                            raise
+                        # If SQLite already rolled the whole transaction back (I/O error,
+                        # disk full), this raises too and the whole batch fails below.
+                        cursor.execute("ROLLBACK TO unit")
+                        cursor.execute("RELEASE unit")
+                        ticket.failed(self._error(exc, raw))
+                        continue
+                    if shared:
+                        cursor.execute("RELEASE unit")
+                    ticket.ran(value)
+                    kept += 1
+                if kept:
+                    self._commit(raw)
+                else:
+                    raw.rollback()
+            finally:
+                cursor.close()
+        except BaseException as exc:
+            error = self._error(exc, raw)
+            if raw is not None:
+                self._rollback(raw)
+                if error is not exc or not raw.is_valid:
+                    # A database error: the next batch starts on a fresh connection.
+                    self._writer = None
+                    raw.close()  # back to the pool, or discarded if it was invalidated
+        for ticket in tickets:
+            ticket.settle(error)
+
+    def _writer_connection(self) -> PoolProxiedConnection:
+        # Group leaders run one at a time, so they share one connection instead of a pool
+        # round trip per batch.
+        if self._writer is None:
+            self._writer = self.engine.raw_connection()
+        return self._writer
+
+    def _error(self, exc: BaseException, raw: PoolProxiedConnection | None) -> BaseException:
+        """What a caller should see for ``exc``: driver errors translated, ours as they are."""
+        translated: BaseException
+        if isinstance(exc, DBAPIError):
+            translated = translate(exc.orig, disconnect=exc.connection_invalidated)
+        elif isinstance(exc, self._driver_error) and raw is not None:
+            translated = self._translate(exc, raw)
+        else:
+            return exc
+        translated.__cause__ = exc
+        return translated
 
     def _commit(self, raw: PoolProxiedConnection) -> None:
         raw.commit()

@@ -1,0 +1,220 @@
+"""SQLite group commit (``tokensmith.store.sql.group``): units queued by several threads of
+one process share a transaction and its fsync; each keeps its own savepoint, so a failing
+unit rolls back alone; a failed commit fails every unit of its batch; nothing a caller
+prepared before the commit leaves when the commit fails."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tokensmith.clock import ManualClock
+from tokensmith.errors import InvalidGrant
+from tokensmith.refresh.opaque import new_token
+from tokensmith.refresh.service import Session
+from tokensmith.store.records import StoreError
+from tokensmith.store.sql import SqlStore, SqlTransaction
+
+from .conftest import (
+    Backend,
+    active_tokens,
+    login,
+    make_service,
+    new_jti,
+    only_sqlite,
+    refresh,
+    rows,
+)
+
+pytestmark = only_sqlite
+WAIT = 30.0
+
+
+class CountingStore(SqlStore):
+    """Counts commits and can fail the n-th one from now."""
+
+    commits = 0
+    attempts = 0
+    fail_attempt = 0
+
+    def fail_commit(self, n: int = 1) -> None:
+        self.fail_attempt = self.attempts + n
+
+    def _commit(self, raw: Any) -> None:
+        self.attempts += 1
+        if self.attempts == self.fail_attempt:
+            raise self.engine.dialect.loaded_dbapi.OperationalError("injected: commit failed")
+        super()._commit(raw)
+        self.commits += 1
+
+
+@pytest.fixture
+def counting(backend: Backend, store: SqlStore) -> Iterator[CountingStore]:
+    s = CountingStore(backend.engine())
+    try:
+        yield s
+    finally:
+        s.engine.dispose()
+
+
+class Blocker:
+    """A unit of work that holds the lead (inside its batch's transaction) until released,
+    so the units queued meanwhile form the next batch together."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.inside = threading.Event()
+        self.release = threading.Event()
+        self.thread = threading.Thread(target=lambda: store.atomic(self._work).committed())
+
+    def _work(self, _tx: SqlTransaction) -> None:
+        self.inside.set()
+        assert self.release.wait(WAIT)
+
+    def __enter__(self) -> Blocker:
+        # A service reads the server secret before its first rotation: read it now, or the
+        # callers would wait for the blocked database lock instead of queueing.
+        self.store.server_secret()
+        self.thread.start()
+        assert self.inside.wait(WAIT)
+        return self
+
+    def wait_queued(self, n: int) -> None:
+        deadline = time.monotonic() + WAIT
+        while self.store._group is not None and len(self.store._group._queue) < n:
+            assert time.monotonic() < deadline, "the callers never queued"
+            time.sleep(0.001)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release.set()
+        self.thread.join(WAIT)
+
+
+def _in_threads(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run each call in its own thread; a call's result, or the exception it raised."""
+    results: list[Any] = [None] * len(calls)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = calls[i]()
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    return [threads, results]
+
+
+def _join(started: list[Any]) -> list[Any]:
+    threads, results = started
+    for t in threads:
+        t.join(WAIT)
+    assert not any(t.is_alive() for t in threads)
+    return list(results)
+
+
+def test_a_lone_caller_runs_its_unit_in_its_own_thread(counting: CountingStore) -> None:
+    ran_in = counting.atomic(lambda _tx: threading.get_ident()).result()
+    assert ran_in == threading.get_ident()
+
+
+def test_units_queued_during_a_batch_share_the_next_commit(
+    counting: CountingStore, clock: ManualClock
+) -> None:
+    service = make_service(counting, clock)
+    sessions = [login(service, clock, subject=f"user{i}") for i in range(3)]
+    before = counting.commits
+    with Blocker(counting) as blocker:
+        started = _in_threads(
+            [lambda s=s: refresh(service, clock, s.refresh_token) for s in sessions]
+        )
+        blocker.wait_queued(3)
+    children = _join(started)
+    assert all(isinstance(child, Session) for child in children)
+    # The blocker's batch, then one for the three rotations.
+    assert counting.commits - before == 2
+    for session, child in zip(sessions, children, strict=True):
+        assert active_tokens(counting, session.family_id) == 1
+        refresh(service, clock, child.refresh_token)
+
+
+def test_a_failing_unit_rolls_back_alone_and_the_others_commit(
+    counting: CountingStore, clock: ManualClock
+) -> None:
+    service = make_service(counting, clock)
+    good = [login(service, clock, subject=f"user{i}") for i in range(2)]
+    before = rows(counting, "SELECT count(*) FROM ts_families")[0][0]
+
+    def writes_then_fails(tx: SqlTransaction) -> None:
+        tx.deny_access_token("half-written", 2e9)
+        raise ValueError("the unit fails after a write")
+
+    with Blocker(counting) as blocker:
+        started = _in_threads(
+            [
+                lambda: refresh(service, clock, good[0].refresh_token),
+                lambda: counting.atomic(writes_then_fails).result(),
+                lambda: refresh(service, clock, new_token()),  # unknown: InvalidGrant
+                lambda: refresh(service, clock, good[1].refresh_token),
+            ]
+        )
+        blocker.wait_queued(4)
+    first, failed, unknown, second = _join(started)
+    assert isinstance(first, Session) and isinstance(second, Session)
+    assert isinstance(failed, ValueError)
+    assert isinstance(unknown, InvalidGrant)
+    assert rows(counting, "SELECT jti FROM ts_denylist") == []
+    assert rows(counting, "SELECT count(*) FROM ts_families")[0][0] == before
+    for session in good:
+        assert active_tokens(counting, session.family_id) == 1
+    refresh(service, clock, first.refresh_token)
+    refresh(service, clock, second.refresh_token)
+
+
+def test_a_failed_commit_fails_every_unit_of_the_batch(
+    counting: CountingStore, clock: ManualClock
+) -> None:
+    service = make_service(counting, clock)
+    sessions = [login(service, clock, subject=f"user{i}") for i in range(3)]
+    state = "SELECT token_hash, used_at FROM ts_refresh_tokens ORDER BY 1"
+    before = rows(counting, state)
+    with Blocker(counting) as blocker:
+        counting.fail_commit(2)  # the blocker's commit is the first, the batch's the second
+        started = _in_threads(
+            [lambda s=s: refresh(service, clock, s.refresh_token) for s in sessions]
+        )
+        blocker.wait_queued(3)
+    outcomes = _join(started)
+    assert all(isinstance(o, StoreError) for o in outcomes), outcomes
+    assert rows(counting, state) == before
+    for session in sessions:
+        refresh(service, clock, session.refresh_token)  # the clients' retries succeed
+        assert active_tokens(counting, session.family_id) == 1
+
+
+def test_nothing_prepared_leaves_when_the_commit_fails(
+    counting: CountingStore, clock: ManualClock
+) -> None:
+    service = make_service(counting, clock)
+    session = login(service, clock)
+    prepared: list[Session] = []
+    counting.fail_commit()
+    with pytest.raises(StoreError):
+        service.rotate(
+            session.refresh_token or "",
+            client_id="spa",
+            scope=None,
+            access_jti=new_jti(),
+            access_exp=int(clock.now()) + 300,
+            prepare=prepared.append,
+        )
+    # prepare ran (the facade signs there) but rotate raised: nothing was handed out, and
+    # the parent is still the family's one active token.
+    assert len(prepared) == 1
+    assert active_tokens(counting, session.family_id) == 1
+    refresh(service, clock, session.refresh_token)
