@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -125,7 +126,19 @@ class Settings:
 
     def lifetimes_for(self, client_id: str) -> Lifetimes:
         """The lifetimes one client gets: its overrides, else the global ones, then the profile."""
-        o = self.client_lifetimes.get(client_id, ClientLifetimes())
+        found = self._resolved_lifetimes.get(client_id)
+        return self._default_lifetimes if found is None else found
+
+    # Settings are frozen, so each answer is worked out once (it is asked on every refresh).
+    @cached_property
+    def _resolved_lifetimes(self) -> dict[str, Lifetimes]:
+        return {cid: self._resolve(o) for cid, o in self.client_lifetimes.items()}
+
+    @cached_property
+    def _default_lifetimes(self) -> Lifetimes:
+        return self._resolve(ClientLifetimes())
+
+    def _resolve(self, o: ClientLifetimes) -> Lifetimes:
         idle = _pick(o.refresh_idle_ttl, self.refresh_idle_ttl)
         if self.profile == "pci-dss":
             idle = min(idle, PCI_DSS_IDLE_TTL)

@@ -73,4 +73,4 @@ def derive_child(server_secret: bytes, salt: bytes, parent_hash: bytes) -> str:
     Deriving instead of storing it lets a grace retry return the byte-equal child
     (SECURITY R3) while the database still holds only hashes.
     """
-    return format_token(hmac.new(server_secret, salt + parent_hash, hashlib.sha256).digest())
+    return format_token(hmac.digest(server_secret, salt + parent_hash, "sha256"))

@@ -1,9 +1,10 @@
 """The refresh-token rotation service (SPEC "Refresh store semantics"; RFC 6749 §6;
 RFC 9700 §2.2.2 and §4.14.2; SECURITY R1 to R8).
 
-Every state change happens in one store transaction. The caller (the facade) signs JWTs
-only after a method returned, i.e. after the transaction committed. Logs and events carry
-family ids and hash prefixes, never a token or a secret.
+Every state change happens in one store transaction. The caller (the facade) may sign JWTs
+while that transaction commits (``prepare``), but hands nothing out before the method
+returned, i.e. before the commit is durable. Logs and events carry family ids and hash
+prefixes, never a token or a secret.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokensmith.clock import Clock
@@ -117,22 +119,12 @@ class RefreshService:
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
         self._secret_lock = threading.Lock()
-        # Settings are frozen, so each client's resolved lifetimes never change.
-        self._lifetimes: dict[str, Lifetimes] = {}
         self.revocations = RevocationCache(
             store,
             clock=clock,
             ttl=settings.revocation_cache_ttl,
             horizon=settings.max_token_lifetime + settings.leeway,
         )
-
-    def _lifetimes_for(self, client_id: str) -> Lifetimes:
-        lifetimes = self._lifetimes.get(client_id)
-        if lifetimes is None:
-            lifetimes = self._settings.lifetimes_for(client_id)
-            if len(self._lifetimes) < 1024:  # client ids come from callers; stay bounded
-                self._lifetimes[client_id] = lifetimes
-        return lifetimes
 
     @property
     def store(self) -> RefreshStore:
@@ -161,11 +153,13 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         context: RequestContext | None = None,
+        prepare: Callable[[Session], None] | None = None,
     ) -> Session:
         """Start a new family for a login. Every login gets a new random ``sid`` (SPEC:
-        "a login never reuses an earlier session id"; session regeneration, R7)."""
+        "a login never reuses an earlier session id"; session regeneration, R7).
+        ``prepare`` as for :meth:`rotate`."""
         now = self._clock.now()
-        lifetimes = self._lifetimes_for(client_id)
+        lifetimes = self._settings.lifetimes_for(client_id)
         family = FamilyRecord(
             id=secrets.token_urlsafe(16),
             subject=subject,
@@ -180,15 +174,24 @@ class RefreshService:
         )
         token: str | None = None
         expires_at: float | None = None
-        with self._store.transaction() as tx:
+        if lifetimes.issue_refresh_token:
+            token = new_token()
+            expires_at = min(now + lifetimes.refresh_idle_ttl, family.expires_at)
+
+        def work(tx: RefreshTransaction) -> None:
             tx.insert_family(family)
-            if lifetimes.issue_refresh_token:
-                token = new_token()
-                expires_at = min(now + lifetimes.refresh_idle_ttl, family.expires_at)
+            if token is not None and expires_at is not None:
                 tx.insert_token(NewToken(token_hash(token), family.id, None, None, now, expires_at))
             tx.record_access_token(access_jti, family.id, access_exp)
+
+        unit = self._store.atomic(work)
+        unit.result()
+        session = self._session(family, family.scope, token, expires_at)
+        if prepare is not None:
+            prepare(session)
+        unit.committed()
         self._events.emit("issued", now, family_id=family.id, subject=subject, client_id=client_id)
-        return self._session(family, family.scope, token, expires_at)
+        return session
 
     # -- rotation -----------------------------------------------------------------------------
     def rotate(
@@ -200,8 +203,13 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         context: RequestContext | None = None,
+        prepare: Callable[[Session], None] | None = None,
     ) -> Session:
         """RFC 6749 §6 with rotation (RFC 9700 §4.14.2): consume the token, issue its child.
+
+        ``prepare(session)`` runs once the rotation is decided, while its commit may still
+        be in flight (the facade signs the new JWTs there); whatever it makes must not leave
+        before ``rotate`` returned, because a failed commit makes ``rotate`` raise.
 
         Raises ``InvalidGrant`` for unknown, malformed, expired, revoked or other clients'
         tokens; ``InvalidScope`` for a wider scope; ``RefreshTokenReused`` (after the family
@@ -218,20 +226,24 @@ class RefreshService:
             digest=token_hash(refresh_token),
             secret=secret,
             now=now,
-            lifetimes=self._lifetimes_for(client_id),
+            lifetimes=self._settings.lifetimes_for(client_id),
             client_id=client_id,
             requested=requested,
             access_jti=access_jti,
             access_exp=access_exp,
             ctx=context or _NO_CONTEXT,
         )
-        with self._store.transaction() as tx:
-            outcome = self._rotate(tx, attempt)
+        unit = self._store.atomic(lambda tx: self._rotate(tx, attempt))
+        outcome = unit.result()
         if isinstance(outcome, _Reuse):
+            unit.committed()  # R2: the revocation stands before the request fails
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
         retry = isinstance(outcome, _GraceRetry)
         session = outcome.session if isinstance(outcome, _GraceRetry) else outcome
+        if prepare is not None:
+            prepare(session)
+        unit.committed()
         self._events.emit(
             "rotated",
             now,
