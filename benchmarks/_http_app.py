@@ -5,8 +5,9 @@ Built from the environment (``Settings.from_env``: ``TOKENSMITH_ISSUER``,
 benchmark's in-process facade use the same settings. The database and keys must already
 exist (the benchmark runs ``setup()`` before it starts the server).
 
-``/bench/constant`` is a plain Starlette endpoint with a small constant JSON body, served
-by the same process, routing and middleware stack: the limit the other rows are held to.
+``/bench/constant`` is a plain Starlette endpoint with a small constant JSON body, added to
+tokensmith's own app, so it is served by the same process, router and middleware stack
+(error handlers, the metrics middleware): the limit the other rows are held to.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from tokensmith import Settings, Tokensmith
 from tokensmith.http import create_app
@@ -25,10 +26,9 @@ async def constant(request: Request) -> JSONResponse:
 
 
 def build() -> Starlette:
-    ts = Tokensmith(Settings.from_env())
-    return Starlette(
-        routes=[Route("/bench/constant", constant, methods=["GET"]), Mount("/", app=create_app(ts))]
-    )
+    app = create_app(Tokensmith(Settings.from_env()))
+    app.router.routes.insert(0, Route("/bench/constant", constant, methods=["GET"]))
+    return app
 
 
 app = build()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -23,6 +22,7 @@ from tokensmith.http.cookies import (
 )
 from tokensmith.http.errors import NO_STORE, OAuthError
 from tokensmith.http.forms import read_form, required
+from tokensmith.http.threads import in_thread
 from tokensmith.refresh.service import RequestContext
 
 
@@ -40,7 +40,7 @@ def _context(request: Request) -> RequestContext:
 
 async def _client(request: Request, form: dict[str, str]) -> Client:
     ts = _ts(request)
-    return await run_in_threadpool(authenticate, request, form, ts.clients)
+    return await in_thread(authenticate, request, form, ts.clients)
 
 
 def _json(body: dict[str, Any], request: Request, client: Client | None = None) -> Response:
@@ -54,7 +54,7 @@ async def token(request: Request) -> Response:
     form = await read_form(request)
     # Client authentication and the grant share one trip to the thread pool: both may
     # touch the database, and each hop costs more than a cached client lookup.
-    return await run_in_threadpool(_token, request, form)
+    return await in_thread(_token, request, form)
 
 
 def _token(request: Request, form: dict[str, str]) -> Response:
@@ -119,7 +119,7 @@ async def revoke(request: Request) -> Response:
     client = await _client(request, form)
     token_value = required(form, "token")
     ts = _ts(request)
-    await run_in_threadpool(lambda: ts.revoke_token(token_value, client_id=client.client_id))
+    await in_thread(lambda: ts.revoke_token(token_value, client_id=client.client_id))
     return Response(status_code=200, headers=NO_STORE)
 
 
@@ -131,7 +131,7 @@ async def introspect(request: Request) -> Response:
         raise OAuthError("invalid_client", "introspection needs a confidential client", 401)
     token_value = required(form, "token")
     ts = _ts(request)
-    body = await run_in_threadpool(ts.introspect, token_value)
+    body = await in_thread(ts.introspect, token_value)
     return JSONResponse(body, headers=NO_STORE)
 
 
@@ -145,9 +145,7 @@ async def logout(request: Request) -> Response:
     refresh_token = request.cookies.get(COOKIE_NAME)
     ts = _ts(request)
     if refresh_token:
-        await run_in_threadpool(
-            lambda: ts.revoke_refresh_token(refresh_token, client_id=client.client_id)
-        )
+        await in_thread(lambda: ts.revoke_refresh_token(refresh_token, client_id=client.client_id))
     response = Response(
         status_code=204,
         headers={**NO_STORE, **cors_headers(request, set(client.allowed_origins))},
@@ -159,5 +157,5 @@ async def logout(request: Request) -> Response:
 async def preflight(request: Request) -> Response:
     """CORS preflight for cookie-mode clients' origins; any other origin gets no grant."""
     ts = _ts(request)
-    origins = await run_in_threadpool(ts.browser_origins)
+    origins = await in_thread(ts.browser_origins)
     return Response(status_code=204, headers=cors_headers(request, origins))

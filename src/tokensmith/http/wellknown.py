@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tokensmith.facade import Tokensmith
+from tokensmith.http.threads import in_thread
 from tokensmith.settings import SUPPORTED_ALGS
 
 
@@ -18,7 +18,7 @@ async def jwks(request: Request) -> Response:
     ts: Tokensmith = request.app.state.tokensmith
     document = ts.keys.cached_jwks_document()
     if document is None:
-        document = await run_in_threadpool(ts.keys.jwks_document)
+        document = await in_thread(ts.keys.jwks_document)
     headers = {
         "Cache-Control": f"public, max-age={ts.keys.jwks_max_age()}, stale-if-error=86400",
         "ETag": document.etag,
