@@ -1,7 +1,8 @@
 """Requests per second on ONE uvicorn worker, against the limits measured in the same run.
 
 One table, one run. Rows, all served by the same uvicorn process (``--workers 1``,
-``--no-access-log``, loopback, a free port; the app is ``benchmarks/_http_app.py``):
+httptools on uvloop as ``tokensmith serve`` runs it, ``--no-access-log``, loopback, a free
+port; the app is ``benchmarks/_http_app.py``):
 
 1. ``constant``: a plain Starlette endpoint returning a small constant JSON — the limit of
    this server, event loop and HTTP parser;
@@ -117,6 +118,11 @@ def serve(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Pope
         str(port),
         "--workers",
         "1",
+        # What ``tokensmith serve`` runs: httptools' parser on uvloop.
+        "--http",
+        "httptools",
+        "--loop",
+        "uvloop",
         "--no-access-log",
         "--log-level",
         "warning",
@@ -453,8 +459,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cores = os.cpu_count() or 0
     print(
-        f"bench_http: one uvicorn {version('uvicorn')} worker (--workers 1), "
-        f"starlette {version('starlette')}, Python {platform.python_version()}"
+        f"bench_http: one uvicorn {version('uvicorn')} worker (--workers 1, httptools "
+        f"{version('httptools')}, uvloop {version('uvloop')}), starlette "
+        f"{version('starlette')}, Python {platform.python_version()}"
     )
     print(
         f"machine: nproc={cores}; wrk (-t {args.connections} -c {args.connections}) and the "

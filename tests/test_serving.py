@@ -8,7 +8,7 @@ from typing import Any
 
 from uvicorn.config import Config
 
-from tokensmith.http.serving import NoDelayH11Protocol
+from tokensmith.http.serving import NoDelayHttpToolsProtocol
 
 
 class _Transport:
@@ -48,7 +48,9 @@ async def _check_nodelay() -> None:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
                 config = Config(_app)
                 config.load()
-                protocol = NoDelayH11Protocol(config=config, server_state=_State(), app_state={})  # type: ignore[arg-type]
+                protocol = NoDelayHttpToolsProtocol(
+                    config=config, server_state=_State(), app_state={}
+                )  # type: ignore[arg-type]
                 protocol.connection_made(_Transport(accepted))  # type: ignore[arg-type]
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
                 assert client

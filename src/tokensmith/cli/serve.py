@@ -54,7 +54,7 @@ def serve(
     from tokensmith import logjson
     from tokensmith.http import create_app
     from tokensmith.http.app import SCHEDULE_ENV
-    from tokensmith.http.serving import NoDelayH11Protocol
+    from tokensmith.http.serving import NoDelayHttpToolsProtocol
     from tokensmith.maintenance import Maintenance
 
     ts = facade(ctx)
@@ -80,7 +80,7 @@ def serve(
             workers=workers,
             host=host,
             port=port,
-            http=NoDelayH11Protocol,
+            http=NoDelayHttpToolsProtocol,
             log_level="info",
             access_log=not log_json,
         )
@@ -90,7 +90,7 @@ def serve(
         app,
         host=host,
         port=port,
-        http=NoDelayH11Protocol,
+        http=NoDelayHttpToolsProtocol,
         log_level="info",
         access_log=not log_json,
     )

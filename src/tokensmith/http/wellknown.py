@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -19,13 +21,16 @@ async def jwks(request: Request) -> Response:
     document = ts.keys.cached_jwks_document()
     if document is None:
         document = await in_thread(ts.keys.jwks_document)
-    headers = {
-        "Cache-Control": f"public, max-age={ts.keys.jwks_max_age()}, stale-if-error=86400",
-        "ETag": document.etag,
-    }
-    if document.etag in _etags(request.headers.get("if-none-match", "")):
+    headers = {"Cache-Control": _cache_control(ts.keys.jwks_max_age()), "ETag": document.etag}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and document.etag in _etags(if_none_match):
         return Response(status_code=304, headers=headers)
     return Response(document.payload, media_type="application/jwk-set+json", headers=headers)
+
+
+@functools.lru_cache(maxsize=256)
+def _cache_control(max_age: int) -> str:
+    return f"public, max-age={max_age}, stale-if-error=86400"
 
 
 def _etags(header: str) -> set[str]:
