@@ -113,9 +113,7 @@ class IdTokenClaims:
     access_token: str | None = None
 
 
-def mint_id_token(signer: Signer, issuer: str, c: IdTokenClaims) -> str:
-    """OIDC Core §2: ``aud`` is the client; ``azp`` names it too (§2, when one audience it
-    is optional but harmless and lets RPs check it uniformly)."""
+def _id_token_payload(issuer: str, c: IdTokenClaims, token_hash: str | None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "iss": issuer,
         "sub": c.subject,
@@ -131,8 +129,54 @@ def mint_id_token(signer: Signer, issuer: str, c: IdTokenClaims) -> str:
         payload["amr"] = list(c.amr)
     if c.acr is not None:
         payload["acr"] = c.acr
-    if c.access_token is not None:
-        payload["at_hash"] = at_hash(c.access_token, signer.alg)
+    if token_hash is not None:
+        payload["at_hash"] = token_hash
     if c.session_id is not None:
         payload["sid"] = c.session_id
-    return sign_compact(signer, header_segment(signer.alg, signer.kid, ID_TOKEN_TYP), payload)
+    return payload
+
+
+def _id_token_json(issuer: str, c: IdTokenClaims, token_hash: str | None) -> str | None:
+    """The JSON text of :func:`_id_token_payload` for exact ``str``/``int`` fields, written
+    like :func:`_access_token_json`; any other shape: None."""
+    optional = (c.nonce, c.acr, token_hash, c.session_id)
+    if (
+        type(issuer) is not str
+        or type(c.subject) is not str
+        or type(c.client_id) is not str
+        or type(c.expires_at) is not int
+        or type(c.issued_at) is not int
+        or type(c.auth_time) is not int
+        or any(v is not None and type(v) is not str for v in optional)
+        or (c.amr is not None and any(type(v) is not str for v in c.amr))
+    ):
+        return None
+    client = encode_basestring(c.client_id)
+    parts = [
+        f'{{"iss":{encode_basestring(issuer)},"sub":{encode_basestring(c.subject)},'
+        f'"aud":{client},"exp":{c.expires_at},"iat":{c.issued_at},'
+        f'"auth_time":{c.auth_time},"azp":{client}'
+    ]
+    if c.nonce is not None:
+        parts.append(f',"nonce":{encode_basestring(c.nonce)}')
+    if c.amr is not None:
+        parts.append(',"amr":[' + ",".join(map(encode_basestring, c.amr)) + "]")
+    if c.acr is not None:
+        parts.append(f',"acr":{encode_basestring(c.acr)}')
+    if token_hash is not None:
+        parts.append(f',"at_hash":{encode_basestring(token_hash)}')
+    if c.session_id is not None:
+        parts.append(f',"sid":{encode_basestring(c.session_id)}')
+    parts.append("}")
+    return "".join(parts)
+
+
+def mint_id_token(signer: Signer, issuer: str, c: IdTokenClaims) -> str:
+    """OIDC Core §2: ``aud`` is the client; ``azp`` names it too (§2, when one audience it
+    is optional but harmless and lets RPs check it uniformly)."""
+    token_hash = None if c.access_token is None else at_hash(c.access_token, signer.alg)
+    header = header_segment(signer.alg, signer.kid, ID_TOKEN_TYP)
+    body = _id_token_json(issuer, c, token_hash)
+    if body is not None:
+        return sign_json(signer, header, body)
+    return sign_compact(signer, header, _id_token_payload(issuer, c, token_hash))

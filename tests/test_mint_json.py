@@ -1,0 +1,127 @@
+"""The hand-written JSON of the common access- and ID-token shapes is byte-for-byte what
+``json`` writes for the same claims (the slow path, and what verifiers parse)."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tokensmith.tokens.mint import (
+    AccessTokenClaims,
+    IdTokenClaims,
+    _access_token_json,
+    _id_token_json,
+    _id_token_payload,
+)
+
+text = st.text(max_size=40)
+ints = st.integers(min_value=0, max_value=2**53)
+
+
+def _dumps(payload: dict[str, object]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@given(
+    issuer=text,
+    subject=text,
+    client_id=text,
+    audience=text,
+    scope=text,
+    issued_at=ints,
+    expires_at=ints,
+    jti=text,
+    sid=st.none() | text,
+)
+def test_access_token_json_is_what_json_writes(
+    issuer: str,
+    subject: str,
+    client_id: str,
+    audience: str,
+    scope: str,
+    issued_at: int,
+    expires_at: int,
+    jti: str,
+    sid: str | None,
+) -> None:
+    claims = AccessTokenClaims(
+        subject=subject,
+        client_id=client_id,
+        audience=audience,
+        scope=scope,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        jti=jti,
+        session_id=sid,
+    )
+    expected: dict[str, object] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "exp": expires_at,
+        "iat": issued_at,
+        "nbf": issued_at,
+        "jti": jti,
+        "client_id": client_id,
+        "scope": scope,
+    }
+    if sid is not None:
+        expected["sid"] = sid
+    assert _access_token_json(issuer, claims) == _dumps(expected)
+
+
+@given(
+    issuer=text,
+    subject=text,
+    client_id=text,
+    times=st.tuples(ints, ints, ints),
+    nonce=st.none() | text,
+    amr=st.none() | st.lists(text, max_size=4),
+    acr=st.none() | text,
+    token_hash=st.none() | text,
+    sid=st.none() | text,
+)
+def test_id_token_json_is_what_json_writes(
+    issuer: str,
+    subject: str,
+    client_id: str,
+    times: tuple[int, int, int],
+    nonce: str | None,
+    amr: list[str] | None,
+    acr: str | None,
+    token_hash: str | None,
+    sid: str | None,
+) -> None:
+    issued_at, expires_at, auth_time = times
+    claims = IdTokenClaims(
+        subject=subject,
+        client_id=client_id,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        auth_time=auth_time,
+        session_id=sid,
+        nonce=nonce,
+        amr=amr,
+        acr=acr,
+    )
+    expected = _id_token_payload(issuer, claims, token_hash)
+    assert _id_token_json(issuer, claims, token_hash) == _dumps(expected)
+
+
+def test_other_shapes_take_the_json_encoder() -> None:
+    claims = IdTokenClaims(
+        subject="alice", client_id="spa", issued_at=1, expires_at=2, auth_time=True
+    )
+    assert _id_token_json("https://as.example", claims, None) is None
+    access = AccessTokenClaims(
+        subject="alice",
+        client_id="spa",
+        audience=("a", "b"),
+        scope="",
+        issued_at=1,
+        expires_at=2,
+        jti="j",
+    )
+    assert _access_token_json("https://as.example", access) is None
