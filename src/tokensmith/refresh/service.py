@@ -71,7 +71,9 @@ class _GraceRetry:
 
 @dataclass(frozen=True, slots=True)
 class _Attempt:
-    """One ``rotate`` call's inputs, read once and passed down as a unit."""
+    """One ``rotate`` call's inputs, read once and passed down as a unit. The child token
+    is derived by the caller before queueing: under group commit the unit of work runs
+    in a leader thread that serialises everybody's, so it does only what needs the rows."""
 
     digest: bytes
     secret: bytes
@@ -82,6 +84,9 @@ class _Attempt:
     access_jti: str
     access_exp: int
     ctx: RequestContext
+    salt: bytes
+    child: str
+    child_hash: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +227,11 @@ class RefreshService:
         requested = None if scope is None or not scope.strip() else _scope_set(scope)
         secret = self._server_secret()  # may read the database once: before the clock
         now = self._clock.now()
+        digest = token_hash(refresh_token)
+        salt = new_salt()
+        child = derive_child(secret, salt, digest)
         attempt = _Attempt(
-            digest=token_hash(refresh_token),
+            digest=digest,
             secret=secret,
             now=now,
             lifetimes=self._settings.lifetimes_for(client_id),
@@ -232,6 +240,9 @@ class RefreshService:
             access_jti=access_jti,
             access_exp=access_exp,
             ctx=context or _NO_CONTEXT,
+            salt=salt,
+            child=child,
+            child_hash=token_hash(child),
         )
         unit = self._store.atomic(lambda tx: self._rotate(tx, attempt))
         outcome = unit.result()
@@ -275,8 +286,6 @@ class RefreshService:
             if a.now >= record.expires_at:
                 raise InvalidGrant("refresh token expired")
             narrowed = self._narrow(family.scope, a.requested)
-            salt = new_salt()
-            child = derive_child(a.secret, salt, a.digest)
             child_expires = min(a.now + a.lifetimes.refresh_idle_ttl, family.expires_at)
             ip = _clip(a.ctx.ip, 64)
             ua = _clip(a.ctx.user_agent, MAX_CONTEXT_LENGTH)
@@ -287,10 +296,10 @@ class RefreshService:
             # time as this rotation (a concurrent loser), not replaying a finished one.
             issued = max(a.now, self._clock.now())
             tx.insert_token(
-                NewToken(token_hash(child), family.id, a.digest, salt, issued, child_expires)
+                NewToken(a.child_hash, family.id, a.digest, a.salt, issued, child_expires)
             )
             tx.record_access_token(a.access_jti, family.id, a.access_exp)
-            return self._session(family, narrowed, child, child_expires)
+            return self._session(family, narrowed, a.child, child_expires)
         # Still losing after re-reading: a conflict, not an answer about this token.
         raise InvalidGrant("refresh token was used concurrently")
 
