@@ -4,9 +4,12 @@ One table, one run. Rows: SQLite file in WAL mode with ``synchronous=FULL`` and 
 and PostgreSQL when ``--pg URL`` or ``TOKENSMITH_TEST_PG_URL`` is given; 1 caller and 8
 concurrent callers (threads, each rotating its own chain). Columns:
 
-* (a) ``service``: ``RefreshService.rotate`` through the SQL store (fixed access jti/exp);
-* (b) ``full``: a full refresh with JWT signing through the facade. Filled in by
-  :func:`bench_full_refresh` (the lead's hook); ``-`` while it returns ``None``;
+* (a) ``service``: ``RefreshService.rotate`` through the SQL store (fixed access jti/exp).
+  On SQLite the store groups the commits of concurrent callers of one process (one
+  transaction and one fsync per batch, ``tokensmith.store.sql.group``), so with 8 callers
+  (a) can pass (c), which pays one transaction per rotation;
+* (b) ``full``: ``Tokensmith.refresh``, the rotation plus a signed ES256 access token and
+  ID token (scope ``openid``), through the facade;
 * (c) ``raw``: the same transaction shape on the bare driver (sqlite3 / psycopg): BEGIN
   (IMMEDIATE), select token+family, conditional UPDATE ... RETURNING, insert child, insert
   access record, COMMIT. It is the limit; ``a/c`` is the ratio measured in the same run.
