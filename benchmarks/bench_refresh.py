@@ -4,10 +4,14 @@ One table, one run. Rows: SQLite file in WAL mode with ``synchronous=FULL`` and 
 and PostgreSQL when ``--pg URL`` or ``TOKENSMITH_TEST_PG_URL`` is given; 1 caller and 8
 concurrent callers (threads, each rotating its own chain). Columns:
 
-* (a) ``service``: ``RefreshService.rotate`` through the SQL store (fixed access jti/exp).
-  On SQLite the store groups the commits of concurrent callers of one process (one
-  transaction and one fsync per batch, ``tokensmith.store.sql.group``), so with 8 callers
-  (a) can pass (c), which pays one transaction per rotation;
+* (a) ``store``: the refresh's database work alone through tokensmith's store: one
+  ``SqlStore.atomic`` unit per rotation doing the rotation's reads and writes through the
+  store's transaction methods (token with family, compare-and-set, child, access record),
+  exactly the shape of (c). On SQLite the store groups the commits of concurrent callers of
+  one process (one transaction and one fsync per batch, ``tokensmith.store.sql.group``), so
+  with 8 callers (a) can pass (c), which pays one transaction per rotation;
+* (a') ``service``: ``RefreshService.rotate`` (fixed access jti/exp): (a) plus the token
+  format check, hashing, the child's HMAC derivation, the rules and the ``rotated`` event;
 * (b) ``full``: ``Tokensmith.refresh``, the rotation plus a signed ES256 access token and
   ID token (scope ``openid``), through the facade;
 * (c) ``raw``: the same transaction shape on the bare driver (sqlite3 / psycopg): BEGIN
@@ -47,12 +51,14 @@ from tokensmith.clock import SystemClock
 from tokensmith.events import EventBus
 from tokensmith.refresh.service import RefreshService
 from tokensmith.settings import Settings
-from tokensmith.store.sql import SqlStore, create_store_engine
+from tokensmith.store.records import NewToken
+from tokensmith.store.sql import SqlStore, SqlTransaction, create_store_engine
 from tokensmith.store.sql.models import metadata
 
 ISSUER = "https://bench.example"
 CALLERS = (1, 8)
 WARMUP = 20
+SERVICE = "(a') service"
 Step = Callable[[int], None]
 
 
@@ -113,6 +119,49 @@ def service_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[]
         return step
 
     return [caller(n) for n in range(callers)], service.store.engine.dispose  # type: ignore[attr-defined]
+
+
+def store_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], None]]:
+    """One rotation step per caller: the service's database work, through the store only."""
+    service = _service(db)
+    store = service.store
+    assert isinstance(store, SqlStore)
+
+    def caller(n: int) -> Step:
+        session = service.start(
+            subject=f"store{n}",
+            client_id="spa",
+            scope="openid",
+            audience=("api",),
+            auth_time=0,
+            amr=(),
+            acr=None,
+            access_jti=f"s{n}-{secrets.token_hex(4)}",
+            access_exp=2_000_000_000,
+        )
+        state = {"hash": hashlib.sha256((session.refresh_token or "").encode()).digest()}
+        prefix = f"s{n}-{secrets.token_hex(4)}-"
+        salt = b"s" * 16
+
+        def step(i: int) -> None:
+            parent = state["hash"]
+            child = hashlib.sha256(secrets.token_bytes(32)).digest()
+            now = time.time()
+
+            def work(tx: SqlTransaction) -> None:
+                record = tx.get_token(parent)
+                if record is None or not tx.mark_used(parent, now, None, None):
+                    raise RuntimeError("store compare-and-set lost")
+                family = record.family.id
+                tx.insert_token(NewToken(child, family, parent, salt, now, now + 86_400))
+                tx.record_access_token(prefix + str(i), family, 2_000_000_000.0)
+
+            store.atomic(work).committed()
+            state["hash"] = child
+
+        return step
+
+    return [caller(n) for n in range(callers)], store.engine.dispose
 
 
 # -- (b) full refresh with JWT signing (the facade) --------------------------------------------
@@ -277,16 +326,15 @@ def _run(steps: list[Step], seconds: float, limit: int, offset: int) -> float:
     return sum(counts) / elapsed
 
 
-def _cell(
-    db: Database, callers: int, args: argparse.Namespace
-) -> tuple[float, float, float, float]:
-    """Median rates over ``--rounds`` rounds; a, b and c alternate order every round so load
-    from neighbours hits them alike; a/c is the median of per-round ratios."""
+def _cell(db: Database, callers: int, args: argparse.Namespace) -> dict[str, float]:
+    """Median rates over ``--rounds`` rounds; the columns alternate order every round so load
+    from neighbours hits them alike; ``a/c`` is the median of per-round ratios."""
     impls: dict[str, tuple[list[Step], Callable[[], None]]] = {
-        "a": service_callers(db, callers),
+        "a": store_callers(db, callers),
+        "s": service_callers(db, callers),
+        "b": full_refresh_callers(db, callers),
         "c": raw_callers(db, callers),
     }
-    impls["b"] = full_refresh_callers(db, callers)
     rates: dict[str, list[float]] = {name: [] for name in impls}
     ratios: list[float] = []
     offset = 0
@@ -306,13 +354,9 @@ def _cell(
     finally:
         for _steps, close in impls.values():
             close()
-    b = statistics.median(rates["b"])
-    return (
-        statistics.median(rates["a"]),
-        b,
-        statistics.median(rates["c"]),
-        statistics.median(ratios),
-    )
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    medians["a/c"] = statistics.median(ratios)
+    return medians
 
 
 def _databases(tmp: Path, pg_url: str | None) -> list[Database]:
@@ -343,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max", type=int, default=20_000, help="rotations per caller")
     args = parser.parse_args(argv)
     header = (
-        f"{'database':<22} {'callers':>7} {'(a) service':>12} {'(b) full':>10} "
-        f"{'(c) raw':>10} {'a/c':>6}"
+        f"{'database':<22} {'callers':>7} {'(a) store':>10} {SERVICE:>13} "
+        f"{'(b) full':>10} {'(c) raw':>10} {'a/c':>6}"
     )
     print("refresh rotations per second (one run; higher is better)")
     print(header)
@@ -358,10 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                     conn.execute(text(f"CREATE SCHEMA {db.pg_schema}"))
             try:
                 for callers in CALLERS:
-                    a, b, c, ratio = _cell(db, callers, args)
+                    m = _cell(db, callers, args)
                     print(
-                        f"{db.label:<22} {callers:>7} {a:>12,.0f} {b:>10,.0f} {c:>10,.0f} "
-                        f"{ratio:>6.2f}",
+                        f"{db.label:<22} {callers:>7} {m['a']:>10,.0f} {m['s']:>13,.0f} "
+                        f"{m['b']:>10,.0f} {m['c']:>10,.0f} {m['a/c']:>6.2f}",
                         flush=True,
                     )
             finally:
