@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -93,3 +94,27 @@ async def test_discovery_names_the_endpoints_and_algorithms(ts: Tokensmith) -> N
     assert not any(
         a.startswith("HS") or a == "none" for a in body["id_token_signing_alg_values_supported"]
     )
+
+
+@pytest.mark.anyio
+async def test_a_middleware_editing_headers_does_not_leak_into_the_next_jwks_response(
+    ts: Tokensmith,
+) -> None:
+    # The JWKS response object is shared between requests; a middleware may edit the header
+    # list it is sent in place, so each request must get its own copy.
+    inner = create_app(ts)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def edit(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-edited", b"1"))
+            await send(message)
+
+        await inner(scope, receive, edit)
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as c:
+        responses = [await c.get("/.well-known/jwks.json") for _ in range(3)]
+    for r in responses:
+        assert r.headers.get_list("x-edited") == ["1"]
+        assert r.content == responses[0].content

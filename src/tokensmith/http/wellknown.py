@@ -6,6 +6,7 @@ import functools
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from tokensmith.facade import Tokensmith
 from tokensmith.http.threads import in_thread
@@ -21,16 +22,33 @@ async def jwks(request: Request) -> Response:
     document = ts.keys.cached_jwks_document()
     if document is None:
         document = await in_thread(ts.keys.jwks_document)
-    headers = {"Cache-Control": _cache_control(ts.keys.jwks_max_age()), "ETag": document.etag}
+    max_age = ts.keys.jwks_max_age()
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and document.etag in _etags(if_none_match):
+        headers = {"Cache-Control": _cache_control(max_age), "ETag": document.etag}
         return Response(status_code=304, headers=headers)
-    return Response(document.payload, media_type="application/jwk-set+json", headers=headers)
+    return _jwks_response(document.payload, document.etag, max_age)
 
 
-@functools.lru_cache(maxsize=256)
 def _cache_control(max_age: int) -> str:
     return f"public, max-age={max_age}, stale-if-error=86400"
+
+
+class _SharedResponse(Response):
+    """One response object served to many requests: each gets its own copy of the header
+    list, because a middleware may edit the list it is sent in place."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [*self.raw_headers]})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+@functools.lru_cache(maxsize=16)
+def _jwks_response(payload: bytes, etag: str, max_age: int) -> Response:
+    # Built once per key set and max-age (a whole number of seconds): the JWKS is the
+    # hottest read of the service and otherwise rebuilt identically for every request.
+    headers = {"Cache-Control": _cache_control(max_age), "ETag": etag}
+    return _SharedResponse(payload, media_type="application/jwk-set+json", headers=headers)
 
 
 def _etags(header: str) -> set[str]:
