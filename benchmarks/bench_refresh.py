@@ -49,7 +49,7 @@ from sqlalchemy import create_engine, text
 from tokensmith import Tokensmith
 from tokensmith.clock import SystemClock
 from tokensmith.events import EventBus
-from tokensmith.refresh.service import RefreshService
+from tokensmith.refresh.service import RefreshService, Session
 from tokensmith.settings import Settings
 from tokensmith.store.records import NewToken
 from tokensmith.store.sql import SqlStore, SqlTransaction, create_store_engine
@@ -85,22 +85,26 @@ def _service(db: Database) -> RefreshService:
     )
 
 
+def _login(service: RefreshService, subject: str) -> Session:
+    return service.start(
+        subject=subject,
+        client_id="spa",
+        scope="openid",
+        audience=("api",),
+        auth_time=0,
+        amr=(),
+        acr=None,
+        access_jti=f"{subject}-{secrets.token_hex(4)}",
+        access_exp=2_000_000_000,
+    )
+
+
 def service_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], None]]:
     """One rotation step per caller, each rotating its own chain through the service."""
     service = _service(db)
 
     def caller(n: int) -> Step:
-        session = service.start(
-            subject=f"user{n}",
-            client_id="spa",
-            scope="openid",
-            audience=("api",),
-            auth_time=0,
-            amr=(),
-            acr=None,
-            access_jti=f"a{n}-{secrets.token_hex(4)}",
-            access_exp=2_000_000_000,
-        )
+        session = _login(service, f"user{n}")
         state = {"token": session.refresh_token or ""}
         prefix = f"{n}-{secrets.token_hex(4)}-"
 
@@ -128,17 +132,7 @@ def store_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], 
     assert isinstance(store, SqlStore)
 
     def caller(n: int) -> Step:
-        session = service.start(
-            subject=f"store{n}",
-            client_id="spa",
-            scope="openid",
-            audience=("api",),
-            auth_time=0,
-            amr=(),
-            acr=None,
-            access_jti=f"s{n}-{secrets.token_hex(4)}",
-            access_exp=2_000_000_000,
-        )
+        session = _login(service, f"store{n}")
         state = {"hash": hashlib.sha256((session.refresh_token or "").encode()).digest()}
         prefix = f"s{n}-{secrets.token_hex(4)}-"
         salt = b"s" * 16

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,6 +185,7 @@ def refresh(
     client_id: str = "spa",
     scope: str | None = None,
     jti: str | None = None,
+    prepare: Callable[[Session], None] | None = None,
 ) -> Session:
     assert token is not None
     return service.rotate(
@@ -193,6 +194,7 @@ def refresh(
         scope=scope,
         access_jti=jti or new_jti(),
         access_exp=int(clock.now()) + 300,
+        prepare=prepare,
     )
 
 

@@ -24,7 +24,6 @@ from .conftest import (
     active_tokens,
     login,
     make_service,
-    new_jti,
     only_sqlite,
     refresh,
     rows,
@@ -205,14 +204,7 @@ def test_nothing_prepared_leaves_when_the_commit_fails(
     prepared: list[Session] = []
     counting.fail_commit()
     with pytest.raises(StoreError):
-        service.rotate(
-            session.refresh_token or "",
-            client_id="spa",
-            scope=None,
-            access_jti=new_jti(),
-            access_exp=int(clock.now()) + 300,
-            prepare=prepared.append,
-        )
+        refresh(service, clock, session.refresh_token, prepare=prepared.append)
     # prepare ran (the facade signs there) but rotate raised: nothing was handed out, and
     # the parent is still the family's one active token.
     assert len(prepared) == 1
