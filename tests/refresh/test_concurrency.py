@@ -10,6 +10,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -176,3 +177,46 @@ def test_a_process_killed_mid_rotation_leaves_a_consistent_database(
     _consistent(store)
     for s in sessions:
         assert active_tokens(store, s.family_id) == 1
+
+
+def _rotate_after_fork(store: SqlStore, token: str, inherited: tuple[Any, Any], queue: Any) -> None:
+    # In the forked child, with the parent's store object (a pre-forking server's app).
+    try:
+        clock = ManualClock(time.time())
+        service = make_service(store, clock)
+        session = service.rotate(
+            token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=2_000_000_000
+        )
+        pool, writer = inherited
+        fresh_pool = store.engine.pool is not pool
+        fresh_writer = writer is None or getattr(store, "_writer", None) is not writer
+        queue.put((session.refresh_token is not None, fresh_pool, fresh_writer))
+    except Exception as exc:  # reported to the parent
+        queue.put((repr(exc), False, False))
+
+
+def test_a_forked_child_uses_connections_of_its_own(backend: Backend, store: SqlStore) -> None:
+    """A pre-forking server may build the app, and use the store, before it forks: the child
+    must not share the parent's pooled connections or the SQLite leader's held one."""
+    clock = ManualClock(time.time())
+    service = make_service(store, clock)
+    parent = login(service, clock)
+    child = login(service, clock, subject="bob")
+    service.rotate(
+        parent.refresh_token or "",
+        client_id="spa",
+        scope=None,
+        access_jti=new_jti(),
+        access_exp=2_000_000_000,
+    )
+    inherited = (store.engine.pool, getattr(store, "_writer", None))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    process = ctx.Process(
+        target=_rotate_after_fork, args=(store, child.refresh_token, inherited, queue)
+    )
+    process.start()
+    process.join(JOIN_TIMEOUT)
+    assert process.exitcode == 0
+    assert queue.get(timeout=JOIN_TIMEOUT) == (True, True, True)
+    _consistent(store)

@@ -7,6 +7,7 @@ Statements come precompiled from :mod:`tokensmith.store.sql.statements`; cold pa
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -222,6 +223,19 @@ class SqlStore:
         # PostgreSQL runs units side by side under row locks; SQLite has one writer anyway.
         self._group = GroupCommitter(self._run_batch) if self._dialect == "sqlite" else None
         self._writer: PoolProxiedConnection | None = None
+        self._pid = os.getpid()
+
+    def _check_fork(self) -> None:
+        """In a child forked after this store was used (a pre-forking server that built its
+        app first): leave the parent's connections, its held writer connection and its
+        group-commit queue to the parent and start afresh (SQLAlchemy's advice for pools;
+        SQLite and libpq connections must not cross a fork)."""
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self.engine.dispose(close=False)
+            self._writer = None
+            if self._group is not None:
+                self._group = GroupCommitter(self._run_batch)
 
     def _unit(self, cursor: Any) -> SqlTransaction:
         return SqlTransaction(cursor, self._dialect)
@@ -230,6 +244,7 @@ class SqlStore:
     def transaction(self) -> Iterator[SqlTransaction]:
         """A write unit of work: commits when the block ends, rolls back on any exception.
         SQLite starts it with BEGIN IMMEDIATE; psycopg opens it implicitly (READ COMMITTED)."""
+        self._check_fork()
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -255,6 +270,7 @@ class SqlStore:
         """Run ``work`` as one unit of work. On SQLite it joins the group commit (see
         :mod:`tokensmith.store.sql.group`): the ticket's ``result`` may come before the commit
         is durable. Elsewhere it commits here, before returning."""
+        self._check_fork()
         if self._group is not None:
             return self._group.submit(work)
         with self.transaction() as tx:
@@ -350,6 +366,7 @@ class SqlStore:
 
     @contextmanager
     def _connection(self, *, read_only: bool = False) -> Iterator[Connection]:
+        self._check_fork()
         try:
             with self.engine.connect() as conn:
                 if read_only:
