@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 from sqlalchemy import text
@@ -10,7 +11,8 @@ from sqlalchemy import text
 from tokensmith.clock import ManualClock
 from tokensmith.errors import InvalidGrant
 from tokensmith.events import EventBus
-from tokensmith.refresh.service import RefreshService
+from tokensmith.refresh.opaque import token_hash
+from tokensmith.refresh.service import RefreshService, Session
 from tokensmith.store.sql import SqlStore
 
 from .conftest import (
@@ -268,3 +270,26 @@ def test_describe_reports_only_an_active_refresh_token(
     assert service.describe("garbage") is None
     service.revoke_family(child.family_id)
     assert service.describe(child.refresh_token or "") is None  # revoked
+
+
+def test_describe_does_not_wait_for_a_writer(
+    service: RefreshService, clock: ManualClock, store: SqlStore, another_store: SqlStore
+) -> None:
+    """Introspection reads what is committed; it neither takes SQLite's write lock nor
+    waits for a PostgreSQL row lock held by a rotation or revocation in flight."""
+    session = login(service, clock)
+    answers: list[object] = []
+    with another_store.transaction() as tx:
+        # A writer in flight: on SQLite it holds the database write lock, on PostgreSQL
+        # the family row (get_token locks it, as a rotation does).
+        tx.get_token(token_hash(session.refresh_token or ""))
+        reader = threading.Thread(
+            target=lambda: answers.append(service.describe(session.refresh_token or ""))
+        )
+        reader.start()
+        reader.join(5)
+        finished = not reader.is_alive()
+    reader.join(30)
+    assert finished, "describe waited for the writer"
+    described = answers[0]
+    assert isinstance(described, Session) and described.family_id == session.family_id

@@ -402,8 +402,7 @@ class RefreshService:
         if not is_well_formed(refresh_token):
             return None
         now = self._clock.now()
-        with self._store.transaction() as tx:
-            record = tx.get_token(token_hash(refresh_token))
+        record = self._store.find_token(token_hash(refresh_token))
         if (
             record is None
             or record.used_at is not None

@@ -88,6 +88,11 @@ class RefreshStore(RevocationSource, Protocol):
         in a savepoint of a shared one; either way it commits or rolls back as a whole."""
         ...
 
+    def find_token(self, token_hash: bytes) -> TokenRecord | None:
+        """The token and its family as last committed, read outside any write transaction
+        (no lock: for answers like introspection, never for a decision that writes)."""
+        ...
+
     def server_secret(self) -> bytes:
         """A secret shared by every process using this store, generated on first use."""
         ...

@@ -376,6 +376,14 @@ class SqlStore:
         except DBAPIError as exc:
             raise translate(exc.orig, disconnect=exc.connection_invalidated) from exc
 
+    def find_token(self, token_hash: bytes) -> TokenRecord | None:
+        """The token and its family as last committed, read without a row lock or SQLite's
+        write lock: introspection must not queue behind refreshes."""
+        with self._connection(read_only=True) as conn:
+            sql = SQL[self._dialect]["peek_token"]
+            row = conn.exec_driver_sql(sql, {"h": token_hash}).first()
+        return None if row is None else _token(row)
+
     def server_secret(self) -> bytes:
         if self._secret is None:
             candidate = {"name": SECRET_NAME, "value": secrets.token_bytes(32)}

@@ -65,22 +65,15 @@ TOKEN_COLS = (
     rt.c.used_user_agent,
 )
 NT = len(TOKEN_COLS)
-
+_TOKEN_AND_FAMILY = select(*TOKEN_COLS, *FAMILY_COLS).join_from(rt, f, rt.c.family_id == f.c.id)
+# A plain read of the token (introspection): no lock, no write transaction.
+PEEK_TOKEN = _TOKEN_AND_FAMILY.where(rt.c.token_hash == bindparam("h"))
 # PostgreSQL: the family row is locked for the whole unit of work, so a concurrent family
 # revocation either happened before (we see it) or waits for us and then also revokes the
 # child we insert (CWE-367). NO KEY UPDATE does not block the foreign-key checks of inserts.
 # SQLite ignores the clause; BEGIN IMMEDIATE already serialises writers there.
-SELECT_TOKEN = (
-    select(*TOKEN_COLS, *FAMILY_COLS)
-    .join_from(rt, f, rt.c.family_id == f.c.id)
-    .where(rt.c.token_hash == bindparam("h"))
-    .with_for_update(key_share=True, of=f)
-)
-SELECT_CHILD = (
-    select(*TOKEN_COLS, *FAMILY_COLS)
-    .join_from(rt, f, rt.c.family_id == f.c.id)
-    .where(rt.c.parent_hash == bindparam("h"))
-)
+SELECT_TOKEN = PEEK_TOKEN.with_for_update(key_share=True, of=f)
+SELECT_CHILD = _TOKEN_AND_FAMILY.where(rt.c.parent_hash == bindparam("h"))
 SELECT_FAMILY = select(*FAMILY_COLS).where(f.c.id == bindparam("fid"))
 INSERT_FAMILY = insert(f)
 INSERT_TOKEN = insert(rt)
@@ -195,6 +188,7 @@ DIALECTS: dict[str, Dialect] = {
 }
 UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "select_token": SELECT_TOKEN,
+    "peek_token": PEEK_TOKEN,
     "select_child": SELECT_CHILD,
     "select_family": SELECT_FAMILY,
     "insert_family": INSERT_FAMILY,
