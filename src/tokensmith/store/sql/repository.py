@@ -259,10 +259,8 @@ class SqlStore:
                     raise
             finally:
                 cursor.close()
-        except self._driver_error as exc:
-            raise self._translate(exc, raw) from exc
-        except DBAPIError as exc:
-            raise translate(exc.orig, disconnect=exc.connection_invalidated) from exc
+        except (self._driver_error, DBAPIError) as exc:
+            raise self._error(exc, raw) from exc
         finally:
             raw.close()
 
@@ -332,7 +330,8 @@ class SqlStore:
         return self._writer
 
     def _error(self, exc: BaseException, raw: PoolProxiedConnection | None) -> BaseException:
-        """What a caller should see for ``exc``: driver errors translated, ours as they are."""
+        """What a caller should see for ``exc``: SQLAlchemy's and the driver's errors
+        translated (a disconnect invalidates ``raw``), ours as they are."""
         translated: BaseException
         if isinstance(exc, DBAPIError):
             translated = translate(exc.orig, disconnect=exc.connection_invalidated)
@@ -374,7 +373,7 @@ class SqlStore:
                 with conn.begin():
                     yield conn
         except DBAPIError as exc:
-            raise translate(exc.orig, disconnect=exc.connection_invalidated) from exc
+            raise self._error(exc, None) from exc
 
     def find_token(self, token_hash: bytes) -> TokenRecord | None:
         """The token and its family as last committed, read without a row lock or SQLite's
