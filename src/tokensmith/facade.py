@@ -17,7 +17,7 @@ from tokensmith.clients import CachedClientRegistry, Client, ClientRegistry, new
 from tokensmith.clock import Clock, SystemClock
 from tokensmith.errors import InvalidRequest, InvalidToken, TokensmithError
 from tokensmith.events import EventBus, Hook
-from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore
+from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
 from tokensmith.settings import Settings
 from tokensmith.tokens import (
     AccessTokenClaims,
@@ -247,7 +247,7 @@ class Tokensmith:
         return TokenResponse(access_token=access, token_type="Bearer", expires_in=ttl, scope=scope)
 
     def _mint(
-        self, signer: Any, session: Session, now: int, jti: str, *, nonce: str | None
+        self, signer: Signer, session: Session, now: int, jti: str, *, nonce: str | None
     ) -> TokenResponse:
         lifetimes = self.settings.lifetimes_for(session.client_id)
         audience = session.audience[0] if len(session.audience) == 1 else session.audience

@@ -179,14 +179,16 @@ class RefreshService:
         )
         token: str | None = None
         expires_at: float | None = None
+        first: NewToken | None = None
         if lifetimes.issue_refresh_token:
             token = new_token()
             expires_at = min(now + lifetimes.refresh_idle_ttl, family.expires_at)
+            first = NewToken(token_hash(token), family.id, None, None, now, expires_at)
 
         def work(tx: RefreshTransaction) -> None:
             tx.insert_family(family)
-            if token is not None and expires_at is not None:
-                tx.insert_token(NewToken(token_hash(token), family.id, None, None, now, expires_at))
+            if first is not None:
+                tx.insert_token(first)
             tx.record_access_token(access_jti, family.id, access_exp)
 
         unit = self._store.atomic(work)
