@@ -1,4 +1,5 @@
-"""Shared fixtures: a manual clock and a key manager over a real file key store."""
+"""Shared fixtures: a manual clock, a key manager over a real file key store, and a
+``Tokensmith`` over a SQLite file with the CLI environment that reaches the same one."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from tokensmith import Tokensmith
 from tokensmith.clock import ManualClock
 from tokensmith.events import EventBus
 from tokensmith.keys import FileKeyStore, KeyManager
+from tokensmith.refresh.reuse import ReusePolicy
 from tokensmith.settings import Settings
 
 ISSUER = "https://as.example.com"
@@ -32,3 +35,35 @@ def make_keys(
 @pytest.fixture
 def keys(tmp_path: Path, clock: ManualClock) -> KeyManager:
     return make_keys(tmp_path / "keys", clock)
+
+
+def make_tokensmith(
+    tmp_path: Path,
+    clock: ManualClock,
+    *,
+    issuer: str = ISSUER,
+    reuse_policy: ReusePolicy | None = None,
+    **settings: object,
+) -> Tokensmith:
+    """A set-up ``Tokensmith`` on ``tmp_path/ts.db`` and ``tmp_path/keys``."""
+    ts = Tokensmith(
+        Settings(
+            issuer=issuer,
+            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
+            keys_dir=str(tmp_path / "keys"),
+            **settings,  # type: ignore[arg-type]
+        ),
+        clock=clock,
+        reuse_policy=reuse_policy,
+    )
+    ts.setup()
+    return ts
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment for a CLI run on the database and keys of :func:`make_tokensmith`."""
+    return {
+        "TOKENSMITH_ISSUER": ISSUER,
+        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
+        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+    }

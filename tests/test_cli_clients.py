@@ -11,14 +11,12 @@ from click.testing import CliRunner
 
 from tokensmith.cli import cli
 
+from .conftest import cli_env
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    env = {
-        "TOKENSMITH_ISSUER": "https://as.example.com",
-        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
-        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
-    }
+    env = cli_env(tmp_path)
     assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
     return env
 

@@ -8,26 +8,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tokensmith import ManualClock, RefreshTokenReused, Settings, Tokensmith
+from tokensmith import ManualClock, RefreshTokenReused
 from tokensmith.cli import cli
+
+from .conftest import cli_env, make_tokensmith
 
 
 def test_families_list_shows_sessions_and_why_they_ended(tmp_path: Path) -> None:
-    env = {
-        "TOKENSMITH_ISSUER": "https://as.example.com",
-        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
-        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
-    }
+    env = cli_env(tmp_path)
     clock = ManualClock(1_800_000_000)
-    ts = Tokensmith(
-        Settings(
-            issuer=env["TOKENSMITH_ISSUER"],
-            keys_dir=env["TOKENSMITH_KEYS_DIR"],
-            database_url=env["TOKENSMITH_DATABASE_URL"],
-        ),
-        clock=clock,
-    )
-    ts.setup()
+    ts = make_tokensmith(tmp_path, clock)
     reused, logged_out, alive = (ts.issue(subject="alice", client_id="spa") for _ in range(3))
     ts.issue(subject="bob", client_id="spa")
     ts.refresh(str(reused.refresh_token), client_id="spa")

@@ -13,16 +13,14 @@ from click.testing import CliRunner
 
 from tokensmith.cli import cli
 
+from .conftest import cli_env
+
 ISSUER = "https://as.example.com"
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "TOKENSMITH_ISSUER": ISSUER,
-        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
-        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
-    }
+    return cli_env(tmp_path)
 
 
 def run(env: dict[str, str], *args: str) -> tuple[int, str]:

@@ -13,6 +13,7 @@ import json
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +24,11 @@ from tokensmith import (
     InvalidToken,
     ManualClock,
     RefreshTokenReused,
-    Settings,
     TokenResponse,
     Tokensmith,
 )
+
+from .conftest import make_tokensmith
 
 ISSUER = "https://auth.example.com"
 T0 = 1_800_000_000
@@ -42,18 +44,8 @@ def clock() -> ManualClock:
     return ManualClock(T0)
 
 
-def make(tmp_path: Path, clock: ManualClock, **settings: object) -> Tokensmith:
-    ts = Tokensmith(
-        Settings(
-            issuer=ISSUER,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
-            **settings,
-        ),
-        clock=clock,
-    )
-    ts.setup()
-    return ts
+def make(tmp_path: Path, clock: ManualClock, **kwargs: Any) -> Tokensmith:
+    return make_tokensmith(tmp_path, clock, issuer=ISSUER, **kwargs)
 
 
 @pytest.fixture
@@ -254,16 +246,7 @@ def test_events_fire_and_no_token_is_ever_logged(
 def test_a_reuse_policy_can_log_the_user_out_everywhere(tmp_path: Path, clock: ManualClock) -> None:
     from tokensmith.refresh import revoke_subject_on_reuse
 
-    ts = Tokensmith(
-        Settings(
-            issuer=ISSUER,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
-        ),
-        clock=clock,
-        reuse_policy=revoke_subject_on_reuse,
-    )
-    ts.setup()
+    ts = make(tmp_path, clock, reuse_policy=revoke_subject_on_reuse)
     stolen, other_device = _login(ts), _login(ts)
     ts.refresh(str(stolen.refresh_token), client_id="spa")
     clock.advance(1)

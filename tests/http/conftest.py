@@ -11,8 +11,10 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 
-from tokensmith import ManualClock, Settings, Tokensmith
+from tokensmith import ManualClock, Tokensmith
 from tokensmith.http import create_app
+
+from ..conftest import make_tokensmith
 
 ISSUER = "https://as.example.com"
 ORIGIN = "https://app.example.com"
@@ -45,15 +47,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     clock = ManualClock(T0)
-    ts = Tokensmith(
-        Settings(
-            issuer=ISSUER,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
-        ),
-        clock=clock,
-    )
-    ts.setup()
+    ts = make_tokensmith(tmp_path, clock, issuer=ISSUER)
     secrets: dict[str, str] = {}
     ts.register_client("spa", confidential=False)
     _, secrets["backend"] = ts.register_client(  # type: ignore[assignment]
