@@ -18,6 +18,7 @@ from tokensmith.refresh.opaque import new_token
 from tokensmith.refresh.service import Session
 from tokensmith.store.records import StoreError
 from tokensmith.store.sql import SqlStore, SqlTransaction
+from tokensmith.store.sql.group import _Committer
 
 from .conftest import (
     Backend,
@@ -210,3 +211,67 @@ def test_nothing_prepared_leaves_when_the_commit_fails(
     assert len(prepared) == 1
     assert active_tokens(counting, session.family_id) == 1
     refresh(service, clock, session.refresh_token)
+
+
+class GatedStore(SqlStore):
+    """Holds each commit until ``gate`` opens and records where and how it ran."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.opened_in_time: list[bool] = []
+        self.commit_threads: list[str] = []
+
+    def _commit(self, raw: Any) -> None:
+        self.commit_threads.append(threading.current_thread().name)
+        self.opened_in_time.append(self.gate.wait(5.0))
+        super()._commit(raw)
+
+
+def test_a_lone_caller_prepares_while_its_commit_is_in_flight(
+    backend: Backend, store: SqlStore, clock: ManualClock
+) -> None:
+    gated = GatedStore(backend.engine())
+    try:
+        service = make_service(gated, clock)
+        gated.gate.set()
+        session = login(service, clock)
+        gated.gate.clear()
+        # prepare opens the gate the commit waits at: had the commit run before prepare (in
+        # the caller's thread), it would have waited in vain.
+        child = refresh(service, clock, session.refresh_token, prepare=lambda _s: gated.gate.set())
+        assert gated.opened_in_time[-1] is True
+        assert gated.commit_threads[-1] == "tokensmith-commit"
+        assert active_tokens(gated, session.family_id) == 1
+        refresh(service, clock, child.refresh_token)
+    finally:
+        gated.engine.dispose()
+
+
+def test_the_committer_thread_leaves_when_idle_and_comes_back(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Committer, "IDLE_SECONDS", 0.05)
+    for _ in range(2):
+        counting.atomic(lambda tx: tx.deny_access_token(new_token(), 2e9)).committed()
+        group = counting._group
+        assert group is not None and group._committer._running
+        deadline = time.monotonic() + WAIT
+        while group._committer._running:
+            assert time.monotonic() < deadline, "the committer thread never left"
+            time.sleep(0.01)
+    assert counting.commits == 2
+
+
+def test_a_commit_still_happens_when_no_thread_can_start(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(_self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    assert counting._group is not None and not counting._group._committer._running
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    before = counting.commits
+    counting.atomic(lambda tx: tx.deny_access_token("no-thread", 2e9)).committed()
+    assert counting.commits == before + 1
+    assert rows(counting, "SELECT jti FROM ts_denylist") == [("no-thread",)]

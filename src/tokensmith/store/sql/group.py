@@ -6,13 +6,14 @@ busy handler (which sleeps 1 ms, then 2, 5, ...) and then pays its own fsync. He
 threads of one process queue in front of the store instead. The first caller to find no
 batch running becomes the leader: it takes everything queued (up to ``MAX_BATCH`` units)
 into one ``BEGIN IMMEDIATE`` transaction, runs each unit under its own savepoint so a
-failing unit rolls back alone, and commits them together: one fsync per batch. Then it
-hands the lead to the first caller that queued meanwhile. A lone caller runs its own unit
-at once, in its own thread, with no hand-over at all (LevelDB's writer queue works alike).
+failing unit rolls back alone, and commits them together: one fsync per batch. Once the
+commit is done, the lead passes to the first caller that queued meanwhile. A lone caller
+runs its own unit at once, in its own thread (LevelDB's writer queue works alike).
 
-Each waiting caller is woken as soon as its unit ran, before the batch commits, so it can
-sign its tokens during the commit; it must not let anything out before ``committed``
-returned: a failed commit undoes every unit of the batch.
+The commit itself runs on a committer thread. Every caller of the batch, the leader too,
+is woken as soon as its unit ran, so it can sign its tokens while the fsync is in flight
+(the SQLite driver lets go of the GIL there); it must not let anything out before
+``committed`` returned: a failed commit undoes every unit of the batch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
+from queue import Empty, SimpleQueue
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -110,14 +113,18 @@ def _wait(latch: threading.Lock) -> None:
 
 
 class GroupCommitter:
-    """The queue of one store's units of work in this process, run in batches by
-    ``run_batch`` (which must settle every ticket it is given)."""
+    """The queue of one store's units of work in this process. ``run_batch`` runs a batch's
+    units in the leader's thread and returns its commit, which settles every ticket; that
+    runs on the committer thread, so the leader's caller goes on to sign its tokens while
+    the fsync is in flight. A batch that failed before its commit comes back settled
+    (``None``): the error is known and a rollback costs no fsync."""
 
-    def __init__(self, run_batch: Callable[[list[Ticket[Any]]], None]) -> None:
+    def __init__(self, run_batch: Callable[[list[Ticket[Any]]], Callable[[], None] | None]) -> None:
         self._run_batch = run_batch
         self._mutex = threading.Lock()
         self._queue: deque[Ticket[Any]] = deque()
         self._leading = False
+        self._committer = _Committer()
 
     def submit(self, work: Callable[[Any], T]) -> Ticket[T]:
         """Queue ``work`` and return once it ran (its result is known) or failed."""
@@ -137,14 +144,76 @@ class GroupCommitter:
         with self._mutex:
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
         try:
-            self._run_batch(batch)
+            end = self._run_batch(batch)
         except BaseException as exc:  # a bug in run_batch: answer everybody all the same
-            for ticket in batch:
-                ticket.settle(exc)
+            self._settle(batch, exc)
             raise
+        if end is None:
+            self._hand_over()
+        else:
+            self._committer.run(partial(self._end, batch, end))
+
+    def _end(self, batch: list[Ticket[Any]], end: Callable[[], None]) -> None:
+        try:
+            end()
+        except BaseException as exc:  # a bug in end: answer everybody all the same
+            self._settle(batch, exc)
+        else:
+            self._hand_over()
+
+    def _settle(self, batch: list[Ticket[Any]], error: BaseException) -> None:
+        try:
+            for ticket in batch:
+                ticket.settle(error)
         finally:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """The batch ended: the first caller that queued meanwhile leads the next one (only
+        now: it needs the connection the commit was using)."""
+        with self._mutex:
+            if self._queue:
+                self._queue[0].promote()
+            else:
+                self._leading = False
+
+
+class _Committer:
+    """A thread that runs the batches' ends one after the other. Started on demand, it exits
+    after ``IDLE_SECONDS`` with nothing to do, so an idle store keeps no thread. It is a
+    daemon: a caller waiting in ``committed`` keeps the interpreter alive until its commit
+    ended, and a commit nobody waits for is atomic in SQLite all the same."""
+
+    IDLE_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._jobs: SimpleQueue[Callable[[], None]] = SimpleQueue()
+        self._mutex = threading.Lock()
+        self._running = False
+
+    def run(self, job: Callable[[], None]) -> None:
+        self._jobs.put(job)
+        with self._mutex:
+            if self._running:
+                return
+            self._running = True
+        try:
+            threading.Thread(target=self._loop, name="tokensmith-commit", daemon=True).start()
+        except RuntimeError:  # no new thread (the interpreter is exiting): end it here
             with self._mutex:
-                if self._queue:
-                    self._queue[0].promote()
-                else:
-                    self._leading = False
+                self._running = False
+            self._jobs.get_nowait()()  # only one batch is ever in flight: this one
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=self.IDLE_SECONDS)
+            except Empty:
+                with self._mutex:
+                    # A job queued before this look is ours; one queued after it starts a
+                    # new thread.
+                    if self._jobs.empty():
+                        self._running = False
+                        return
+                continue
+            job()

@@ -11,7 +11,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
@@ -274,11 +274,11 @@ class SqlStore:
         with self.transaction() as tx:
             return _Committed(work(tx))
 
-    def _run_batch(self, tickets: list[Ticket[Any]]) -> None:
+    def _run_batch(self, tickets: list[Ticket[Any]]) -> Callable[[], None] | None:
         """A group leader's transaction: every ticket's unit under its own savepoint (none
-        needed for a batch of one), then one commit for all; settles every ticket."""
+        needed for a batch of one). Returns its commit, one for all, for the group's
+        committer thread; or ``None`` once it rolled back here and settled every ticket."""
         shared = len(tickets) > 1
-        error: BaseException | None = None
         raw = None
         try:
             raw = self._writer_connection()
@@ -305,20 +305,37 @@ class SqlStore:
                         cursor.execute("RELEASE unit")
                     ticket.ran(value)
                     kept += 1
-                if kept:
-                    self._commit(raw)
-                else:
-                    raw.rollback()
+                if not kept:
+                    raw.rollback()  # every unit failed on its own and was answered
+                    return None
             finally:
                 cursor.close()
         except BaseException as exc:
-            error = self._error(exc, raw)
+            self._end_batch(tickets, raw, exc)
+            return None
+        return partial(self._end_batch, tickets, raw, None)
+
+    def _end_batch(
+        self,
+        tickets: list[Ticket[Any]],
+        raw: PoolProxiedConnection | None,
+        error: BaseException | None,
+    ) -> None:
+        """Commit the batch (roll it back instead on ``error``) and settle its tickets."""
+        if raw is not None and error is None:
+            try:
+                self._commit(raw)
+            except BaseException as exc:
+                error = exc
+        if error is not None:
+            translated = self._error(error, raw)
             if raw is not None:
                 self._rollback(raw)
-                if error is not exc or not raw.is_valid:
+                if translated is not error or not raw.is_valid:
                     # A database error: the next batch starts on a fresh connection.
                     self._writer = None
                     raw.close()  # back to the pool, or discarded if it was invalidated
+            error = translated
         for ticket in tickets:
             ticket.settle(error)
 
