@@ -214,17 +214,18 @@ def test_nothing_prepared_leaves_when_the_commit_fails(
 
 
 class GatedStore(SqlStore):
-    """Holds each commit until ``gate`` opens and records where and how it ran."""
+    """Each commit says it began, then waits until ``gate`` opens; records where it ran."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.began = threading.Event()
         self.gate = threading.Event()
-        self.opened_in_time: list[bool] = []
         self.commit_threads: list[str] = []
 
     def _commit(self, raw: Any) -> None:
         self.commit_threads.append(threading.current_thread().name)
-        self.opened_in_time.append(self.gate.wait(5.0))
+        self.began.set()
+        self.gate.wait(WAIT)
         super()._commit(raw)
 
 
@@ -232,18 +233,40 @@ def test_a_lone_caller_prepares_while_its_commit_is_in_flight(
     backend: Backend, store: SqlStore, clock: ManualClock
 ) -> None:
     gated = GatedStore(backend.engine())
+    gated.gate.set()
     try:
         service = make_service(gated, clock)
-        gated.gate.set()
         session = login(service, clock)
+        gated.began.clear()
         gated.gate.clear()
-        # prepare opens the gate the commit waits at: had the commit run before prepare (in
-        # the caller's thread), it would have waited in vain.
-        child = refresh(service, clock, session.refresh_token, prepare=lambda _s: gated.gate.set())
-        assert gated.opened_in_time[-1] is True
+        seen: list[bool] = []
+
+        def prepare(_s: Session) -> None:
+            # The commit began and now waits for this very call: had it run in the
+            # caller's thread, before or after prepare, this wait would time out.
+            seen.append(gated.began.wait(5.0))
+            gated.gate.set()
+
+        child = refresh(service, clock, session.refresh_token, prepare=prepare)
+        assert seen == [True]
         assert gated.commit_threads[-1] == "tokensmith-commit"
         assert active_tokens(gated, session.family_id) == 1
         refresh(service, clock, child.refresh_token)
+    finally:
+        gated.gate.set()
+        gated.engine.dispose()
+
+
+def test_a_caller_with_nothing_to_do_meanwhile_commits_in_its_own_thread(
+    backend: Backend, store: SqlStore
+) -> None:
+    gated = GatedStore(backend.engine())
+    gated.gate.set()
+    try:
+        gated.atomic(lambda tx: tx.deny_access_token("inline", 2e9)).committed()
+        gated.atomic(lambda tx: tx.deny_access_token("behind", 2e9), background=True).committed()
+        assert gated.commit_threads == [threading.current_thread().name, "tokensmith-commit"]
+        assert rows(gated, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("inline",)]
     finally:
         gated.engine.dispose()
 
@@ -253,7 +276,9 @@ def test_the_committer_thread_leaves_when_idle_and_comes_back(
 ) -> None:
     monkeypatch.setattr(_Committer, "IDLE_SECONDS", 0.05)
     for _ in range(2):
-        counting.atomic(lambda tx: tx.deny_access_token(new_token(), 2e9)).committed()
+        counting.atomic(
+            lambda tx: tx.deny_access_token(new_token(), 2e9), background=True
+        ).committed()
         group = counting._group
         assert group is not None and group._committer._running
         deadline = time.monotonic() + WAIT
@@ -272,6 +297,6 @@ def test_a_commit_still_happens_when_no_thread_can_start(
     assert counting._group is not None and not counting._group._committer._running
     monkeypatch.setattr(threading.Thread, "start", refuse)
     before = counting.commits
-    counting.atomic(lambda tx: tx.deny_access_token("no-thread", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("no-thread", 2e9), background=True).committed()
     assert counting.commits == before + 1
     assert rows(counting, "SELECT jti FROM ts_denylist") == [("no-thread",)]

@@ -191,7 +191,7 @@ class RefreshService:
                 tx.insert_token(first)
             tx.record_access_token(access_jti, family.id, access_exp)
 
-        unit = self._store.atomic(work)
+        unit = self._store.atomic(work, background=prepare is not None)
         unit.result()
         session = self._session(family, family.scope, token, expires_at)
         if prepare is not None:
@@ -246,7 +246,9 @@ class RefreshService:
             child=child,
             child_hash=token_hash(child),
         )
-        unit = self._store.atomic(lambda tx: self._rotate(tx, attempt))
+        unit = self._store.atomic(
+            lambda tx: self._rotate(tx, attempt), background=prepare is not None
+        )
         outcome = unit.result()
         if isinstance(outcome, _Reuse):
             unit.committed()  # R2: the revocation stands before the request fails

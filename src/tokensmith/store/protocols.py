@@ -83,9 +83,13 @@ class RevocationSource(Protocol):
 class RefreshStore(RevocationSource, Protocol):
     def transaction(self) -> AbstractContextManager[RefreshTransaction]: ...
 
-    def atomic(self, work: Callable[[RefreshTransaction], T]) -> UnitOfWork[T]:
+    def atomic(
+        self, work: Callable[[RefreshTransaction], T], *, background: bool = False
+    ) -> UnitOfWork[T]:
         """Run ``work`` in a transaction of its own or, where the backend groups commits,
-        in a savepoint of a shared one; either way it commits or rolls back as a whole."""
+        in a savepoint of a shared one; either way it commits or rolls back as a whole.
+        ``background``: the caller has work to do before it waits in ``committed``; a
+        backend may commit on another thread meanwhile (or ignore the hint)."""
         ...
 
     def find_token(self, token_hash: bytes) -> TokenRecord | None:

@@ -10,10 +10,11 @@ failing unit rolls back alone, and commits them together: one fsync per batch. O
 commit is done, the lead passes to the first caller that queued meanwhile. A lone caller
 runs its own unit at once, in its own thread (LevelDB's writer queue works alike).
 
-The commit itself runs on a committer thread. Every caller of the batch, the leader too,
-is woken as soon as its unit ran, so it can sign its tokens while the fsync is in flight
-(the SQLite driver lets go of the GIL there); it must not let anything out before
-``committed`` returned: a failed commit undoes every unit of the batch.
+Every caller of a batch is woken as soon as its unit ran, so it can sign its tokens while
+the fsync is in flight (the SQLite driver lets go of the GIL there); a leader that has
+tokens to sign too hands the commit to a committer thread first. No caller may let
+anything out before ``committed`` returned: a failed commit undoes every unit of the
+batch.
 """
 
 from __future__ import annotations
@@ -114,9 +115,10 @@ def _wait(latch: threading.Lock) -> None:
 
 class GroupCommitter:
     """The queue of one store's units of work in this process. ``run_batch`` runs a batch's
-    units in the leader's thread and returns its commit, which settles every ticket; that
-    runs on the committer thread, so the leader's caller goes on to sign its tokens while
-    the fsync is in flight. A batch that failed before its commit comes back settled
+    units in the leader's thread and returns its commit, which settles every ticket. When
+    the leader's caller has work of its own to do before it waits (``background``: the
+    facade signs its tokens), the commit runs on the committer thread meanwhile; otherwise
+    in the leader's thread. A batch that failed before its commit comes back settled
     (``None``): the error is known and a rollback costs no fsync."""
 
     def __init__(self, run_batch: Callable[[list[Ticket[Any]]], Callable[[], None] | None]) -> None:
@@ -126,8 +128,10 @@ class GroupCommitter:
         self._leading = False
         self._committer = _Committer()
 
-    def submit(self, work: Callable[[Any], T]) -> Ticket[T]:
-        """Queue ``work`` and return once it ran (its result is known) or failed."""
+    def submit(self, work: Callable[[Any], T], *, background: bool = False) -> Ticket[T]:
+        """Queue ``work`` and return once it ran (its result is known) or failed. Should
+        this caller lead the batch, ``background`` sends its commit to the committer thread
+        (the caller has work to do meanwhile) instead of running it here."""
         ticket = Ticket(work)
         with self._mutex:
             self._queue.append(ticket)
@@ -137,10 +141,10 @@ class GroupCommitter:
             ticket.wait_turn()
             if not ticket.promoted:
                 return ticket
-        self._lead()
+        self._lead(background)
         return ticket
 
-    def _lead(self) -> None:
+    def _lead(self, background: bool) -> None:
         with self._mutex:
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
         try:
@@ -150,8 +154,11 @@ class GroupCommitter:
             raise
         if end is None:
             self._hand_over()
-        else:
+        elif background:
             self._committer.run(partial(self._end, batch, end))
+        else:
+            # Nothing for this thread to do meanwhile: a hand-over would only cost time.
+            self._end(batch, end)
 
     def _end(self, batch: list[Ticket[Any]], end: Callable[[], None]) -> None:
         try:

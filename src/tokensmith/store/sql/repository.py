@@ -264,13 +264,16 @@ class SqlStore:
         finally:
             raw.close()
 
-    def atomic(self, work: Callable[[SqlTransaction], T]) -> Ticket[T] | _Committed[T]:
+    def atomic(
+        self, work: Callable[[SqlTransaction], T], *, background: bool = False
+    ) -> Ticket[T] | _Committed[T]:
         """Run ``work`` as one unit of work. On SQLite it joins the group commit (see
         :mod:`tokensmith.store.sql.group`): the ticket's ``result`` may come before the commit
-        is durable. Elsewhere it commits here, before returning."""
+        is durable, and with ``background`` the commit runs on another thread while the
+        caller goes on. Elsewhere it commits here, before returning."""
         self._check_fork()
         if self._group is not None:
-            return self._group.submit(work)
+            return self._group.submit(work, background=background)
         with self.transaction() as tx:
             return _Committed(work(tx))
 
