@@ -46,15 +46,19 @@ class EventBus:
         with self._lock:
             self._hooks = [h for h in self._hooks if h is not hook]
 
-    def emit(self, name: str, at: float, **data: Any) -> Event:
+    def emit(self, name: str, at: float, **data: Any) -> None:
         if name not in EVENT_NAMES:
             raise ValueError(f"unknown event {name!r}")
-        event = Event(name, at, MappingProxyType(data))
+        # Every refresh emits one: build the log record and the event only for a listener.
         level = logging.WARNING if name == "reuse_detected" else logging.INFO
-        logger.log(level, "%s", name, extra={"event": name, "event_data": dict(data)})
-        for hook in self._hooks:
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s", name, extra={"event": name, "event_data": dict(data)})
+        hooks = self._hooks
+        if not hooks:
+            return
+        event = Event(name, at, MappingProxyType(data))
+        for hook in hooks:
             try:
                 hook(event)
             except Exception:
                 logger.exception("event hook %r failed on %s", hook, name)
-        return event

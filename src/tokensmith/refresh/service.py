@@ -14,6 +14,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tokensmith.clock import Clock
 from tokensmith.errors import InvalidGrant, InvalidScope, RefreshTokenReused
@@ -69,8 +70,7 @@ class _GraceRetry:
     session: Session
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
+class _Attempt(NamedTuple):
     """One ``rotate`` call's inputs, read once and passed down as a unit. The child token
     is derived by the caller before queueing: under group commit the unit of work runs
     in a leader thread that serialises everybody's, so it does only what needs the rows."""

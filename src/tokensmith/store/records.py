@@ -7,14 +7,17 @@ family is expired at exactly its ``expires_at`` (SECURITY R6).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tokensmith.errors import StoreError
 
 __all__ = ["FamilyRecord", "NewToken", "RevocationSnapshot", "StoreError", "TokenRecord"]
 
 
-@dataclass(frozen=True, slots=True)
-class FamilyRecord:
+# The records read and written by every rotation are named tuples: as immutable as a frozen
+# dataclass, and built in a third of the time (a frozen dataclass sets each field through
+# object.__setattr__), which counts on the group-commit leader's serial path.
+class FamilyRecord(NamedTuple):
     """One login session (the OIDC ``sid``): every refresh token rotated from one ``issue``."""
 
     id: str
@@ -31,8 +34,7 @@ class FamilyRecord:
     revoke_reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
+class TokenRecord(NamedTuple):
     """A stored refresh token (only its SHA-256 hash) joined with its family."""
 
     token_hash: bytes
@@ -48,8 +50,7 @@ class TokenRecord:
     family: FamilyRecord
 
 
-@dataclass(frozen=True, slots=True)
-class NewToken:
+class NewToken(NamedTuple):
     token_hash: bytes
     family_id: str
     parent_hash: bytes | None
