@@ -300,3 +300,74 @@ def test_a_commit_still_happens_when_no_thread_can_start(
     counting.atomic(lambda tx: tx.deny_access_token("no-thread", 2e9), background=True).committed()
     assert counting.commits == before + 1
     assert rows(counting, "SELECT jti FROM ts_denylist") == [("no-thread",)]
+
+
+def test_the_callers_of_a_batch_are_woken_once_all_its_units_ran(
+    counting: CountingStore,
+) -> None:
+    # A caller woken early would sign its tokens while the leader still runs the others'
+    # units, and both would take turns on the GIL: the leader, whom everybody waits for,
+    # has to finish first.
+    woke = threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        counting.atomic(lambda tx: tx.deny_access_token("first", 2e9)).result()
+        woke.set()
+
+    def second(tx: SqlTransaction) -> None:
+        seen.append(woke.wait(0.5))  # the first caller is woken only after this returned
+        tx.deny_access_token("second", 2e9)
+
+    def leader() -> None:  # queued first, so it leads the batch after the blocker's
+        counting.atomic(lambda tx: tx.deny_access_token("leader", 2e9)).committed()
+
+    threads = [
+        threading.Thread(target=leader),
+        threading.Thread(target=first),
+        threading.Thread(target=lambda: counting.atomic(second).committed()),
+    ]
+    with Blocker(counting) as blocker:
+        for n, t in enumerate(threads, 1):
+            t.start()
+            blocker.wait_queued(n)
+    for t in threads:
+        t.join(WAIT)
+    assert woke.is_set() and seen == [False]
+    jtis = rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1")
+    assert jtis == [("first",), ("leader",), ("second",)]
+
+
+def test_the_committer_leads_the_batches_queued_during_its_commit(
+    backend: Backend, store: SqlStore
+) -> None:
+    gated = GatedStore(backend.engine())
+    ran_in: list[str] = []
+
+    def unit(tx: SqlTransaction) -> None:
+        ran_in.append(threading.current_thread().name)
+        tx.deny_access_token(new_token(), 2e9)
+
+    try:
+        first = threading.Thread(target=lambda: gated.atomic(unit, background=True).committed())
+        first.start()
+        assert gated.began.wait(WAIT)  # the first batch's commit waits at the gate
+        others = [threading.Thread(target=lambda: gated.atomic(unit).committed()) for _ in range(3)]
+        for t in others:
+            t.start()
+        deadline = time.monotonic() + WAIT
+        while gated._group is not None and len(gated._group._queue) < 3:
+            assert time.monotonic() < deadline, "the callers never queued"
+            time.sleep(0.001)
+        gated.gate.set()
+        for t in [first, *others]:
+            t.join(WAIT)
+        # The first unit ran in its caller's thread; the three queued meanwhile ran as one
+        # batch on the committer thread, which no caller had to wake to lead it.
+        assert ran_in[0] != "tokensmith-commit"
+        assert ran_in[1:] == ["tokensmith-commit"] * 3
+        assert gated.commit_threads == ["tokensmith-commit"] * 2
+        assert rows(gated, "SELECT count(*) FROM ts_denylist") == [(4,)]
+    finally:
+        gated.gate.set()
+        gated.engine.dispose()

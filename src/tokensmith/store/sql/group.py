@@ -10,11 +10,13 @@ failing unit rolls back alone, and commits them together: one fsync per batch. O
 commit is done, the lead passes to the first caller that queued meanwhile. A lone caller
 runs its own unit at once, in its own thread (LevelDB's writer queue works alike).
 
-Every caller of a batch is woken as soon as its unit ran, so it can sign its tokens while
-the fsync is in flight (the SQLite driver lets go of the GIL there); a leader that has
-tokens to sign too hands the commit to a committer thread first. No caller may let
-anything out before ``committed`` returned: a failed commit undoes every unit of the
-batch.
+The callers of a batch are woken once all its units ran, so they sign their tokens while
+the fsync is in flight (the SQLite driver lets go of the GIL there) and not while the
+leader, whom everybody waits for, still needs the GIL. A leader that has tokens to sign
+too hands the commit to a committer thread, which then leads the batches queued meanwhile
+itself for as long as there are any: under load no caller has to be woken to lead. No
+caller may let anything out before ``committed`` returned: a failed commit undoes every
+unit of the batch.
 """
 
 from __future__ import annotations
@@ -145,8 +147,7 @@ class GroupCommitter:
         return ticket
 
     def _lead(self, background: bool) -> None:
-        with self._mutex:
-            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+        batch = self._take()
         try:
             end = self._run_batch(batch)
         except BaseException as exc:  # a bug in run_batch: answer everybody all the same
@@ -155,18 +156,36 @@ class GroupCommitter:
         if end is None:
             self._hand_over()
         elif background:
-            self._committer.run(partial(self._end, batch, end))
+            self._committer.run(partial(self._lead_on, batch, end))
         else:
             # Nothing for this thread to do meanwhile: a hand-over would only cost time.
-            self._end(batch, end)
+            try:
+                end()
+            except BaseException as exc:  # a bug in end: answer everybody all the same
+                self._settle(batch, exc)
+            else:
+                self._hand_over()
 
-    def _end(self, batch: list[Ticket[Any]], end: Callable[[], None]) -> None:
-        try:
-            end()
-        except BaseException as exc:  # a bug in end: answer everybody all the same
-            self._settle(batch, exc)
-        else:
-            self._hand_over()
+    def _lead_on(self, batch: list[Ticket[Any]], end: Callable[[], None] | None) -> None:
+        """On the committer thread: end the batch, then lead every batch queued meanwhile
+        while there is one, so that no caller has to be woken to lead it."""
+        while True:
+            try:
+                if end is not None:
+                    end()
+                with self._mutex:
+                    if not self._queue:
+                        self._leading = False
+                        return
+                batch = self._take()
+                end = self._run_batch(batch)
+            except BaseException as exc:  # a bug: answer everybody all the same
+                self._settle(batch, exc)
+                return
+
+    def _take(self) -> list[Ticket[Any]]:
+        with self._mutex:
+            return [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
 
     def _settle(self, batch: list[Ticket[Any]], error: BaseException) -> None:
         try:

@@ -289,7 +289,7 @@ class SqlStore:
             try:
                 cursor.execute("BEGIN IMMEDIATE")
                 tx = self._unit(cursor)
-                kept = 0
+                ran: list[tuple[Ticket[Any], Any]] = []
                 for ticket in tickets:
                     if shared:
                         cursor.execute("SAVEPOINT unit")
@@ -306,11 +306,14 @@ class SqlStore:
                         continue
                     if shared:
                         cursor.execute("RELEASE unit")
-                    ticket.ran(value)
-                    kept += 1
-                if not kept:
+                    ran.append((ticket, value))
+                if not ran:
                     raw.rollback()  # every unit failed on its own and was answered
                     return None
+                # Woken only now: a caller signing its tokens during the other units would
+                # compete for the GIL with this thread, the one everybody waits for.
+                for ticket, value in ran:
+                    ticket.ran(value)
             finally:
                 cursor.close()
         except BaseException as exc:
