@@ -173,18 +173,19 @@ class GroupCommitter:
             try:
                 if end is not None:
                     end()
-                with self._mutex:
-                    if not self._queue:
-                        self._leading = False
-                        return
                 batch = self._take()
+                if not batch:
+                    return
                 end = self._run_batch(batch)
             except BaseException as exc:  # a bug: answer everybody all the same
                 self._settle(batch, exc)
                 return
 
     def _take(self) -> list[Ticket[Any]]:
+        """The next batch; none, and the lead given up, when nobody is queued."""
         with self._mutex:
+            if not self._queue:
+                self._leading = False
             return [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
 
     def _settle(self, batch: list[Ticket[Any]], error: BaseException) -> None:

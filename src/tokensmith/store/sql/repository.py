@@ -279,8 +279,9 @@ class SqlStore:
 
     def _run_batch(self, tickets: list[Ticket[Any]]) -> Callable[[], None] | None:
         """A group leader's transaction: every ticket's unit under its own savepoint (none
-        needed for a batch of one). Returns its commit, one for all, for the group's
-        committer thread; or ``None`` once it rolled back here and settled every ticket."""
+        needed for a batch of one). Returns its commit, one for all, for the leader or the
+        committer thread to run; or ``None`` once it rolled back here and settled every
+        ticket."""
         shared = len(tickets) > 1
         raw = None
         try:
