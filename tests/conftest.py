@@ -60,10 +60,10 @@ def make_tokensmith(
     return ts
 
 
-def cli_env(tmp_path: Path) -> dict[str, str]:
+def cli_env(tmp_path: Path, *, issuer: str = ISSUER) -> dict[str, str]:
     """The environment for a CLI run on the database and keys of :func:`make_tokensmith`."""
     return {
-        "TOKENSMITH_ISSUER": ISSUER,
+        "TOKENSMITH_ISSUER": issuer,
         "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
         "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
     }

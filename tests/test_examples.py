@@ -17,8 +17,10 @@ import pytest
 from examples.fastapi_api.app import AUDIENCE, create_api
 from examples.run import build, is_loopback
 from examples.spa.auth_server import CLIENT_ID, create_auth_app, register_spa_client
-from tokensmith import ManualClock, Settings, Tokensmith
+from tokensmith import ManualClock, Tokensmith
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
+
+from .conftest import make_tokensmith
 
 ISSUER = "http://127.0.0.1:8000"
 ORIGIN = ISSUER  # the SPA is served by the auth server
@@ -48,16 +50,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     clock = ManualClock(1_800_000_000)
-    ts = Tokensmith(
-        Settings(
-            issuer=ISSUER,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
-            access_token_ttl=TTL,
-        ),
-        clock=clock,
-    )
-    ts.setup()
+    ts = make_tokensmith(tmp_path, clock, issuer=ISSUER, access_token_ttl=TTL)
     register_spa_client(ts, ORIGIN)
     register_spa_client(ts, ORIGIN)  # idempotent
     api_app = create_api(

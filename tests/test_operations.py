@@ -15,30 +15,27 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tokensmith import ManualClock, Settings, Tokensmith
+from tokensmith import ManualClock, Tokensmith
 from tokensmith.cli import cli
 from tokensmith.cli.serve import issuer_is_safe
 from tokensmith.http import create_app
 from tokensmith.logjson import JsonFormatter
 from tokensmith.maintenance import Maintenance
 
+from .conftest import cli_env, make_tokensmith
+
 ISSUER = "https://as.example.com"
 
 
 @pytest.fixture
 def ts(tmp_path: Path) -> Tokensmith:
-    t = Tokensmith(
-        Settings(
-            issuer=ISSUER,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
-            key_rotation_period=3600,
-            jwks_max_age=60,
-        ),
-        clock=ManualClock(1_800_000_000),
+    return make_tokensmith(
+        tmp_path,
+        ManualClock(1_800_000_000),
+        issuer=ISSUER,
+        key_rotation_period=3600,
+        jwks_max_age=60,
     )
-    t.setup()
-    return t
 
 
 def test_the_schedule_rotates_when_due_and_cleans_up(ts: Tokensmith) -> None:
@@ -147,12 +144,7 @@ def test_serve_sets_up_a_fresh_directory_and_answers(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {
-        **os.environ,
-        "TOKENSMITH_ISSUER": f"http://127.0.0.1:{port}",
-        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
-        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
-    }
+    env = {**os.environ, **cli_env(tmp_path, issuer=f"http://127.0.0.1:{port}")}
     exe = Path(sys.executable).with_name("tokensmith")
     log = tmp_path / "serve.log"
     with log.open("w") as out:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import cli_env
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -41,11 +43,7 @@ def test_readme_client_commands_run(tmp_path: Path) -> None:
 
     from tokensmith.cli import cli
 
-    env = {
-        "TOKENSMITH_ISSUER": "https://auth.example.com",
-        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
-        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
-    }
+    env = cli_env(tmp_path, issuer="https://auth.example.com")
     assert CliRunner().invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
     commands = _shell_commands("tokensmith clients add backend")
     assert len(commands) == 4

@@ -14,8 +14,10 @@ import uvicorn
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
-from tokensmith import InvalidGrant, ManualClock, Settings, Tokensmith
+from tokensmith import InvalidGrant, ManualClock, Tokensmith
 from tokensmith.http import create_app
+
+from ..conftest import make_tokensmith
 
 
 @pytest.fixture
@@ -25,15 +27,7 @@ def live(tmp_path: Path) -> Iterator[tuple[Tokensmith, str]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    ts = Tokensmith(
-        Settings(
-            issuer=base,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
-        ),
-        clock=ManualClock(time.time()),
-    )
-    ts.setup()
+    ts = make_tokensmith(tmp_path, ManualClock(time.time()), issuer=base)
     config = uvicorn.Config(create_app(ts), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
