@@ -94,8 +94,9 @@ class Blocker:
         self.thread.join(WAIT)
 
 
-def _in_threads(calls: list[Callable[[], Any]]) -> list[Any]:
-    """Run each call in its own thread; a call's result, or the exception it raised."""
+def _as_one_batch(store: SqlStore, calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run each call in its own thread while a blocker holds the lead, so that all of them
+    queue and then run as the next batch; each call's result, or the exception it raised."""
     results: list[Any] = [None] * len(calls)
 
     def run(i: int) -> None:
@@ -105,17 +106,14 @@ def _in_threads(calls: list[Callable[[], Any]]) -> list[Any]:
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    return [threads, results]
-
-
-def _join(started: list[Any]) -> list[Any]:
-    threads, results = started
+    with Blocker(store) as blocker:
+        for t in threads:
+            t.start()
+        blocker.wait_queued(len(calls))
     for t in threads:
         t.join(WAIT)
     assert not any(t.is_alive() for t in threads)
-    return list(results)
+    return results
 
 
 def test_a_lone_caller_runs_its_unit_in_its_own_thread(counting: CountingStore) -> None:
@@ -129,12 +127,9 @@ def test_units_queued_during_a_batch_share_the_next_commit(
     service = make_service(counting, clock)
     sessions = [login(service, clock, subject=f"user{i}") for i in range(3)]
     before = counting.commits
-    with Blocker(counting) as blocker:
-        started = _in_threads(
-            [lambda s=s: refresh(service, clock, s.refresh_token) for s in sessions]
-        )
-        blocker.wait_queued(3)
-    children = _join(started)
+    children = _as_one_batch(
+        counting, [lambda s=s: refresh(service, clock, s.refresh_token) for s in sessions]
+    )
     assert all(isinstance(child, Session) for child in children)
     # The blocker's batch, then one for the three rotations.
     assert counting.commits - before == 2
@@ -154,17 +149,15 @@ def test_a_failing_unit_rolls_back_alone_and_the_others_commit(
         tx.deny_access_token("half-written", 2e9)
         raise ValueError("the unit fails after a write")
 
-    with Blocker(counting) as blocker:
-        started = _in_threads(
-            [
-                lambda: refresh(service, clock, good[0].refresh_token),
-                lambda: counting.atomic(writes_then_fails).result(),
-                lambda: refresh(service, clock, new_token()),  # unknown: InvalidGrant
-                lambda: refresh(service, clock, good[1].refresh_token),
-            ]
-        )
-        blocker.wait_queued(4)
-    first, failed, unknown, second = _join(started)
+    first, failed, unknown, second = _as_one_batch(
+        counting,
+        [
+            lambda: refresh(service, clock, good[0].refresh_token),
+            lambda: counting.atomic(writes_then_fails).result(),
+            lambda: refresh(service, clock, new_token()),  # unknown: InvalidGrant
+            lambda: refresh(service, clock, good[1].refresh_token),
+        ],
+    )
     assert isinstance(first, Session) and isinstance(second, Session)
     assert isinstance(failed, ValueError)
     assert isinstance(unknown, InvalidGrant)
@@ -183,13 +176,10 @@ def test_a_failed_commit_fails_every_unit_of_the_batch(
     sessions = [login(service, clock, subject=f"user{i}") for i in range(3)]
     state = "SELECT token_hash, used_at FROM ts_refresh_tokens ORDER BY 1"
     before = rows(counting, state)
-    with Blocker(counting) as blocker:
-        counting.fail_commit(2)  # the blocker's commit is the first, the batch's the second
-        started = _in_threads(
-            [lambda s=s: refresh(service, clock, s.refresh_token) for s in sessions]
-        )
-        blocker.wait_queued(3)
-    outcomes = _join(started)
+    counting.fail_commit(2)  # the blocker's commit is the first, the batch's the second
+    outcomes = _as_one_batch(
+        counting, [lambda s=s: refresh(service, clock, s.refresh_token) for s in sessions]
+    )
     assert all(isinstance(o, StoreError) for o in outcomes), outcomes
     assert rows(counting, state) == before
     for session in sessions:
