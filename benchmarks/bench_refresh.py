@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from tokensmith import Tokensmith
 from tokensmith.clock import SystemClock
@@ -73,12 +73,18 @@ class Database:
     pg_schema: str | None = None
 
 
-# -- (a) the service -------------------------------------------------------------------------
-def _service(db: Database) -> RefreshService:
+def _engine(db: Database) -> Engine:
+    """tokensmith's engine on ``db``, with the schema in place."""
     engine = create_store_engine(
         db.url, connect_args=db.connect_args, sqlite_synchronous=db.synchronous
     )
     metadata.create_all(engine)
+    return engine
+
+
+# -- (a) the service -------------------------------------------------------------------------
+def _service(db: Database) -> RefreshService:
+    engine = _engine(db)
     settings = Settings(issuer=ISSUER, database_url=db.url, refresh_secret="bench-secret")
     return RefreshService(
         SqlStore(engine), settings=settings, clock=SystemClock(), events=EventBus()
@@ -162,10 +168,7 @@ def store_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], 
 def full_refresh_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], None]]:
     """Column (b): ``Tokensmith.refresh`` - the rotation plus a signed ES256 access token
     (and, with ``openid``, an ID token) - one chain per caller, on ``db``."""
-    engine = create_store_engine(
-        db.url, connect_args=db.connect_args, sqlite_synchronous=db.synchronous
-    )
-    metadata.create_all(engine)
+    engine = _engine(db)
     keys_dir = tempfile.mkdtemp(prefix="bench-keys-")
     settings = Settings(
         issuer=ISSUER, database_url=db.url, keys_dir=keys_dir, refresh_secret="bench-secret"
