@@ -1,9 +1,12 @@
 """``/token`` (RFC 6749 §6 and §4.4), ``/revoke`` (RFC 7009), ``/introspect`` (RFC 7662)
-and ``/logout`` (cookie mode). Each parses, authenticates the client, calls the facade in
-the thread pool, and renders; errors become RFC 6749 §5.2 bodies in ``errors.py``."""
+and ``/logout`` (cookie mode). Each reads the form on the event loop, then authenticates
+the client, calls the facade and renders in one trip to the thread pool: both may touch the
+database, and each hop costs more than a cached client lookup. Errors become RFC 6749 §5.2
+bodies in ``errors.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -38,9 +41,17 @@ def _context(request: Request) -> RequestContext:
     )
 
 
-async def _client(request: Request, form: dict[str, str]) -> Client:
-    ts = _ts(request)
-    return await in_thread(authenticate, request, form, ts.clients)
+_Handler = Callable[[Request, dict[str, str]], Response]
+
+
+def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint around ``handler``: the form is read on the event loop, the rest runs
+    in one trip to the thread pool."""
+
+    async def endpoint(request: Request) -> Response:
+        return await in_thread(handler, request, await read_form(request))
+
+    return endpoint
 
 
 def _json(body: dict[str, Any], request: Request, client: Client | None = None) -> Response:
@@ -50,14 +61,8 @@ def _json(body: dict[str, Any], request: Request, client: Client | None = None) 
     return JSONResponse(body, headers=headers)
 
 
-async def token(request: Request) -> Response:
-    form = await read_form(request)
-    # Client authentication and the grant share one trip to the thread pool: both may
-    # touch the database, and each hop costs more than a cached client lookup.
-    return await in_thread(_token, request, form)
-
-
-def _token(request: Request, form: dict[str, str]) -> Response:
+@_form_endpoint
+def token(request: Request, form: dict[str, str]) -> Response:
     ts = _ts(request)
     client = authenticate(request, form, ts.clients)
     grant_type = required(form, "grant_type")
@@ -112,40 +117,37 @@ def _client_credentials(request: Request, form: dict[str, str], client: Client) 
     return _json(result.to_dict(), request, client)
 
 
-async def revoke(request: Request) -> Response:
+@_form_endpoint
+def revoke(request: Request, form: dict[str, str]) -> Response:
     """RFC 7009 §2.1-2.2: 200 for unknown or garbage tokens and for another client's token
     (telling them apart would leak which tokens exist); a wrong hint is ignored."""
-    form = await read_form(request)
-    client = await _client(request, form)
-    token_value = required(form, "token")
     ts = _ts(request)
-    await in_thread(lambda: ts.revoke_token(token_value, client_id=client.client_id))
+    client = authenticate(request, form, ts.clients)
+    ts.revoke_token(required(form, "token"), client_id=client.client_id)
     return Response(status_code=200, headers=NO_STORE)
 
 
-async def introspect(request: Request) -> Response:
+@_form_endpoint
+def introspect(request: Request, form: dict[str, str]) -> Response:
     """RFC 7662: confidential clients only; an inactive token is exactly ``{"active": false}``."""
-    form = await read_form(request)
-    client = await _client(request, form)
+    ts = _ts(request)
+    client = authenticate(request, form, ts.clients)
     if not client.confidential:
         raise OAuthError("invalid_client", "introspection needs a confidential client", 401)
-    token_value = required(form, "token")
-    ts = _ts(request)
-    body = await in_thread(ts.introspect, token_value)
-    return JSONResponse(body, headers=NO_STORE)
+    return JSONResponse(ts.introspect(required(form, "token")), headers=NO_STORE)
 
 
-async def logout(request: Request) -> Response:
+@_form_endpoint
+def logout(request: Request, form: dict[str, str]) -> Response:
     """Cookie mode: revoke the cookie's family and expire the cookie."""
-    form = await read_form(request)
-    client = await _client(request, form)
+    ts = _ts(request)
+    client = authenticate(request, form, ts.clients)
     if not client.cookie_mode:
         raise OAuthError("unauthorized_client", "logout is for cookie-mode clients")
     check_browser_request(request, client)
     refresh_token = request.cookies.get(COOKIE_NAME)
-    ts = _ts(request)
     if refresh_token:
-        await in_thread(lambda: ts.revoke_refresh_token(refresh_token, client_id=client.client_id))
+        ts.revoke_refresh_token(refresh_token, client_id=client.client_id)
     response = Response(
         status_code=204,
         headers={**NO_STORE, **cors_headers(request, set(client.allowed_origins))},
