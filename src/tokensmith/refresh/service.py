@@ -1,7 +1,8 @@
 """The refresh-token rotation service (SPEC "Refresh store semantics"; RFC 6749 §6;
 RFC 9700 §2.2.2 and §4.14.2; SECURITY R1 to R8).
 
-Every state change happens in one store transaction. The caller (the facade) may sign JWTs
+Every state change happens in one store transaction; what a rotation decides inside it lives
+in :mod:`tokensmith.refresh.rotation`. The caller (the facade) may sign JWTs
 while that transaction commits (``prepare``), but hands nothing out before the method
 returned, i.e. before the commit is durable. Logs and events carry family ids and hash
 prefixes, never a token or a secret.
@@ -13,11 +14,9 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from tokensmith.clock import Clock
-from tokensmith.errors import InvalidGrant, InvalidScope, RefreshTokenReused
+from tokensmith.errors import InvalidGrant, RefreshTokenReused
 from tokensmith.events import EventBus
 from tokensmith.refresh.opaque import (
     derive_child,
@@ -27,16 +26,19 @@ from tokensmith.refresh.opaque import (
     new_token,
     token_hash,
 )
-from tokensmith.refresh.reuse import (
-    RequestContext,
-    ReuseIncident,
-    ReusePolicy,
-    classify,
+from tokensmith.refresh.reuse import RequestContext, ReusePolicy
+from tokensmith.refresh.rotation import (
+    Attempt,
+    GraceRetry,
+    Reuse,
+    Rotation,
+    Session,
+    session_of,
 )
 from tokensmith.revocation.cache import RevocationCache
-from tokensmith.settings import Lifetimes, Settings
+from tokensmith.settings import Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
-from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
+from tokensmith.store.records import FamilyRecord, NewToken
 
 logger = logging.getLogger("tokensmith.refresh")
 
@@ -44,63 +46,12 @@ __all__ = ["RefreshService", "RequestContext", "Session"]
 
 _NO_CONTEXT = RequestContext()
 MAX_ID_LENGTH = 64
-MAX_CONTEXT_LENGTH = 255
 # Upper bound on cleanup batches in one call, so a cleanup can never spin forever.
 MAX_CLEANUP_BATCHES = 10_000
 
 
-@dataclass(frozen=True)
-class Session:
-    """What ``start`` and ``rotate`` return: everything the facade needs to mint tokens."""
-
-    family_id: str
-    subject: str
-    client_id: str
-    scope: str
-    audience: tuple[str, ...]
-    auth_time: int
-    amr: tuple[str, ...]
-    acr: str | None
-    refresh_token: str | None
-    refresh_expires_at: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class _GraceRetry:
-    session: Session
-
-
-class _Attempt(NamedTuple):
-    """One ``rotate`` call's inputs, read once and passed down as a unit. The child token
-    is derived by the caller before queueing: under group commit the unit of work runs
-    in a leader thread that serialises everybody's, so it does only what needs the rows."""
-
-    digest: bytes
-    secret: bytes
-    now: float
-    lifetimes: Lifetimes
-    client_id: str
-    requested: list[str] | None
-    access_jti: str
-    access_exp: int
-    ctx: RequestContext
-    salt: bytes
-    child: str
-    child_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class _Reuse:
-    incident: ReuseIncident
-    revoked: FamilyRecord | None
-
-
 def _scope_set(scope: str) -> list[str]:
     return list(dict.fromkeys(scope.split()))
-
-
-def _clip(value: str | None, limit: int) -> str | None:
-    return None if value is None else value[:limit]
 
 
 class RefreshService:
@@ -120,6 +71,7 @@ class RefreshService:
         self._clock = clock
         self._events = events
         self._reuse_policy = reuse_policy
+        self._rotation = Rotation(settings, clock)
         self._secret: bytes | None = (
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
@@ -193,7 +145,7 @@ class RefreshService:
 
         unit = self._store.atomic(work, background=prepare is not None)
         unit.result()
-        session = self._session(family, family.scope, token, expires_at)
+        session = session_of(family, family.scope, token, expires_at)
         if prepare is not None:
             prepare(session)
         unit.committed()
@@ -232,7 +184,7 @@ class RefreshService:
         digest = token_hash(refresh_token)
         salt = new_salt()
         child = derive_child(secret, salt, digest)
-        attempt = _Attempt(
+        attempt = Attempt(
             digest=digest,
             secret=secret,
             now=now,
@@ -247,15 +199,15 @@ class RefreshService:
             child_hash=token_hash(child),
         )
         unit = self._store.atomic(
-            lambda tx: self._rotate(tx, attempt), background=prepare is not None
+            lambda tx: self._rotation.run(tx, attempt), background=prepare is not None
         )
         outcome = unit.result()
-        if isinstance(outcome, _Reuse):
+        if isinstance(outcome, Reuse):
             unit.committed()  # R2: the revocation stands before the request fails
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
-        retry = isinstance(outcome, _GraceRetry)
-        session = outcome.session if isinstance(outcome, _GraceRetry) else outcome
+        retry = isinstance(outcome, GraceRetry)
+        session = outcome.session if isinstance(outcome, GraceRetry) else outcome
         if prepare is not None:
             prepare(session)
         unit.committed()
@@ -269,95 +221,7 @@ class RefreshService:
         )
         return session
 
-    def _rotate(self, tx: RefreshTransaction, a: _Attempt) -> Session | _GraceRetry | _Reuse:
-        # Two passes at most: a second one only after losing the compare-and-set, to see
-        # what the winner committed.
-        for _ in range(2):
-            record = tx.get_token(a.digest)
-            if record is None:
-                raise InvalidGrant("invalid refresh token")
-            family = record.family
-            # Bound to its client (SECURITY R5): nothing changes for another client.
-            if family.client_id != a.client_id:
-                raise InvalidGrant("invalid refresh token")
-            # Revoked (family revocation, logout, reuse) is never a grace retry (R3).
-            if family.revoked_at is not None or record.revoked_at is not None:
-                raise InvalidGrant("refresh token revoked")
-            if a.now >= family.expires_at:
-                raise InvalidGrant("refresh token expired")
-            if record.used_at is not None:
-                return self._used(tx, record, a)
-            if a.now >= record.expires_at:
-                raise InvalidGrant("refresh token expired")
-            narrowed = self._narrow(family.scope, a.requested)
-            child_expires = min(a.now + a.lifetimes.refresh_idle_ttl, family.expires_at)
-            ip = _clip(a.ctx.ip, 64)
-            ua = _clip(a.ctx.user_agent, MAX_CONTEXT_LENGTH)
-            if not tx.mark_used(a.digest, a.now, ip, ua):
-                continue
-            # The child's issue time is read after winning the compare-and-set, just before
-            # commit: a caller whose request started before it was in flight at the same
-            # time as this rotation (a concurrent loser), not replaying a finished one.
-            issued = max(a.now, self._clock.now())
-            tx.insert_token(
-                NewToken(a.child_hash, family.id, a.digest, a.salt, issued, child_expires)
-            )
-            tx.record_access_token(a.access_jti, family.id, a.access_exp)
-            return self._session(family, narrowed, a.child, child_expires)
-        # Still losing after re-reading: a conflict, not an answer about this token.
-        raise InvalidGrant("refresh token was used concurrently")
-
-    def _used(
-        self, tx: RefreshTransaction, record: TokenRecord, a: _Attempt
-    ) -> Session | _GraceRetry | _Reuse:
-        """A used token came back: a grace retry, a concurrent loser, or reuse (R2, R3)."""
-        family = record.family
-        used_at = record.used_at
-        assert used_at is not None
-        child = tx.get_child(record.token_hash)
-        child_live = (
-            child is not None
-            and child.used_at is None
-            and child.revoked_at is None
-            and a.now < child.expires_at
-        )
-        grace = a.lifetimes.refresh_reuse_grace
-        if child is not None and child_live and grace > 0 and a.now < used_at + grace:
-            narrowed = self._narrow(family.scope, a.requested)
-            limit = self._settings.refresh_grace_retries
-            if child.salt is not None and tx.count_grace_retry(record.token_hash, limit):
-                token = derive_child(a.secret, child.salt, record.token_hash)
-                # A changed server secret cannot reproduce the child; refuse, do not fork.
-                if token_hash(token) != child.token_hash:
-                    raise InvalidGrant("refresh token was already used")
-                tx.record_access_token(a.access_jti, family.id, a.access_exp)
-                return _GraceRetry(self._session(family, narrowed, token, child.expires_at))
-        if child is not None and child_live and a.now <= child.issued_at:
-            # Started before the winning rotation committed: a request that was in flight at
-            # the same time, not a replay of a finished rotation. Refuse without revoking so
-            # concurrent callers leave the family with exactly one active token (R1).
-            raise InvalidGrant("refresh token was used concurrently")
-        incident = ReuseIncident(
-            family_id=family.id,
-            subject=family.subject,
-            client_id=family.client_id,
-            kind=classify(
-                used_at=used_at, now=a.now, child_used=child is None or child.used_at is not None
-            ),
-            token_hash_prefix=hash_prefix(record.token_hash),
-            first_used_at=used_at,
-            first_ip=record.used_ip,
-            first_user_agent=record.used_user_agent,
-            reused_at=a.now,
-            reuse_client_id=a.client_id,
-            reuse_ip=a.ctx.ip,
-            reuse_user_agent=a.ctx.user_agent,
-            family_revoked=True,
-        )
-        revoked = tx.revoke_family(family.id, a.now, "reuse_detected", f"client:{a.client_id}")
-        return _Reuse(incident, revoked)
-
-    def _after_reuse(self, outcome: _Reuse, now: float) -> None:
+    def _after_reuse(self, outcome: Reuse, now: float) -> None:
         incident = outcome.incident
         self.revocations.revoke_family(incident.family_id)
         logger.warning(
@@ -375,31 +239,6 @@ class RefreshService:
                 # The default response (family revoked) already stands; the request fails.
                 logger.exception("reuse policy failed for family %s", incident.family_id)
 
-    def _narrow(self, granted: str, requested: list[str] | None) -> str:
-        """RFC 6749 §6: the requested scope must not exceed the original grant; a narrower
-        one narrows only this access token (the refresh token keeps the original scope)."""
-        if requested is None:
-            return granted
-        if not set(requested) <= set(granted.split()):
-            raise InvalidScope("requested scope exceeds the granted scope")
-        return " ".join(requested)
-
-    def _session(
-        self, family: FamilyRecord, scope: str, token: str | None, expires_at: float | None
-    ) -> Session:
-        return Session(
-            family_id=family.id,
-            subject=family.subject,
-            client_id=family.client_id,
-            scope=scope,
-            audience=family.audience,
-            auth_time=family.auth_time,
-            amr=family.amr,
-            acr=family.acr,
-            refresh_token=token,
-            refresh_expires_at=None if expires_at is None else int(expires_at),
-        )
-
     def describe(self, refresh_token: str) -> Session | None:
         """RFC 7662 §2.2 for a refresh token: its session while the token is active
         (unused, unrevoked, unexpired, family live), else ``None``."""
@@ -415,7 +254,7 @@ class RefreshService:
             or now >= min(record.expires_at, record.family.expires_at)
         ):
             return None
-        return self._session(record.family, record.family.scope, None, record.expires_at)
+        return session_of(record.family, record.family.scope, None, record.expires_at)
 
     # -- revocation ---------------------------------------------------------------------------
     def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:

@@ -1,0 +1,197 @@
+"""What a rotation decides inside its unit of work (SPEC "Refresh store semantics";
+RFC 9700 §4.14.2; SECURITY R1 to R5): the compare-and-set that consumes a token, scope
+narrowing, grace retries, concurrent losers and reuse.
+
+Everything here runs in the store's transaction, under group commit possibly in a leader
+thread that serialises every caller's unit, so it does only what needs the rows; the
+caller (:class:`tokensmith.refresh.service.RefreshService`) prepares the inputs before and
+acts on the outcome after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from tokensmith.clock import Clock
+from tokensmith.errors import InvalidGrant, InvalidScope
+from tokensmith.refresh.opaque import derive_child, hash_prefix, token_hash
+from tokensmith.refresh.reuse import RequestContext, ReuseIncident, classify
+from tokensmith.settings import Lifetimes, Settings
+from tokensmith.store.protocols import RefreshTransaction
+from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
+
+MAX_CONTEXT_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Session:
+    """What ``RefreshService.start`` and ``rotate`` return: everything the facade needs to
+    mint tokens."""
+
+    family_id: str
+    subject: str
+    client_id: str
+    scope: str
+    audience: tuple[str, ...]
+    auth_time: int
+    amr: tuple[str, ...]
+    acr: str | None
+    refresh_token: str | None
+    refresh_expires_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GraceRetry:
+    session: Session
+
+
+class Attempt(NamedTuple):
+    """One ``RefreshService.rotate`` call's inputs, read once and passed down as a unit.
+    The child token is derived by the caller before queueing (see the module docstring)."""
+
+    digest: bytes
+    secret: bytes
+    now: float
+    lifetimes: Lifetimes
+    client_id: str
+    requested: list[str] | None
+    access_jti: str
+    access_exp: int
+    ctx: RequestContext
+    salt: bytes
+    child: str
+    child_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    incident: ReuseIncident
+    revoked: FamilyRecord | None
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
+
+
+def narrow(granted: str, requested: list[str] | None) -> str:
+    """RFC 6749 §6: the requested scope must not exceed the original grant; a narrower
+    one narrows only this access token (the refresh token keeps the original scope)."""
+    if requested is None:
+        return granted
+    if not set(requested) <= set(granted.split()):
+        raise InvalidScope("requested scope exceeds the granted scope")
+    return " ".join(requested)
+
+
+def session_of(
+    family: FamilyRecord, scope: str, token: str | None, expires_at: float | None
+) -> Session:
+    return Session(
+        family_id=family.id,
+        subject=family.subject,
+        client_id=family.client_id,
+        scope=scope,
+        audience=family.audience,
+        auth_time=family.auth_time,
+        amr=family.amr,
+        acr=family.acr,
+        refresh_token=token,
+        refresh_expires_at=None if expires_at is None else int(expires_at),
+    )
+
+
+class Rotation:
+    """The rules of one rotation over a :class:`RefreshTransaction`."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+
+    def run(self, tx: RefreshTransaction, a: Attempt) -> Session | GraceRetry | Reuse:
+        # Two passes at most: a second one only after losing the compare-and-set, to see
+        # what the winner committed.
+        for _ in range(2):
+            record = tx.get_token(a.digest)
+            if record is None:
+                raise InvalidGrant("invalid refresh token")
+            family = record.family
+            # Bound to its client (SECURITY R5): nothing changes for another client.
+            if family.client_id != a.client_id:
+                raise InvalidGrant("invalid refresh token")
+            # Revoked (family revocation, logout, reuse) is never a grace retry (R3).
+            if family.revoked_at is not None or record.revoked_at is not None:
+                raise InvalidGrant("refresh token revoked")
+            if a.now >= family.expires_at:
+                raise InvalidGrant("refresh token expired")
+            if record.used_at is not None:
+                return self._used(tx, record, a)
+            if a.now >= record.expires_at:
+                raise InvalidGrant("refresh token expired")
+            narrowed = narrow(family.scope, a.requested)
+            child_expires = min(a.now + a.lifetimes.refresh_idle_ttl, family.expires_at)
+            ip = _clip(a.ctx.ip, 64)
+            ua = _clip(a.ctx.user_agent, MAX_CONTEXT_LENGTH)
+            if not tx.mark_used(a.digest, a.now, ip, ua):
+                continue
+            # The child's issue time is read after winning the compare-and-set, just before
+            # commit: a caller whose request started before it was in flight at the same
+            # time as this rotation (a concurrent loser), not replaying a finished one.
+            issued = max(a.now, self._clock.now())
+            tx.insert_token(
+                NewToken(a.child_hash, family.id, a.digest, a.salt, issued, child_expires)
+            )
+            tx.record_access_token(a.access_jti, family.id, a.access_exp)
+            return session_of(family, narrowed, a.child, child_expires)
+        # Still losing after re-reading: a conflict, not an answer about this token.
+        raise InvalidGrant("refresh token was used concurrently")
+
+    def _used(
+        self, tx: RefreshTransaction, record: TokenRecord, a: Attempt
+    ) -> Session | GraceRetry | Reuse:
+        """A used token came back: a grace retry, a concurrent loser, or reuse (R2, R3)."""
+        family = record.family
+        used_at = record.used_at
+        assert used_at is not None
+        child = tx.get_child(record.token_hash)
+        child_live = (
+            child is not None
+            and child.used_at is None
+            and child.revoked_at is None
+            and a.now < child.expires_at
+        )
+        grace = a.lifetimes.refresh_reuse_grace
+        if child is not None and child_live and grace > 0 and a.now < used_at + grace:
+            narrowed = narrow(family.scope, a.requested)
+            limit = self._settings.refresh_grace_retries
+            if child.salt is not None and tx.count_grace_retry(record.token_hash, limit):
+                token = derive_child(a.secret, child.salt, record.token_hash)
+                # A changed server secret cannot reproduce the child; refuse, do not fork.
+                if token_hash(token) != child.token_hash:
+                    raise InvalidGrant("refresh token was already used")
+                tx.record_access_token(a.access_jti, family.id, a.access_exp)
+                return GraceRetry(session_of(family, narrowed, token, child.expires_at))
+        if child is not None and child_live and a.now <= child.issued_at:
+            # Started before the winning rotation committed: a request that was in flight at
+            # the same time, not a replay of a finished rotation. Refuse without revoking so
+            # concurrent callers leave the family with exactly one active token (R1).
+            raise InvalidGrant("refresh token was used concurrently")
+        incident = ReuseIncident(
+            family_id=family.id,
+            subject=family.subject,
+            client_id=family.client_id,
+            kind=classify(
+                used_at=used_at, now=a.now, child_used=child is None or child.used_at is not None
+            ),
+            token_hash_prefix=hash_prefix(record.token_hash),
+            first_used_at=used_at,
+            first_ip=record.used_ip,
+            first_user_agent=record.used_user_agent,
+            reused_at=a.now,
+            reuse_client_id=a.client_id,
+            reuse_ip=a.ctx.ip,
+            reuse_user_agent=a.ctx.user_agent,
+            family_revoked=True,
+        )
+        revoked = tx.revoke_family(family.id, a.now, "reuse_detected", f"client:{a.client_id}")
+        return Reuse(incident, revoked)
