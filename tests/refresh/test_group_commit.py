@@ -18,7 +18,7 @@ from tokensmith.refresh.opaque import new_token
 from tokensmith.refresh.service import Session
 from tokensmith.store.records import StoreError
 from tokensmith.store.sql import SqlStore, SqlTransaction
-from tokensmith.store.sql.group import _Committer
+from tokensmith.store.sql.group import Ticket, _Committer
 
 from .conftest import (
     Backend,
@@ -102,7 +102,7 @@ def _as_one_batch(store: SqlStore, calls: list[Callable[[], Any]]) -> list[Any]:
     def run(i: int) -> None:
         try:
             results[i] = calls[i]()
-        except Exception as exc:
+        except BaseException as exc:  # interrupts too: some tests raise them in a unit
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
@@ -185,6 +185,70 @@ def test_a_failed_commit_fails_every_unit_of_the_batch(
     for session in sessions:
         refresh(service, clock, session.refresh_token)  # the clients' retries succeed
         assert active_tokens(counting, session.family_id) == 1
+
+
+def test_a_unit_that_failed_on_what_its_batch_wrote_hears_the_failed_commit(
+    counting: CountingStore, clock: ManualClock
+) -> None:
+    # Two presentations of one token in one batch: the second sees the first's uncommitted
+    # compare-and-set. When that commit fails, "used concurrently" would be false (the
+    # token is still unused): the second caller must hear the commit's retryable error too.
+    service = make_service(counting, clock)
+    session = login(service, clock)
+    counting.fail_commit(2)  # the blocker's commit is the first, the batch's the second
+    outcomes = _as_one_batch(counting, [lambda: refresh(service, clock, session.refresh_token)] * 2)
+    assert [type(o) for o in outcomes] == [StoreError, StoreError], outcomes
+    refresh(service, clock, session.refresh_token)
+    assert active_tokens(counting, session.family_id) == 1
+
+
+def test_an_interrupt_in_a_unit_ends_its_whole_batch(counting: CountingStore) -> None:
+    # A failing unit rolls back alone; an interrupt (Ctrl-C lands in whichever unit the
+    # main thread runs as leader) is not that unit's failure: the batch ends.
+    def interrupted(tx: SqlTransaction) -> None:
+        tx.deny_access_token("interrupted", 2e9)
+        raise KeyboardInterrupt
+
+    outcomes = _as_one_batch(
+        counting,
+        [
+            lambda: counting.atomic(lambda tx: tx.deny_access_token("a", 2e9)).committed(),
+            lambda: counting.atomic(interrupted).committed(),
+            lambda: counting.atomic(lambda tx: tx.deny_access_token("b", 2e9)).committed(),
+        ],
+    )
+    assert all(isinstance(o, KeyboardInterrupt) for o in outcomes), outcomes
+    assert rows(counting, "SELECT jti FROM ts_denylist") == []
+    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
+    assert rows(counting, "SELECT jti FROM ts_denylist") == [("after",)]
+
+
+@pytest.mark.parametrize("when", ["before its turn", "as the lead reaches it"])
+def test_a_caller_interrupted_while_queued_leaves_the_store_working(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    real_wait = Ticket.wait_turn
+
+    def interrupted_wait(ticket: Ticket[Any]) -> None:
+        if threading.current_thread() is threading.main_thread():
+            if when == "as the lead reaches it":
+                real_wait(ticket)
+                assert ticket.promoted
+            raise KeyboardInterrupt
+        real_wait(ticket)
+
+    monkeypatch.setattr(Ticket, "wait_turn", interrupted_wait)
+    with Blocker(counting) as blocker, pytest.raises(KeyboardInterrupt):
+        if when == "as the lead reaches it":  # the blocker's batch ends once we queued
+            threading.Thread(target=lambda: (blocker.wait_queued(1), blocker.release.set())).start()
+        counting.atomic(lambda tx: tx.deny_access_token("withdrawn", 2e9)).committed()
+    group = counting._group
+    assert group is not None and not group._leading and not group._queue
+    # The withdrawn unit never ran (it would consume a token nobody receives); later
+    # callers, inline or with the committer thread, go through.
+    counting.atomic(lambda tx: tx.deny_access_token("later", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("behind", 2e9), background=True).committed()
+    assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("later",)]
 
 
 def test_nothing_prepared_leaves_when_the_commit_fails(
@@ -278,18 +342,35 @@ def test_the_committer_thread_leaves_when_idle_and_comes_back(
     assert counting.commits == 2
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("can't create new thread at interpreter shutdown"),
+        MemoryError(),
+        KeyboardInterrupt(),  # Ctrl-C while the main thread starts it
+    ],
+    ids=type,
+)
 def test_a_commit_still_happens_when_no_thread_can_start(
-    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch, error: BaseException
 ) -> None:
     def refuse(_self: threading.Thread) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
+        raise error
 
-    assert counting._group is not None and not counting._group._committer._running
+    group = counting._group
+    assert group is not None and not group._committer._running
     monkeypatch.setattr(threading.Thread, "start", refuse)
     before = counting.commits
-    counting.atomic(lambda tx: tx.deny_access_token("no-thread", 2e9), background=True).committed()
+    unit = lambda tx: tx.deny_access_token("no-thread", 2e9)  # noqa: E731
+    if isinstance(error, Exception):
+        counting.atomic(unit, background=True).committed()
+    else:
+        with pytest.raises(type(error)):  # the interrupt goes on once the batch ended
+            counting.atomic(unit, background=True)
     assert counting.commits == before + 1
     assert rows(counting, "SELECT jti FROM ts_denylist") == [("no-thread",)]
+    assert not group._committer._running and not group._leading
+    counting.atomic(lambda tx: tx.deny_access_token("next", 2e9)).committed()
 
 
 def test_the_callers_of_a_batch_are_woken_once_all_its_units_ran(

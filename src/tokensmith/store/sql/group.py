@@ -6,7 +6,8 @@ busy handler (which sleeps 1 ms, then 2, 5, ...) and then pays its own fsync. He
 threads of one process queue in front of the store instead. The first caller to find no
 batch running becomes the leader: it takes everything queued (up to ``MAX_BATCH`` units)
 into one ``BEGIN IMMEDIATE`` transaction, runs each unit under its own savepoint so a
-failing unit rolls back alone, and commits them together: one fsync per batch. Once the
+failing unit rolls back alone (an interrupt such as Ctrl-C ends the whole batch instead),
+and commits them together: one fsync per batch. Once the
 commit is done, the lead passes to the first caller that queued meanwhile. A lone caller
 runs its own unit at once, in its own thread (LevelDB's writer queue works alike).
 
@@ -92,21 +93,24 @@ class Ticket(Generic[T]):
         self._turn.release()
 
     def failed(self, error: BaseException) -> None:
-        """The unit raised and its savepoint was rolled back: nothing of it will commit."""
-        self._error = self._commit_error = error
-        self._open = False
-        self._turn.release()
-        self._settled.release()
+        """The unit raised and its savepoint was rolled back: nothing of it will commit. Its
+        caller hears so when the batch ends, not now: what the unit read may have been
+        written by the batch's other units, and holds only if their commit does."""
+        self._error = error
 
     def settle(self, error: BaseException | None) -> None:
-        """The batch ended: committed (``error`` is ``None``) or rolled back with it."""
+        """The batch ended: committed (``error`` is ``None``) or rolled back with it. A unit
+        that failed on its own is answered with its own error if the batch committed."""
         if not self._open:
-            return  # failed on its own already
+            return
         self._open = False
-        if not self._has_run:
-            self._error = error
+        if self._has_run:
+            self._commit_error = error
+        else:
+            if error is not None:
+                self._error = error
+            self._commit_error = self._error
             self._turn.release()
-        self._commit_error = error
         self._settled.release()
 
 
@@ -140,11 +144,27 @@ class GroupCommitter:
             follow = self._leading
             self._leading = True
         if follow:
-            ticket.wait_turn()
+            try:
+                ticket.wait_turn()
+            except BaseException:  # interrupted while queued (Ctrl-C in the main thread)
+                self._withdraw(ticket)
+                raise
             if not ticket.promoted:
                 return ticket
         self._lead(background)
         return ticket
+
+    def _withdraw(self, ticket: Ticket[Any]) -> None:
+        """Its caller gave up before its turn: the unit must not run for nobody (it would
+        consume a refresh token whose child nobody receives), and a lead already handed to
+        it passes on. A ticket already taken into a batch runs and settles as usual."""
+        with self._mutex:
+            if ticket not in self._queue:
+                return
+            self._queue.remove(ticket)
+            promoted = ticket.promoted
+        if promoted:
+            self._hand_over()
 
     def _lead(self, background: bool) -> None:
         batch = self._take()
@@ -226,10 +246,20 @@ class _Committer:
             self._running = True
         try:
             threading.Thread(target=self._loop, name="tokensmith-commit", daemon=True).start()
-        except RuntimeError:  # no new thread (the interpreter is exiting): end it here
+        except BaseException as exc:
+            # No new thread (the interpreter is exiting, no memory) or interrupted while
+            # starting one: end the batch here, so that nobody waits for a thread that may
+            # not exist. Only one batch is ever in flight: this one.
             with self._mutex:
                 self._running = False
-            self._jobs.get_nowait()()  # only one batch is ever in flight: this one
+            try:
+                job = self._jobs.get_nowait()
+            except Empty:
+                pass  # the thread did start, and took it
+            else:
+                job()
+            if not isinstance(exc, Exception):
+                raise
 
     def _loop(self) -> None:
         while True:

@@ -296,7 +296,7 @@ class SqlStore:
                         cursor.execute("SAVEPOINT unit")
                     try:
                         value = ticket.work(tx)
-                    except BaseException as exc:
+                    except Exception as exc:  # an interrupt ends the whole batch instead
                         if not shared:
                             raise
                         # If SQLite already rolled the whole transaction back (I/O error,
@@ -309,7 +309,9 @@ class SqlStore:
                         cursor.execute("RELEASE unit")
                     ran.append((ticket, value))
                 if not ran:
-                    raw.rollback()  # every unit failed on its own and was answered
+                    raw.rollback()
+                    for ticket in tickets:
+                        ticket.settle(None)  # every unit failed on its own: its own error
                     return None
                 # Woken only now: a caller signing its tokens during the other units would
                 # compete for the GIL with this thread, the one everybody waits for.
