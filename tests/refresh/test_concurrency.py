@@ -179,20 +179,29 @@ def test_a_process_killed_mid_rotation_leaves_a_consistent_database(
         assert active_tokens(store, s.family_id) == 1
 
 
-def _rotate_after_fork(store: SqlStore, token: str, inherited: tuple[Any, Any], queue: Any) -> None:
+def _rotate_after_fork(
+    store: SqlStore, token: str, inherited: tuple[Any, Any, Any], queue: Any
+) -> None:
     # In the forked child, with the parent's store object (a pre-forking server's app).
     try:
+        pool, writer, group = inherited
+        # Afresh before any use, so no thread of the child can reach the parent's queue or
+        # connections in between.
+        fresh_at_fork = (
+            store.engine.pool is not pool
+            and getattr(store, "_writer", None) is None
+            and (group is None or getattr(store, "_group", None) is not group)
+        )
         clock = ManualClock(time.time())
         service = make_service(store, clock)
         session = service.rotate(
             token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=2_000_000_000
         )
-        pool, writer = inherited
         fresh_pool = store.engine.pool is not pool
         fresh_writer = writer is None or getattr(store, "_writer", None) is not writer
-        queue.put((session.refresh_token is not None, fresh_pool, fresh_writer))
+        queue.put((session.refresh_token is not None, fresh_at_fork, fresh_pool, fresh_writer))
     except Exception as exc:  # reported to the parent
-        queue.put((repr(exc), False, False))
+        queue.put((repr(exc), False, False, False))
 
 
 def test_a_forked_child_uses_connections_of_its_own(backend: Backend, store: SqlStore) -> None:
@@ -209,7 +218,7 @@ def test_a_forked_child_uses_connections_of_its_own(backend: Backend, store: Sql
         access_jti=new_jti(),
         access_exp=2_000_000_000,
     )
-    inherited = (store.engine.pool, getattr(store, "_writer", None))
+    inherited = (store.engine.pool, getattr(store, "_writer", None), getattr(store, "_group", None))
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     process = ctx.Process(
@@ -218,5 +227,5 @@ def test_a_forked_child_uses_connections_of_its_own(backend: Backend, store: Sql
     process.start()
     process.join(JOIN_TIMEOUT)
     assert process.exitcode == 0
-    assert queue.get(timeout=JOIN_TIMEOUT) == (True, True, True)
+    assert queue.get(timeout=JOIN_TIMEOUT) == (True, True, True, True)
     _consistent(store)

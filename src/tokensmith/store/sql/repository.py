@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache, partial
@@ -212,6 +213,12 @@ class _Committed(Generic[T]):
         return None
 
 
+def _after_fork_in_child(ref: weakref.ReferenceType[SqlStore]) -> None:
+    store = ref()
+    if store is not None:
+        store._forked()
+
+
 class SqlStore:
     """Implements :class:`tokensmith.store.RefreshStore` over a SQLAlchemy engine."""
 
@@ -223,19 +230,19 @@ class SqlStore:
         # PostgreSQL runs units side by side under row locks; SQLite has one writer anyway.
         self._group = GroupCommitter(self._run_batch) if self._dialect == "sqlite" else None
         self._writer: PoolProxiedConnection | None = None
-        self._pid = os.getpid()
+        if hasattr(os, "register_at_fork"):  # Windows cannot fork
+            os.register_at_fork(after_in_child=partial(_after_fork_in_child, weakref.ref(self)))
 
-    def _check_fork(self) -> None:
+    def _forked(self) -> None:
         """In a child forked after this store was used (a pre-forking server that built its
         app first): leave the parent's connections, its held writer connection and its
         group-commit queue to the parent and start afresh (SQLAlchemy's advice for pools;
-        SQLite and libpq connections must not cross a fork)."""
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self.engine.dispose(close=False)
-            self._writer = None
-            if self._group is not None:
-                self._group = GroupCommitter(self._run_batch)
+        SQLite and libpq connections must not cross a fork). It runs in the fork itself,
+        while the child has one thread: none of its threads can reach the parent's."""
+        self.engine.dispose(close=False)
+        self._writer = None
+        if self._group is not None:
+            self._group = GroupCommitter(self._run_batch)
 
     def _unit(self, cursor: Any) -> SqlTransaction:
         return SqlTransaction(cursor, self._dialect)
@@ -244,7 +251,6 @@ class SqlStore:
     def transaction(self) -> Iterator[SqlTransaction]:
         """A write unit of work: commits when the block ends, rolls back on any exception.
         SQLite starts it with BEGIN IMMEDIATE; psycopg opens it implicitly (READ COMMITTED)."""
-        self._check_fork()
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -271,7 +277,6 @@ class SqlStore:
         :mod:`tokensmith.store.sql.group`): the ticket's ``result`` may come before the commit
         is durable, and with ``background`` the commit runs on another thread while the
         caller goes on. Elsewhere it commits here, before returning."""
-        self._check_fork()
         if self._group is not None:
             return self._group.submit(work, background=background)
         with self.transaction() as tx:
@@ -391,7 +396,6 @@ class SqlStore:
 
     @contextmanager
     def _connection(self, *, read_only: bool = False) -> Iterator[Connection]:
-        self._check_fork()
         try:
             with self.engine.connect() as conn:
                 if read_only:
