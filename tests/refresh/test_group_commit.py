@@ -251,6 +251,26 @@ def test_a_caller_interrupted_while_queued_leaves_the_store_working(
     assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("later",)]
 
 
+def test_revocations_queue_with_the_refreshes(counting: CountingStore, clock: ManualClock) -> None:
+    # In a transaction of its own a revocation would have to win SQLite's lock between two
+    # group commits, polling in the busy handler (up to 0.4 s measured under load); in the
+    # queue it is served in turn. _as_one_batch waits until all four calls are queued.
+    service = make_service(counting, clock)
+    session = login(service, clock)
+    outcomes = _as_one_batch(
+        counting,
+        [
+            lambda: service.revoke_family(session.family_id),
+            lambda: service.revoke_subject("nobody"),
+            lambda: service.revoke_access_token("jti-1", 2_000_000_000),
+            lambda: service.revoke_refresh_token(new_token()),
+        ],
+    )
+    assert outcomes == [True, 0, None, False]
+    assert active_tokens(counting, session.family_id) == 0
+    assert ("jti-1",) in rows(counting, "SELECT jti FROM ts_denylist")
+
+
 def test_nothing_prepared_leaves_when_the_commit_fails(
     counting: CountingStore, clock: ManualClock
 ) -> None:

@@ -14,6 +14,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from tokensmith.clock import Clock
 from tokensmith.errors import InvalidGrant, RefreshTokenReused
@@ -40,6 +41,7 @@ from tokensmith.settings import Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken
 
+T = TypeVar("T")
 logger = logging.getLogger("tokensmith.refresh")
 
 __all__ = ["RefreshService", "RequestContext", "Session"]
@@ -257,6 +259,15 @@ class RefreshService:
         return session_of(record.family, record.family.scope, None, record.expires_at)
 
     # -- revocation ---------------------------------------------------------------------------
+    def _write(self, work: Callable[[RefreshTransaction], T]) -> T:
+        """``work``'s result once it committed. It queues with the refreshes: on SQLite a
+        transaction of its own would have to win the database lock between two group
+        commits, polling in SQLite's busy handler (measured: up to 0.4 s under load)."""
+        unit = self._store.atomic(work)
+        value = unit.result()
+        unit.committed()
+        return value
+
     def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:
         """RFC 7009 §2.1: revoke the token's whole family (and its access tokens). Unknown or
         garbage tokens, and another client's token, return ``False`` without an error
@@ -266,12 +277,19 @@ class RefreshService:
         digest = token_hash(refresh_token)
         now = self._clock.now()
         actor = None if client_id is None else f"client:{client_id}"
-        with self._store.transaction() as tx:
+
+        def work(tx: RefreshTransaction) -> tuple[str, FamilyRecord | None] | None:
             record = tx.get_token(digest)
             if record is None or (client_id is not None and record.family.client_id != client_id):
-                return False
-            revoked = tx.revoke_family(record.family.id, now, "token_revoked", actor)
-        self.revocations.revoke_family(record.family.id)
+                return None
+            family_id = record.family.id
+            return family_id, tx.revoke_family(family_id, now, "token_revoked", actor)
+
+        found = self._write(work)
+        if found is None:
+            return False
+        family_id, revoked = found
+        self.revocations.revoke_family(family_id)
         if revoked is not None:
             self._family_revoked(revoked, now, "token_revoked")
         return True
@@ -282,8 +300,7 @@ class RefreshService:
         if not isinstance(family_id, str) or not 0 < len(family_id) <= MAX_ID_LENGTH:
             return False
         now = self._clock.now()
-        with self._store.transaction() as tx:
-            revoked = tx.revoke_family(family_id, now, reason[:64], None)
+        revoked = self._write(lambda tx: tx.revoke_family(family_id, now, reason[:64], None))
         if revoked is None:
             return False
         self.revocations.revoke_family(family_id)
@@ -294,8 +311,7 @@ class RefreshService:
         """Logout everywhere: revoke every live family of ``subject`` and set its not-before
         time, so access tokens issued earlier fail without a denylist row each."""
         now = self._clock.now()
-        with self._store.transaction() as tx:
-            family_ids = tx.revoke_subject(subject, now)
+        family_ids = self._write(lambda tx: tx.revoke_subject(subject, now))
         self.revocations.set_not_before(subject, now)
         for family_id in family_ids:
             self.revocations.revoke_family(family_id)
@@ -311,8 +327,7 @@ class RefreshService:
 
     def revoke_access_token(self, jti: str, expires_at: int) -> None:
         """Deny one access token by ``jti`` until its ``exp`` (never by token string, V5)."""
-        with self._store.transaction() as tx:
-            tx.deny_access_token(jti, float(expires_at))
+        self._write(lambda tx: tx.deny_access_token(jti, float(expires_at)))
         self.revocations.deny_jti(jti)
 
     def is_access_token_revoked(

@@ -9,7 +9,6 @@ conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
 from tokensmith.store.records import FamilyRecord, NewToken, RevocationSnapshot, TokenRecord
@@ -81,8 +80,6 @@ class RevocationSource(Protocol):
 
 
 class RefreshStore(RevocationSource, Protocol):
-    def transaction(self) -> AbstractContextManager[RefreshTransaction]: ...
-
     def atomic(
         self, work: Callable[[RefreshTransaction], T], *, background: bool = False
     ) -> UnitOfWork[T]:
