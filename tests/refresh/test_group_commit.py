@@ -18,6 +18,7 @@ from tokensmith.refresh.opaque import new_token
 from tokensmith.refresh.service import Session
 from tokensmith.store.records import StoreError
 from tokensmith.store.sql import SqlStore, SqlTransaction
+from tokensmith.store.sql import group as group_module
 from tokensmith.store.sql.group import Ticket, _Committer
 
 from .conftest import (
@@ -185,6 +186,57 @@ def test_a_failed_commit_fails_every_unit_of_the_batch(
     for session in sessions:
         refresh(service, clock, session.refresh_token)  # the clients' retries succeed
         assert active_tokens(counting, session.family_id) == 1
+
+
+def test_a_batch_whose_every_unit_fails_answers_each_with_its_own_error(
+    counting: CountingStore,
+) -> None:
+    def fails(error: Exception) -> Callable[[SqlTransaction], None]:
+        def unit(tx: SqlTransaction) -> None:
+            tx.deny_access_token(repr(error), 2e9)
+            raise error
+
+        return unit
+
+    errors = [ValueError("first"), KeyError("second")]
+    before = counting.commits
+    outcomes = _as_one_batch(
+        counting, [lambda e=e: counting.atomic(fails(e)).committed() for e in errors]
+    )
+    assert outcomes == errors
+    assert counting.commits - before == 1  # the blocker's; the failed batch rolled back
+    assert rows(counting, "SELECT jti FROM ts_denylist") == []
+    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
+
+
+def test_a_long_queue_is_cut_into_batches_of_max_batch(
+    counting: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(group_module, "MAX_BATCH", 2)
+    before = counting.commits
+    _as_one_batch(
+        counting,
+        [
+            lambda i=i: counting.atomic(lambda tx: tx.deny_access_token(f"j{i}", 2e9)).committed()
+            for i in range(5)
+        ],
+    )
+    assert counting.commits - before == 1 + 3  # the blocker's, then 2 + 2 + 1
+    assert rows(counting, "SELECT count(*) FROM ts_denylist") == [(5,)]
+
+
+def test_after_a_database_error_the_next_batch_takes_a_fresh_connection(
+    counting: CountingStore,
+) -> None:
+    counting.atomic(lambda tx: tx.deny_access_token("first", 2e9)).committed()
+    writer = counting._writer
+    assert writer is not None
+    counting.fail_commit()
+    with pytest.raises(StoreError):
+        counting.atomic(lambda tx: tx.deny_access_token("lost", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("second", 2e9)).committed()
+    assert counting._writer is not None and counting._writer is not writer
+    assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("first",), ("second",)]
 
 
 def test_a_unit_that_failed_on_what_its_batch_wrote_hears_the_failed_commit(
