@@ -303,6 +303,43 @@ def test_a_caller_interrupted_while_queued_leaves_the_store_working(
     assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("later",)]
 
 
+class InterruptedAfterCommit(SqlStore):
+    """The n-th commit from now succeeds, then its thread is interrupted (Ctrl-C)."""
+
+    attempts = 0
+    interrupt_attempt = 0
+
+    def _commit(self, raw: Any) -> None:
+        super()._commit(raw)
+        self.attempts += 1
+        if self.attempts == self.interrupt_attempt:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_after_the_commit_answers_the_batch_as_committed(
+    backend: Backend, store: SqlStore
+) -> None:
+    interrupted = InterruptedAfterCommit(backend.engine())
+    interrupted.interrupt_attempt = 2  # the blocker's commit is the first
+    try:
+        outcomes = _as_one_batch(
+            interrupted,
+            [
+                lambda i=i: interrupted.atomic(
+                    lambda tx: tx.deny_access_token(f"j{i}", 2e9)
+                ).committed()
+                for i in range(3)
+            ],
+        )
+        # The caller that led the batch committed it in its own thread and is interrupted;
+        # the others are answered as committed, as their rows are.
+        assert sorted(map(repr, outcomes)) == ["KeyboardInterrupt()", "None", "None"]
+        assert rows(interrupted, "SELECT count(*) FROM ts_denylist") == [(3,)]
+        interrupted.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
+    finally:
+        interrupted.engine.dispose()
+
+
 def test_revocations_queue_with_the_refreshes(counting: CountingStore, clock: ManualClock) -> None:
     # In a transaction of its own a revocation would have to win SQLite's lock between two
     # group commits, polling in the busy handler (up to 0.4 s measured under load); in the

@@ -183,6 +183,8 @@ class GroupCommitter:
                 end()
             except BaseException as exc:  # a bug in end: answer everybody all the same
                 self._settle(batch, exc)
+                if not isinstance(exc, Exception):
+                    raise  # an interrupt goes on once the batch is answered
             else:
                 self._hand_over()
 

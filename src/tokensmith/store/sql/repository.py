@@ -340,6 +340,14 @@ class SqlStore:
             try:
                 self._commit(raw)
             except BaseException as exc:
+                if not isinstance(exc, Exception) and not getattr(
+                    raw.dbapi_connection, "in_transaction", True
+                ):
+                    # Interrupted (Ctrl-C) once the commit was done: the batch is durable and
+                    # answered so, or its callers would retry tokens it consumed.
+                    for ticket in tickets:
+                        ticket.settle(None)
+                    raise
                 error = exc
         if error is not None:
             translated = self._error(error, raw)
