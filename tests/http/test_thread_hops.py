@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 
 from tests.http.conftest import ORIGIN, Env
-from tokensmith.http import endpoints
+from tokensmith.http import create_app, endpoints
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
+from tokensmith.http.forms import MAX_FORM_BYTES
 
 pytestmark = pytest.mark.anyio
 
@@ -61,3 +62,19 @@ async def test_errors_raised_in_the_trip_keep_their_status(env: Env, hops: list[
     r = await env.http.post("/logout", data={"client_id": "spa"})
     assert r.status_code == 400 and r.json()["error"] == "unauthorized_client"
     assert hops == ["introspect", "logout"]
+
+
+async def test_a_bad_body_is_refused_on_the_event_loop(env: Env, hops: list[str]) -> None:
+    for path in ("/token", "/revoke", "/introspect", "/logout"):
+        r = await env.http.post(path, content=b"{}", headers={"content-type": "application/json"})
+        assert r.status_code == 400, path
+        r = await env.http.post(path, data={"token": "x" * (MAX_FORM_BYTES + 1)})
+        assert r.status_code == 413, path
+    assert hops == []
+
+
+async def test_the_routes_keep_their_handlers_names(env: Env) -> None:
+    # Host applications address them with url_path_for("token") and so on.
+    app = create_app(env.ts)
+    for name in ("token", "revoke", "introspect", "logout"):
+        assert app.url_path_for(name) == f"/{name}"

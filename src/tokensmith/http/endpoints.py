@@ -1,11 +1,12 @@
 """``/token`` (RFC 6749 §6 and §4.4), ``/revoke`` (RFC 7009), ``/introspect`` (RFC 7662)
 and ``/logout`` (cookie mode). Each reads the form on the event loop, then authenticates
-the client, calls the facade and renders in one trip to the thread pool: both may touch the
-database, and each hop costs more than a cached client lookup. Errors become RFC 6749 §5.2
-bodies in ``errors.py``."""
+the client, calls the facade and renders in one trip to the thread pool: authentication and
+the operation may both touch the database, and each trip costs more than a cached client
+lookup. Errors become RFC 6749 §5.2 bodies in ``errors.py``."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,6 +49,7 @@ def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]
     """The endpoint around ``handler``: the form is read on the event loop, the rest runs
     in one trip to the thread pool."""
 
+    @functools.wraps(handler)  # the route keeps the handler's name (url_path_for)
     async def endpoint(request: Request) -> Response:
         return await in_thread(handler, request, await read_form(request))
 
