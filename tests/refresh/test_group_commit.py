@@ -225,9 +225,10 @@ def test_a_long_queue_is_cut_into_batches_of_max_batch(
     assert rows(counting, "SELECT count(*) FROM ts_denylist") == [(5,)]
 
 
-def test_after_a_database_error_the_next_batch_takes_a_fresh_connection(
+def test_after_a_database_error_the_writer_connection_goes_back_to_the_pool(
     counting: CountingStore,
 ) -> None:
+    # The pool resets it (or drops it if it was invalidated); the next batch checks one out.
     counting.atomic(lambda tx: tx.deny_access_token("first", 2e9)).committed()
     writer = counting._writer
     assert writer is not None
@@ -269,7 +270,10 @@ def test_an_interrupt_in_a_unit_ends_its_whole_batch(counting: CountingStore) ->
             lambda: counting.atomic(lambda tx: tx.deny_access_token("b", 2e9)).committed(),
         ],
     )
-    assert all(isinstance(o, KeyboardInterrupt) for o in outcomes), outcomes
+    # The interrupt goes on in the thread it hit (the leader's, which ran the unit); the
+    # others' units were only rolled back, and they may retry.
+    kinds = sorted(type(o).__name__ for o in outcomes)
+    assert kinds == ["KeyboardInterrupt", "TemporarilyUnavailable", "TemporarilyUnavailable"]
     assert rows(counting, "SELECT jti FROM ts_denylist") == []
     counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
     assert rows(counting, "SELECT jti FROM ts_denylist") == [("after",)]
@@ -290,9 +294,14 @@ def test_a_caller_interrupted_while_queued_leaves_the_store_working(
         real_wait(ticket)
 
     monkeypatch.setattr(Ticket, "wait_turn", interrupted_wait)
+
+    def end_blocker_once_queued(blocker: Blocker) -> None:
+        blocker.wait_queued(1)
+        blocker.release.set()
+
     with Blocker(counting) as blocker, pytest.raises(KeyboardInterrupt):
         if when == "as the lead reaches it":  # the blocker's batch ends once we queued
-            threading.Thread(target=lambda: (blocker.wait_queued(1), blocker.release.set())).start()
+            threading.Thread(target=end_blocker_once_queued, args=(blocker,)).start()
         counting.atomic(lambda tx: tx.deny_access_token("withdrawn", 2e9)).committed()
     group = counting._group
     assert group is not None and not group._leading and not group._queue

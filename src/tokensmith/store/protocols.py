@@ -1,8 +1,8 @@
 """The small Protocols the refresh and revocation services depend on.
 
-A transaction is one unit of work on one connection: everything done through it commits
-together when the ``with`` block ends normally and rolls back completely otherwise
-(SECURITY R4). Backends translate their own failures into :class:`StoreError` or, for
+A unit of work (``RefreshStore.atomic``) runs in one transaction: everything done through
+its :class:`RefreshTransaction` commits together when it returns and rolls back completely
+if it raises (SECURITY R4). Backends translate their own failures into :class:`StoreError` or, for
 conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
 """
 

@@ -7,9 +7,9 @@ threads of one process queue in front of the store instead. The first caller to 
 batch running becomes the leader: it takes everything queued (up to ``MAX_BATCH`` units)
 into one ``BEGIN IMMEDIATE`` transaction, runs each unit under its own savepoint so a
 failing unit rolls back alone (an interrupt such as Ctrl-C ends the whole batch instead),
-and commits them together: one fsync per batch. Once the
-commit is done, the lead passes to the first caller that queued meanwhile. A lone caller
-runs its own unit at once, in its own thread (LevelDB's writer queue works alike).
+and commits them together: one fsync per batch. Once the commit is done, the lead passes
+to the first caller that queued meanwhile. A lone caller runs its own unit at once, in its
+own thread (LevelDB's writer queue works alike).
 
 The callers of a batch are woken once all its units ran, so they sign their tokens while
 the fsync is in flight (the SQLite driver lets go of the GIL there) and not while the

@@ -250,7 +250,10 @@ class SqlStore:
     @contextmanager
     def transaction(self) -> Iterator[SqlTransaction]:
         """A write unit of work: commits when the block ends, rolls back on any exception.
-        SQLite starts it with BEGIN IMMEDIATE; psycopg opens it implicitly (READ COMMITTED)."""
+        SQLite starts it with BEGIN IMMEDIATE; psycopg opens it implicitly (READ COMMITTED).
+        ``atomic`` runs on it outside SQLite. On SQLite, writes belong in ``atomic``: a
+        transaction of its own waits for the database lock outside the group-commit queue,
+        polling in SQLite's busy handler while the queue keeps taking the lock."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -324,9 +327,14 @@ class SqlStore:
                     ticket.ran(value)
             finally:
                 cursor.close()
-        except BaseException as exc:
+        except Exception as exc:
             self._end_batch(tickets, raw, exc)
             return None
+        except BaseException:
+            # An interrupt (Ctrl-C) in this, the leader's thread: it goes on here, while the
+            # batch's callers hear a retryable error, as their units were only rolled back.
+            self._end_batch(tickets, raw, TemporarilyUnavailable("the batch was interrupted"))
+            raise
         return partial(self._end_batch, tickets, raw, None)
 
     def _end_batch(
@@ -354,7 +362,8 @@ class SqlStore:
             if raw is not None:
                 self._rollback(raw)
                 if translated is not error or not raw.is_valid:
-                    # A database error: the next batch starts on a fresh connection.
+                    # A database error: the connection goes back to the pool (which drops
+                    # it if it was invalidated) and the next batch checks one out.
                     self._writer = None
                     raw.close()  # back to the pool, or discarded if it was invalidated
             error = translated
