@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from tokensmith.clock import ManualClock
-from tokensmith.errors import InvalidGrant
+from tokensmith.errors import InvalidGrant, RefreshTokenReused
+from tokensmith.events import EventBus
 from tokensmith.refresh.opaque import new_token
 from tokensmith.refresh.service import Session
 from tokensmith.store.records import StoreError
@@ -23,6 +24,7 @@ from tokensmith.store.sql.group import Ticket, _Committer
 
 from .conftest import (
     Backend,
+    Recorder,
     active_tokens,
     login,
     make_service,
@@ -367,6 +369,58 @@ def test_revocations_queue_with_the_refreshes(counting: CountingStore, clock: Ma
     assert outcomes == [True, 0, None, False]
     assert active_tokens(counting, session.family_id) == 0
     assert ("jti-1",) in rows(counting, "SELECT jti FROM ts_denylist")
+
+
+def test_reuse_whose_revocation_fails_to_commit_is_not_reported_as_reuse(
+    counting: CountingStore, clock: ManualClock, bus: EventBus, recorder: Recorder
+) -> None:
+    # R2 holds only if the revocation is committed before RefreshTokenReused is raised:
+    # when that commit fails, the caller hears the store error, no reuse event is emitted
+    # and the family lives on, to be revoked on the next presentation.
+    service = make_service(counting, clock, bus)
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token)
+    clock.advance(60)  # outside the (default, zero) grace window
+    counting.fail_commit(2)  # the blocker's commit is the first, the batch's the second
+    outcomes = _as_one_batch(
+        counting,
+        [
+            lambda: refresh(service, clock, session.refresh_token),
+            lambda: counting.atomic(lambda tx: tx.deny_access_token("neighbour", 2e9)).committed(),
+        ],
+    )
+    assert [type(o) for o in outcomes] == [StoreError, StoreError], outcomes
+    assert recorder.named("reuse_detected") == [] and recorder.named("family_revoked") == []
+    assert rows(counting, "SELECT revoked_at FROM ts_families") == [(None,)]
+    with pytest.raises(RefreshTokenReused):
+        refresh(service, clock, session.refresh_token)
+    assert [e.name for e in recorder.events].count("reuse_detected") == 1
+
+
+def test_a_login_whose_commit_fails_hands_nothing_out(
+    counting: CountingStore, clock: ManualClock
+) -> None:
+    service = make_service(counting, clock)
+    prepared: list[Session] = []
+    counting.fail_commit()
+    with pytest.raises(StoreError):
+        service.start(
+            subject="alice",
+            client_id="spa",
+            scope="openid",
+            audience=("api",),
+            auth_time=int(clock.now()),
+            amr=(),
+            acr=None,
+            access_jti="jti-login",
+            access_exp=int(clock.now()) + 300,
+            prepare=prepared.append,
+        )
+    # prepare ran (the facade signs there) but start raised, so nothing was handed out,
+    # and nothing of the login was stored.
+    assert len(prepared) == 1
+    assert rows(counting, "SELECT count(*) FROM ts_families") == [(0,)]
+    assert rows(counting, "SELECT count(*) FROM ts_access_tokens") == [(0,)]
 
 
 def test_nothing_prepared_leaves_when_the_commit_fails(
