@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,19 @@ def cli_env(tmp_path: Path, *, issuer: str = ISSUER) -> dict[str, str]:
         "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
         "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
     }
+
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 60) -> list[str]:
+    """Run ``benchmarks/<script>`` with ``args``; its output lines once it exited 0."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.splitlines()

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_http.py"
+from .conftest import run_benchmark
 
 
 @pytest.mark.slow
@@ -22,15 +19,7 @@ def test_quick_http_benchmark_prints_every_row_and_ratio() -> None:
         reason = "wrk is not installed (apt-get install -y wrk)"
         print(f"skipped: {reason}")
         pytest.skip(reason)
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_benchmark("bench_http.py", "--quick")
     assert any(line.split()[:3] == ["row", "req/s", "errors"] for line in lines)
     for row in ("constant", "jwks", "refresh http", "refresh facade"):
         pattern = re.compile(rf"^{row} +[\d,]+ +0 ")  # name, req/s, no failed request

@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_refresh.py"
+from .conftest import run_benchmark
+
 ROW = re.compile(r"^(.+?) +([18]) +((?:[\d,]+ +){4})(\d+\.\d\d) +(\d+\.\d\d)$")
 
 
 def test_a_short_pass_prints_every_cell_with_its_ratios() -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--seconds", "0.05", "--rounds", "1", "--max", "5"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    lines = run_benchmark(
+        "bench_refresh.py", "--seconds", "0.05", "--rounds", "1", "--max", "5", timeout=300
     )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
     assert lines[1].split()[-2:] == ["a/c", "b/c"]
     cells = {(m[1], m[2]) for m in map(ROW.match, lines) if m is not None}
     expected = {

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_tokens.py"
+from .conftest import run_benchmark
 
 
 def test_quick_benchmark_prints_a_table_for_every_implementation() -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--algs", "ES256"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_benchmark("bench_tokens.py", "--quick", "--algs", "ES256")
     assert any(line.split()[:3] == ["alg", "op", "impl"] for line in lines if line.strip())
     for impl in ("raw", "tokensmith", "pyjwt", "joserfc"):
         row = re.compile(rf"\b{impl} +[\d,]+ +[\d.]+ +[\d.]+")  # name, ops/s, us/op, ratio
