@@ -38,14 +38,19 @@ WAIT = 30.0
 
 
 class CountingStore(SqlStore):
-    """Counts commits and can fail the n-th one from now."""
+    """Counts commits; can fail the n-th one from now, or interrupt its thread (Ctrl-C)
+    once it succeeded."""
 
     commits = 0
     attempts = 0
     fail_attempt = 0
+    interrupt_attempt = 0
 
     def fail_commit(self, n: int = 1) -> None:
         self.fail_attempt = self.attempts + n
+
+    def interrupt_after_commit(self, n: int = 1) -> None:
+        self.interrupt_attempt = self.attempts + n
 
     def _commit(self, raw: Any) -> None:
         self.attempts += 1
@@ -53,6 +58,8 @@ class CountingStore(SqlStore):
             raise self.engine.dialect.loaded_dbapi.OperationalError("injected: commit failed")
         super()._commit(raw)
         self.commits += 1
+        if self.attempts == self.interrupt_attempt:
+            raise KeyboardInterrupt
 
 
 @pytest.fixture
@@ -314,41 +321,22 @@ def test_a_caller_interrupted_while_queued_leaves_the_store_working(
     assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("later",)]
 
 
-class InterruptedAfterCommit(SqlStore):
-    """The n-th commit from now succeeds, then its thread is interrupted (Ctrl-C)."""
-
-    attempts = 0
-    interrupt_attempt = 0
-
-    def _commit(self, raw: Any) -> None:
-        super()._commit(raw)
-        self.attempts += 1
-        if self.attempts == self.interrupt_attempt:
-            raise KeyboardInterrupt
-
-
 def test_an_interrupt_after_the_commit_answers_the_batch_as_committed(
-    backend: Backend, store: SqlStore
+    counting: CountingStore,
 ) -> None:
-    interrupted = InterruptedAfterCommit(backend.engine())
-    interrupted.interrupt_attempt = 2  # the blocker's commit is the first
-    try:
-        outcomes = _as_one_batch(
-            interrupted,
-            [
-                lambda i=i: interrupted.atomic(
-                    lambda tx: tx.deny_access_token(f"j{i}", 2e9)
-                ).committed()
-                for i in range(3)
-            ],
-        )
-        # The caller that led the batch committed it in its own thread and is interrupted;
-        # the others are answered as committed, as their rows are.
-        assert sorted(map(repr, outcomes)) == ["KeyboardInterrupt()", "None", "None"]
-        assert rows(interrupted, "SELECT count(*) FROM ts_denylist") == [(3,)]
-        interrupted.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
-    finally:
-        interrupted.engine.dispose()
+    counting.interrupt_after_commit(2)  # the blocker's commit is the first
+    outcomes = _as_one_batch(
+        counting,
+        [
+            lambda i=i: counting.atomic(lambda tx: tx.deny_access_token(f"j{i}", 2e9)).committed()
+            for i in range(3)
+        ],
+    )
+    # The caller that led the batch committed it in its own thread and is interrupted;
+    # the others are answered as committed, as their rows are.
+    assert sorted(map(repr, outcomes)) == ["KeyboardInterrupt()", "None", "None"]
+    assert rows(counting, "SELECT count(*) FROM ts_denylist") == [(3,)]
+    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
 
 
 def test_revocations_queue_with_the_refreshes(counting: CountingStore, clock: ManualClock) -> None:
