@@ -48,11 +48,12 @@ def make_tokensmith(
     **settings: object,
 ) -> Tokensmith:
     """A set-up ``Tokensmith`` on ``tmp_path/ts.db`` and ``tmp_path/keys``."""
+    database_url, keys_dir = _store_paths(tmp_path)
     ts = Tokensmith(
         Settings(
             issuer=issuer,
-            database_url=f"sqlite:///{tmp_path / 'ts.db'}",
-            keys_dir=str(tmp_path / "keys"),
+            database_url=database_url,
+            keys_dir=keys_dir,
             **settings,  # type: ignore[arg-type]
         ),
         clock=clock,
@@ -64,11 +65,18 @@ def make_tokensmith(
 
 def cli_env(tmp_path: Path, *, issuer: str = ISSUER) -> dict[str, str]:
     """The environment for a CLI run on the database and keys of :func:`make_tokensmith`."""
+    database_url, keys_dir = _store_paths(tmp_path)
     return {
         "TOKENSMITH_ISSUER": issuer,
-        "TOKENSMITH_KEYS_DIR": str(tmp_path / "keys"),
-        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+        "TOKENSMITH_KEYS_DIR": keys_dir,
+        "TOKENSMITH_DATABASE_URL": database_url,
     }
+
+
+def _store_paths(tmp_path: Path) -> tuple[str, str]:
+    """The database URL and keys directory that the set-up in ``tmp_path`` and the CLI
+    environment for it must agree on."""
+    return f"sqlite:///{tmp_path / 'ts.db'}", str(tmp_path / "keys")
 
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
