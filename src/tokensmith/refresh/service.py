@@ -2,10 +2,10 @@
 RFC 9700 §2.2.2 and §4.14.2; SECURITY R1 to R8).
 
 Every state change happens in one store transaction; what a rotation decides inside it lives
-in :mod:`tokensmith.refresh.rotation`. The caller (the facade) may sign JWTs
-while that transaction commits (``prepare``), but hands nothing out before the method
-returned, i.e. before the commit is durable. Logs and events carry family ids and hash
-prefixes, never a token or a secret.
+in :mod:`tokensmith.refresh.rotation`. The caller (the facade) may sign JWTs while that
+transaction commits (``prepare``), but hands nothing out before the method returned, i.e.
+before the commit is durable. Logs and events carry family ids and hash prefixes, never a
+token or a secret.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 A unit of work (``RefreshStore.atomic``) runs in one transaction: everything done through
 its :class:`RefreshTransaction` commits together when it returns and rolls back completely
-if it raises (SECURITY R4). Backends translate their own failures into :class:`StoreError` or, for
-conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
+if it raises (SECURITY R4). Backends translate their own failures into :class:`StoreError`
+or, for conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
 """
 
 from __future__ import annotations
