@@ -7,6 +7,7 @@ lookup. Errors become RFC 6749 §5.2 bodies in ``errors.py``."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from tokensmith.http.cookies import (
 )
 from tokensmith.http.errors import NO_STORE, OAuthError
 from tokensmith.http.forms import read_form, required
+from tokensmith.http.serving import ARRIVED
 from tokensmith.http.threads import in_thread
 from tokensmith.refresh.service import RequestContext
 
@@ -39,10 +41,21 @@ def _context(request: Request) -> RequestContext:
     return RequestContext(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
+        received_at=request.state.received_at,
     )
 
 
 _Handler = Callable[[Request, dict[str, str]], Response]
+# ``request.state`` attribute naming the refresh token a successful refresh consumed.
+ROTATED = "rotated_token"
+
+
+def _received_at(request: Request, ts: Tokensmith) -> float:
+    """When the request reached the server, by the facade's clock: stamped by the serving
+    protocol when its first bytes were parsed, else (another ASGI server) now."""
+    now = ts.clock.now()
+    arrived = request.scope.get("state", {}).get(ARRIVED)
+    return now if arrived is None else now - max(0.0, time.monotonic() - arrived)
 
 
 def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -51,7 +64,16 @@ def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]
 
     @functools.wraps(handler)  # the route keeps the handler's name (url_path_for)
     async def endpoint(request: Request) -> Response:
-        return await in_thread(handler, request, await read_form(request))
+        ts = _ts(request)
+        request.state.received_at = _received_at(request, ts)
+        response = await in_thread(handler, request, await read_form(request))
+        rotated: str | None = getattr(request.state, ROTATED, None)
+        if rotated is not None:
+            # Back on the event loop, which reads every request's first bytes before it
+            # resumes this one: a refresh that arrives from now on was sent after the
+            # winner's answer (SECURITY B3).
+            ts.sessions.answered(rotated)
+        return response
 
     return endpoint
 
@@ -96,6 +118,7 @@ def _refresh(request: Request, form: dict[str, str], client: Client) -> Response
     result = ts.refresh(
         refresh_token, client_id=client.client_id, scope=scope, context=_context(request)
     )
+    setattr(request.state, ROTATED, refresh_token)
     body = result.to_dict()
     if not client.cookie_mode or result.refresh_token is None:
         return _json(body, request, client)

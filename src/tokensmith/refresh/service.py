@@ -19,6 +19,7 @@ from typing import TypeVar
 from tokensmith.clock import Clock
 from tokensmith.errors import InvalidGrant, RefreshTokenReused
 from tokensmith.events import EventBus
+from tokensmith.refresh.inflight import RecentRotations
 from tokensmith.refresh.opaque import (
     derive_child,
     hash_prefix,
@@ -30,6 +31,7 @@ from tokensmith.refresh.opaque import (
 from tokensmith.refresh.reuse import RequestContext, ReusePolicy
 from tokensmith.refresh.rotation import (
     Attempt,
+    Concurrent,
     GraceRetry,
     Reuse,
     Rotation,
@@ -73,7 +75,8 @@ class RefreshService:
         self._clock = clock
         self._events = events
         self._reuse_policy = reuse_policy
-        self._rotation = Rotation(settings, clock)
+        self._recent = RecentRotations()
+        self._rotation = Rotation(settings, clock, self._recent)
         self._secret: bytes | None = (
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
@@ -183,6 +186,8 @@ class RefreshService:
         requested = None if scope is None or not scope.strip() else _scope_set(scope)
         secret = self._server_secret()  # may read the database once: before the clock
         now = self._clock.now()
+        ctx = context or _NO_CONTEXT
+        sent_at = now if ctx.received_at is None else min(ctx.received_at, now)
         digest = token_hash(refresh_token)
         salt = new_salt()
         child = derive_child(secret, salt, digest)
@@ -190,12 +195,13 @@ class RefreshService:
             digest=digest,
             secret=secret,
             now=now,
+            sent_at=sent_at,
             lifetimes=self._settings.lifetimes_for(client_id),
             client_id=client_id,
             requested=requested,
             access_jti=access_jti,
             access_exp=access_exp,
-            ctx=context or _NO_CONTEXT,
+            ctx=ctx,
             salt=salt,
             child=child,
             child_hash=token_hash(child),
@@ -203,16 +209,37 @@ class RefreshService:
         unit = self._store.atomic(
             lambda tx: self._rotation.run(tx, attempt), background=prepare is not None
         )
-        outcome = unit.result()
+        try:
+            outcome = unit.result()
+        except BaseException:
+            self._recent.failed(digest, attempt.child_hash)
+            raise
         if isinstance(outcome, Reuse):
             unit.committed()  # R2: the revocation stands before the request fails
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
+        if isinstance(outcome, Concurrent):
+            # Answered once the batch that decided it is durable (it read the winner's rows).
+            unit.committed()
+            self._events.emit(
+                "refresh_conflict",
+                now,
+                family_id=outcome.family_id,
+                client_id=client_id,
+                token=hash_prefix(digest),
+            )
+            raise InvalidGrant("refresh token was used concurrently")
         retry = isinstance(outcome, GraceRetry)
         session = outcome.session if isinstance(outcome, GraceRetry) else outcome
         if prepare is not None:
             prepare(session)
-        unit.committed()
+        try:
+            unit.committed()
+        except BaseException:
+            self._recent.failed(digest, attempt.child_hash)
+            raise
+        if not retry:
+            self._recent.durable(digest, attempt.child_hash, self._clock.now())
         self._events.emit(
             "rotated",
             now,
@@ -222,6 +249,12 @@ class RefreshService:
             grace_retry=retry,
         )
         return session
+
+    def answered(self, refresh_token: str) -> None:
+        """The server sent the answer to a refresh of ``refresh_token`` (this instance's
+        rotation of it): a presentation of the same token that arrived before this moment
+        is a concurrent loser, not a replay (SECURITY B3)."""
+        self._recent.answered(token_hash(refresh_token), self._clock.now())
 
     def _after_reuse(self, outcome: Reuse, now: float) -> None:
         incident = outcome.incident
