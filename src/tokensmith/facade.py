@@ -91,6 +91,8 @@ class Tokensmith:
             "max_bytes": settings.max_token_bytes,
         }
         self._access_verifier = AccessTokenVerifier(self.keys, **common)
+        # RFC 7662 §2.2: "active" means valid now, so introspection allows no clock skew.
+        self._introspection_verifier = AccessTokenVerifier(self.keys, **{**common, "leeway": 0})
         self._id_verifier = IdTokenVerifier(self.keys, **common)
         self._refresh_store = refresh_store
         self._reuse_policy = reuse_policy
@@ -343,7 +345,8 @@ class Tokensmith:
         return True
 
     def introspect(self, token: str) -> dict[str, Any]:
-        """RFC 7662 §2.2: the claims of an active token, else exactly ``{"active": false}``."""
+        """RFC 7662 §2.2: the claims of an active token, else exactly ``{"active": false}``.
+        Active means within ``nbf``..``exp`` now, with no leeway, and not revoked."""
         if token.startswith("tsr_"):
             session = self.sessions.describe(token)
             if session is None:
@@ -359,7 +362,7 @@ class Tokensmith:
                 "sid": session.family_id,
             }
         try:
-            claims = self._access_verifier.verify(token, audience=None)
+            claims = self._introspection_verifier.verify(token, audience=None)
             revoked = self._revoked(claims)
         except TokensmithError:
             return {"active": False}

@@ -13,6 +13,7 @@ from tokensmith.errors import InvalidGrant
 from tokensmith.events import EventBus
 from tokensmith.refresh.opaque import token_hash
 from tokensmith.refresh.service import RefreshService, Session
+from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.sql import SqlStore
 
 from .conftest import (
@@ -116,6 +117,33 @@ def test_revoking_an_access_token_by_jti_is_visible_at_once(
     service.revoke_access_token("j1", now + 300)  # idempotent
 
 
+def test_a_denied_jti_outlives_its_exp_by_the_largest_leeway(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    """SECURITY B4: any verifier sharing the store may allow up to MAX_LEEWAY after ``exp``,
+    so the row is loaded (by a process that never saw the revocation) and kept until then."""
+    now = int(clock.now())
+    check = {"jti": "j1", "subject": "alice", "issued_at": now, "family_id": None}
+    service.revoke_access_token("j1", now + 300)
+    clock.set(now + 300 + MAX_LEEWAY - 1)
+    assert service.cleanup() == 0
+    assert make_service(store, clock).is_access_token_revoked(**check) is True
+    clock.set(now + 300 + MAX_LEEWAY)
+    assert service.cleanup() == 1
+    assert make_service(store, clock).is_access_token_revoked(**check) is False
+
+
+def test_revoking_a_family_denies_its_access_tokens_that_may_still_verify(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token, jti="in-leeway")
+    clock.advance(300 + 10)  # both access tokens expired 10 s ago: a leeway still accepts
+    service.revoke_family(session.family_id)
+    denied = {r[0] for r in rows(store, "SELECT jti FROM ts_denylist")}
+    assert "in-leeway" in denied and len(denied) == 2
+
+
 def test_revoke_subject_ends_every_family_of_the_user_and_sets_a_not_before(
     service: RefreshService, clock: ManualClock, recorder: Recorder
 ) -> None:
@@ -156,10 +184,10 @@ def test_cleanup_purges_expired_families_in_batches_and_keeps_live_ones(
     live = login(service, clock)
     live_child = refresh(service, clock, live.refresh_token)
     counter = StatementCounter(store.engine)
-    # Expired families wait for max_token_lifetime + leeway so no live access token loses
-    # its family-revocation check.
+    # Expired families wait for max_token_lifetime + MAX_LEEWAY so no access token that may
+    # still verify loses its family-revocation check.
     assert service.cleanup(batch_size=2) == 1  # only the expired denylist row
-    clock.advance(DAY + 60)
+    clock.advance(DAY + MAX_LEEWAY)
     deleted = service.cleanup(batch_size=2)
     assert deleted == 5 * (1 + 2 + 2)  # families, tokens, access records
     remaining = rows(store, "SELECT id FROM ts_families")

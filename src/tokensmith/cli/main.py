@@ -77,6 +77,26 @@ def facade(ctx: click.Context) -> Tokensmith:
     return lazy.ts
 
 
+# A token is at most a few KiB (Settings.max_token_bytes); read no further than this.
+_MAX_STDIN = 64 * 1024
+
+
+def token_value(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for a token parameter: ``-`` reads one token from standard input, so
+    it need not appear in the process list or the shell history."""
+    if value != "-":
+        return value
+    text = click.get_text_stream("stdin").read(_MAX_STDIN + 1)
+    if len(text) > _MAX_STDIN:
+        raise click.ClickException("standard input is too long for a token")
+    tokens = text.split()
+    if len(tokens) != 1:
+        raise click.ClickException(
+            f"standard input must hold exactly one token, found {len(tokens)}"
+        )
+    return tokens[0]
+
+
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True))
 

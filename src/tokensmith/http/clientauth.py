@@ -16,6 +16,10 @@ from starlette.requests import Request
 from tokensmith.clients import Client, ClientRegistry, secret_matches
 from tokensmith.errors import InvalidClient, InvalidRequest
 
+# RFC 8414 §2 names of the methods ``authenticate`` accepts; introspection needs a secret.
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+AUTH_METHODS = (*SECRET_AUTH_METHODS, "none")
+
 
 def _basic(request: Request) -> tuple[str, str] | None:
     header = request.headers.get("authorization")

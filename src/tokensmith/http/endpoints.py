@@ -14,7 +14,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokensmith.clients import Client
+from tokensmith.clients import GRANT_TYPES, Client
 from tokensmith.errors import InvalidRequest, InvalidScope
 from tokensmith.facade import Tokensmith
 from tokensmith.http.clientauth import authenticate
@@ -90,7 +90,7 @@ def token(request: Request, form: dict[str, str]) -> Response:
     ts = _ts(request)
     client = authenticate(request, form, ts.clients)
     grant_type = required(form, "grant_type")
-    if grant_type not in ("refresh_token", "client_credentials"):
+    if grant_type not in GRANT_TYPES:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"client may not use {grant_type}")

@@ -39,7 +39,7 @@ from tokensmith.refresh.rotation import (
     session_of,
 )
 from tokensmith.revocation.cache import RevocationCache
-from tokensmith.settings import Settings
+from tokensmith.settings import MAX_LEEWAY, Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken
 
@@ -81,11 +81,11 @@ class RefreshService:
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
         self._secret_lock = threading.Lock()
+        # How long a revocation can matter: a token verifies until its exp plus the leeway,
+        # and any verifier sharing this store may allow up to MAX_LEEWAY (SECURITY B4).
+        self._horizon = settings.max_token_lifetime + MAX_LEEWAY
         self.revocations = RevocationCache(
-            store,
-            clock=clock,
-            ttl=settings.revocation_cache_ttl,
-            horizon=settings.max_token_lifetime + settings.leeway,
+            store, clock=clock, ttl=settings.revocation_cache_ttl, horizon=self._horizon
         )
 
     @property
@@ -359,7 +359,8 @@ class RefreshService:
         return len(family_ids)
 
     def revoke_access_token(self, jti: str, expires_at: int) -> None:
-        """Deny one access token by ``jti`` until its ``exp`` (never by token string, V5)."""
+        """Deny one access token by ``jti`` until it can no longer verify, ``expires_at`` +
+        ``MAX_LEEWAY`` (never by token string, V5; SECURITY B4)."""
         self._write(lambda tx: tx.deny_access_token(jti, float(expires_at)))
         self.revocations.deny_jti(jti)
 
@@ -391,10 +392,9 @@ class RefreshService:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         now = self._clock.now()
-        horizon = self._settings.max_token_lifetime + self._settings.leeway
         total = 0
         for _ in range(MAX_CLEANUP_BATCHES):
-            deleted = self._store.purge_expired(now, batch_size, horizon)
+            deleted = self._store.purge_expired(now, batch_size, self._horizon)
             total += deleted
             if deleted == 0:
                 break

@@ -42,9 +42,9 @@ class RefreshTransaction(Protocol):
     def revoke_family(
         self, family_id: str, now: float, reason: str, actor: str | None
     ) -> FamilyRecord | None:
-        """Revoke the family and all its tokens, deny its unexpired access tokens and write
-        an audit row. Returns the family if this call revoked it, ``None`` if it was unknown
-        or already revoked."""
+        """Revoke the family and all its tokens, deny its access tokens that may still verify
+        (``exp`` + ``MAX_LEEWAY`` not passed) and write an audit row. Returns the family if
+        this call revoked it, ``None`` if it was unknown or already revoked."""
         ...
 
     def revoke_subject(self, subject: str, now: float) -> list[str]:
@@ -74,8 +74,10 @@ class UnitOfWork(Protocol[T_co]):
 
 class RevocationSource(Protocol):
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
-        """Denied jtis not yet expired, and families/not-before times newer than
-        ``now - horizon`` (older ones can only concern access tokens that have expired)."""
+        """Denied jtis of tokens that may still verify (``exp`` + ``MAX_LEEWAY`` of
+        ``tokensmith.settings`` not passed: no verifier of ours accepts one later), and
+        families/not-before times newer than ``now - horizon`` (older ones can only concern
+        access tokens that have expired)."""
         ...
 
 
@@ -100,5 +102,6 @@ class RefreshStore(RevocationSource, Protocol):
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
         """Delete one batch of rows of families expired ``horizon`` seconds before ``now``
-        and of expired denylist entries; returns rows deleted (0 when nothing is left)."""
+        and of denylist entries whose token can no longer verify (``exp`` + ``MAX_LEEWAY``
+        passed); returns rows deleted (0 when nothing is left)."""
         ...

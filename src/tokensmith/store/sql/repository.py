@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from tokensmith.errors import TemporarilyUnavailable
+from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
     FamilyRecord,
     NewToken,
@@ -177,7 +178,7 @@ class SqlTransaction:
         if row is None:
             return None
         self._run("revoke_family_tokens", {"fid": family_id, "now": now})
-        self._run("deny_family_access", {"fid": family_id, "now": now})
+        self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
         return _family(row)
 
@@ -443,14 +444,16 @@ class SqlStore:
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
         since = now - horizon
         with self._connection(read_only=True) as conn:
-            denied = frozenset(conn.execute(LOAD_DENIED, {"now": now}).scalars())
+            verifiable = {"verifiable_after": now - MAX_LEEWAY}
+            denied = frozenset(conn.execute(LOAD_DENIED, verifiable).scalars())
             families = frozenset(conn.execute(LOAD_FAMILIES, {"since": since}).scalars())
             not_before = {row[0]: row[1] for row in conn.execute(LOAD_NOT_BEFORE, {"since": since})}
         return RevocationSnapshot(denied, families, not_before)
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
         """One batch: families expired ``horizon`` seconds ago (so every access token they
-        issued has expired too) with their rows, expired denylist rows, stale not-befores."""
+        issued has expired too) with their rows, denylist rows of tokens that can no longer
+        verify (``exp`` + ``MAX_LEEWAY`` passed, SECURITY B4), stale not-befores."""
         cutoff = now - horizon
         deleted = 0
         with self._connection() as conn:
@@ -459,7 +462,7 @@ class SqlStore:
                 ids = [row[0] for row in fids]
                 for stmt in PURGE:
                     deleted += conn.execute(stmt, {"fids": ids}).rowcount
-            deleted += conn.execute(PURGE_DENIED, {"now": now, "n": batch_size}).rowcount
-            params = {"cutoff": cutoff, "n": batch_size}
-            deleted += conn.execute(PURGE_NOT_BEFORE, params).rowcount
+            denied = {"verifiable_after": now - MAX_LEEWAY, "n": batch_size}
+            deleted += conn.execute(PURGE_DENIED, denied).rowcount
+            deleted += conn.execute(PURGE_NOT_BEFORE, {"cutoff": cutoff, "n": batch_size}).rowcount
         return deleted

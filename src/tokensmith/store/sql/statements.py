@@ -105,11 +105,13 @@ REVOKE_FAMILY_TOKENS = (
     .where(rt.c.family_id == bindparam("fid"), rt.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"))
 )
+# "verifiable_after" is now - MAX_LEEWAY: a token that expired less than that ago may still
+# verify somewhere, so it is denied and its row kept (SECURITY B4).
 DENY_FAMILY_ACCESS = insert(dl).from_select(
     ["jti", "expires_at"],
     select(at.c.jti, at.c.expires_at).where(
         at.c.family_id == bindparam("fid"),
-        at.c.expires_at > bindparam("now"),
+        at.c.expires_at > bindparam("verifiable_after"),
         ~exists().where(dl.c.jti == at.c.jti),
     ),
 )
@@ -148,7 +150,7 @@ INSERT_SECRET = {
 }
 SELECT_SECRET = select(meta.c.value).where(meta.c.name == bindparam("name"))
 
-LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("now"))
+LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("verifiable_after"))
 LOAD_FAMILIES = select(f.c.id).where(f.c.revoked_at > bindparam("since"))
 LOAD_NOT_BEFORE = select(nb.c.subject, nb.c.not_before).where(nb.c.not_before > bindparam("since"))
 
@@ -169,7 +171,11 @@ PURGE = (
     delete(f).where(f.c.id.in_(FIDS)),
 )
 PURGE_DENIED = delete(dl).where(
-    dl.c.jti.in_(select(dl.c.jti).where(dl.c.expires_at <= bindparam("now")).limit(bindparam("n")))
+    dl.c.jti.in_(
+        select(dl.c.jti)
+        .where(dl.c.expires_at <= bindparam("verifiable_after"))
+        .limit(bindparam("n"))
+    )
 )
 PURGE_NOT_BEFORE = delete(nb).where(
     nb.c.subject.in_(
