@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -27,6 +28,13 @@ def _describe(client: Client) -> dict[str, object]:
         "cookie_mode": client.cookie_mode,
         "state": "enabled" if client.enabled else "disabled",
     }
+
+
+def _named(f: Callable[..., None]) -> Callable[..., None]:
+    """NAME, ``--json`` and the context: what every command on one client takes."""
+    f = click.pass_context(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+    return click.argument("name")(f)
 
 
 def _lists(f: Callable[..., None]) -> Callable[..., None]:
@@ -107,29 +115,13 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
 
 
 @clients.command()
-@click.argument("name")
 @_lists
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def update(
-    ctx: click.Context,
-    name: str,
-    scopes: tuple[str, ...],
-    audiences: tuple[str, ...],
-    allowed_origins: tuple[str, ...],
-    grant_types: tuple[str, ...],
-    as_json: bool,
-) -> None:
+@_named
+def update(ctx: click.Context, name: str, as_json: bool, **lists: tuple[str, ...]) -> None:
     """Replace client NAME's scopes, audiences, origins or grants. Repeated flags build
     one list, which replaces the stored one; a list not named is kept."""
-    client = facade(ctx).update_client(
-        name,
-        scopes=scopes or None,
-        audiences=audiences or None,
-        allowed_origins=allowed_origins or None,
-        grant_types=grant_types or None,
-    )
-    _done(client, as_json, "updated")
+    changes: dict[str, Any] = {field: values for field, values in lists.items() if values}
+    _done(facade(ctx).update_client(name, **changes), as_json, "updated")
 
 
 def _done(client: Client, as_json: bool, what: str) -> None:
@@ -139,28 +131,23 @@ def _done(client: Client, as_json: bool, what: str) -> None:
         click.echo(f"client {client.client_id} {what}")
 
 
-@clients.command()
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def disable(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Refuse client NAME everywhere (invalid_client) without revoking anything."""
-    _done(facade(ctx).update_client(name, enabled=False), as_json, "disabled")
+def _switch(enabled: bool, summary: str) -> None:
+    """``clients enable`` or ``clients disable``: the same command but for the flag."""
+    state = "enabled" if enabled else "disabled"
+
+    @_named
+    def command(ctx: click.Context, name: str, as_json: bool) -> None:
+        _done(facade(ctx).update_client(name, enabled=enabled), as_json, state)
+
+    clients.command(state.removesuffix("d"), help=summary)(command)
+
+
+_switch(False, "Refuse client NAME everywhere (invalid_client) without revoking anything.")
+_switch(True, "Accept client NAME again; its unexpired sessions work again.")
 
 
 @clients.command()
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
-def enable(ctx: click.Context, name: str, as_json: bool) -> None:
-    """Accept client NAME again; its unexpired sessions work again."""
-    _done(facade(ctx).update_client(name, enabled=True), as_json, "enabled")
-
-
-@clients.command()
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
+@_named
 def delete(ctx: click.Context, name: str, as_json: bool) -> None:
     """Remove client NAME and revoke every session it holds."""
     revoked = facade(ctx).delete_client(name)
@@ -171,7 +158,6 @@ def delete(ctx: click.Context, name: str, as_json: bool) -> None:
 
 
 @clients.command("rotate-secret")
-@click.argument("name")
 @click.option(
     "--overlap",
     type=click.FloatRange(min=0),
@@ -179,8 +165,7 @@ def delete(ctx: click.Context, name: str, as_json: bool) -> None:
     show_default=True,
     help="Seconds the current secret keeps working.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
+@_named
 def rotate_secret(ctx: click.Context, name: str, overlap: float, as_json: bool) -> None:
     """Give confidential client NAME a new secret, printed once."""
     client, secret = facade(ctx).rotate_client_secret(name, overlap=overlap)
