@@ -54,6 +54,16 @@ def test_unknown_ids_are_not_cached() -> None:
     assert cached.get_client("nope-0") is not None
 
 
+def test_ids_the_application_names_are_remembered_even_when_unknown() -> None:
+    inner = CountingRegistry()
+    cached = CachedClientRegistry(inner, ttl=5)
+    for _ in range(3):
+        assert cached.registered("spa") is None
+    assert inner.lookups == 1
+    cached.add_client(new_client("spa", confidential=False, now=0)[0])
+    assert cached.registered("spa") is not None and inner.lookups == 2
+
+
 def test_secret_check_is_false_for_unknown_public_or_wrong() -> None:
     client, secret = new_client("backend", confidential=True, now=0)
     public, _ = new_client("spa", confidential=False, now=0)

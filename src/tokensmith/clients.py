@@ -181,23 +181,32 @@ def new_client(
 
 class CachedClientRegistry:
     """Remembers found clients for ``ttl`` seconds: every token request authenticates a
-    client, and the registry changes rarely. Unknown ids are not remembered (a spray of
-    random ids must not fill the cache); the cache is bounded all the same."""
+    client, and the registry changes rarely. Unknown ids from a request are not remembered
+    (a spray of random ids must not fill the cache); those the application itself names
+    (:meth:`registered`) are. The cache is bounded all the same."""
 
     _MAX_ENTRIES = 4096
 
     def __init__(self, registry: ClientRegistry, *, ttl: float) -> None:
         self._registry = registry
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, Client]] = {}
+        self._entries: dict[str, tuple[float, Client | None]] = {}
 
     def get_client(self, client_id: str) -> Client | None:
+        return self._lookup(client_id, remember_unknown=False)
+
+    def registered(self, client_id: str) -> Client | None:
+        """``get_client`` for ids from the facade's trusted caller: an unregistered id (the
+        usual case for a library user) is remembered too, so it costs no query each time."""
+        return self._lookup(client_id, remember_unknown=True)
+
+    def _lookup(self, client_id: str, *, remember_unknown: bool) -> Client | None:
         now = time.monotonic()
         hit = self._entries.get(client_id)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
         client = self._registry.get_client(client_id)
-        if client is not None and self._ttl > 0:
+        if (client is not None or remember_unknown) and self._ttl > 0:
             if len(self._entries) >= self._MAX_ENTRIES:
                 self._entries.clear()
             self._entries[client_id] = (now, client)

@@ -17,14 +17,13 @@ from tokensmith.clients import (
     CLIENT_SUBJECT_PREFIX,
     CachedClientRegistry,
     Client,
-    ClientRegistry,
     client_subject,
     new_client,
     rotated_secret,
     validated,
 )
 from tokensmith.clock import Clock, SystemClock
-from tokensmith.errors import InvalidRequest, InvalidToken, TokensmithError
+from tokensmith.errors import InvalidClient, InvalidRequest, InvalidToken, TokensmithError
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
 from tokensmith.settings import Settings
@@ -104,7 +103,7 @@ class Tokensmith:
         self._refresh_store = refresh_store
         self._reuse_policy = reuse_policy
         self._refresh: RefreshService | None = None
-        self._clients: ClientRegistry | None = None
+        self._clients: CachedClientRegistry | None = None
         self._refresh_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -135,7 +134,7 @@ class Tokensmith:
         return self._refresh
 
     @property
-    def clients(self) -> ClientRegistry:
+    def clients(self) -> CachedClientRegistry:
         """The client registry, in the same database as the refresh store."""
         if self._clients is None:
             from tokensmith.store.sql.clients import SqlClientRegistry
@@ -156,6 +155,16 @@ class Tokensmith:
         )
         self.clients.add_client(client)
         return client, secret
+
+    def _refuse_disabled(self, client_id: str) -> None:
+        """A registered client that is disabled starts and continues no session, here as at
+        the HTTP endpoints; an unregistered id is the caller's business (SPEC "Python API").
+        Checked before any write, so a refused call changes nothing."""
+        if not hasattr(self.sessions.store, "engine"):
+            return  # a refresh store of your own, outside SQL: there is no registry
+        client = self.clients.registered(client_id)
+        if client is not None and not client.enabled:
+            raise InvalidClient("client is disabled")
 
     def client(self, client_id: str) -> Client:
         """The registered client ``client_id``; ``InvalidRequest`` if there is none."""
@@ -243,6 +252,7 @@ class Tokensmith:
                 raise InvalidRequest(f"{name} must be a non-empty string")
         if subject.startswith(CLIENT_SUBJECT_PREFIX):
             raise InvalidRequest(f"subject may not start with {CLIENT_SUBJECT_PREFIX!r}")
+        self._refuse_disabled(client_id)
         if not isinstance(scope, str):
             raise InvalidRequest("scope must be a space-separated string")
         signer = self.keys.signer()
@@ -275,7 +285,9 @@ class Tokensmith:
         context: RequestContext | None = None,
     ) -> TokenResponse:
         """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as SPEC says)
-        and mint fresh tokens. ``scope`` may narrow, never widen, the grant."""
+        and mint fresh tokens. ``scope`` may narrow, never widen, the grant. A disabled
+        registered client gets ``InvalidClient`` and its token stays as it was."""
+        self._refuse_disabled(client_id)
         signer = self.keys.signer()
         now = int(self.clock.now())
         jti = new_jti()

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.http.conftest import ORIGIN, Env
-from tokensmith import InvalidGrant, InvalidRequest, InvalidToken
+from tokensmith import InvalidClient, InvalidGrant, InvalidRequest, InvalidToken
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 
 pytestmark = pytest.mark.anyio
@@ -92,6 +92,19 @@ async def test_a_disabled_client_is_refused_everywhere_and_enabling_restores_it(
     env.http.cookies.set(COOKIE_NAME, cookie, domain="as.example.com", path="/")
     cookie_form = {"grant_type": "refresh_token", "client_id": "browser"}
     assert (await env.http.post("/token", data=cookie_form, headers=BROWSER)).status_code == 200
+
+
+async def test_the_facade_refuses_a_disabled_client_and_changes_nothing(env: Env) -> None:
+    login = env.login("backend")
+    env.ts.update_client("backend", enabled=False)
+    with pytest.raises(InvalidClient):
+        env.ts.refresh(login["refresh_token"], client_id="backend")
+    with pytest.raises(InvalidClient):
+        env.ts.issue(subject="alice", client_id="backend")
+    env.ts.update_client("backend", enabled=True)
+    assert env.ts.refresh(login["refresh_token"], client_id="backend").refresh_token
+    # An id nobody registered is the application's business, as before.
+    assert env.ts.issue(subject="alice", client_id="unregistered").refresh_token
 
 
 async def test_a_deleted_client_is_refused_and_its_sessions_are_revoked(env: Env) -> None:
