@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tokensmith.clients import CachedClientRegistry, Client, ClientRegistry, new_client
+from tokensmith.clients import (
+    CLIENT_SUBJECT_PREFIX,
+    CachedClientRegistry,
+    Client,
+    client_subject,
+    new_client,
+    rotated_secret,
+    validated,
+)
 from tokensmith.clock import Clock, SystemClock
-from tokensmith.errors import InvalidRequest, InvalidToken, TokensmithError
+from tokensmith.errors import InvalidClient, InvalidRequest, InvalidToken, TokensmithError
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
 from tokensmith.settings import Settings
@@ -97,7 +105,7 @@ class Tokensmith:
         self._refresh_store = refresh_store
         self._reuse_policy = reuse_policy
         self._refresh: RefreshService | None = None
-        self._clients: ClientRegistry | None = None
+        self._clients: CachedClientRegistry | None = None
         self._refresh_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -128,7 +136,7 @@ class Tokensmith:
         return self._refresh
 
     @property
-    def clients(self) -> ClientRegistry:
+    def clients(self) -> CachedClientRegistry:
         """The client registry, in the same database as the refresh store."""
         if self._clients is None:
             from tokensmith.store.sql.clients import SqlClientRegistry
@@ -150,9 +158,76 @@ class Tokensmith:
         self.clients.add_client(client)
         return client, secret
 
+    def _refuse_disabled(self, client_id: str) -> None:
+        """A registered client that is disabled starts and continues no session, here as at
+        the HTTP endpoints; an unregistered id is the caller's business (SPEC "Python API").
+        Checked before any write, so a refused call changes nothing."""
+        if not hasattr(self.sessions.store, "engine"):
+            return  # a refresh store of your own, outside SQL: there is no registry
+        client = self.clients.registered(client_id)
+        if client is not None and not client.enabled:
+            raise InvalidClient("client is disabled")
+
+    def client(self, client_id: str) -> Client:
+        """The registered client ``client_id``; ``InvalidRequest`` if there is none."""
+        client = self.clients.get_client(client_id)
+        if client is None:
+            raise InvalidRequest(f"no client {client_id!r}")
+        return client
+
+    def update_client(
+        self,
+        client_id: str,
+        *,
+        scopes: Sequence[str] | None = None,
+        audiences: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        grant_types: Sequence[str] | None = None,
+        enabled: bool | None = None,
+    ) -> Client:
+        """Replace the lists given (``None`` keeps one) and set ``enabled`` if given. A
+        disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
+        refused; nothing is revoked, so enabling it again restores them."""
+        lists = {
+            "scopes": scopes,
+            "audiences": audiences,
+            "allowed_origins": allowed_origins,
+            "grant_types": grant_types,
+        }
+        changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
+        if enabled is not None:
+            changes["enabled"] = enabled
+        updated = validated(replace(self.client(client_id), **changes))
+        self.clients.update_client(updated)
+        return updated
+
+    def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
+        """A new secret for a confidential client, shown this once; the current one keeps
+        working for ``overlap`` seconds, then never."""
+        client, secret = rotated_secret(
+            self.client(client_id), now=self.clock.now(), overlap=overlap
+        )
+        self.clients.update_client(client)
+        return client, secret
+
+    def delete_client(self, client_id: str) -> int:
+        """Remove a client after ending its sessions: every live family is revoked (its
+        refresh tokens are refused, their access tokens denied) and its own
+        client_credentials tokens stop verifying. Returns the number of families revoked."""
+        self.client(client_id)
+        revoked = self.sessions.revoke_client(client_id)
+        self.sessions.revoke_subject(client_subject(client_id))
+        self.clients.delete_client(client_id)
+        return revoked
+
     def browser_origins(self) -> set[str]:
-        """Every cookie-mode client's allowed origins (the CORS allow-list)."""
-        return {o for c in self.clients.list_clients() if c.cookie_mode for o in c.allowed_origins}
+        """Every enabled cookie-mode client's allowed origins (the CORS allow-list)."""
+        return {
+            origin
+            for c in self.clients.list_clients()
+            if c.cookie_mode and c.enabled
+            for origin in c.allowed_origins
+        }
 
     def on_event(self, hook: Hook) -> Hook:
         """Register an event hook (``issued``, ``rotated``, ``reuse_detected``, ...)."""
@@ -177,6 +252,9 @@ class Tokensmith:
         for name, value in (("subject", subject), ("client_id", client_id)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"{name} must be a non-empty string")
+        if subject.startswith(CLIENT_SUBJECT_PREFIX):
+            raise InvalidRequest(f"subject may not start with {CLIENT_SUBJECT_PREFIX!r}")
+        self._refuse_disabled(client_id)
         if not isinstance(scope, str):
             raise InvalidRequest("scope must be a space-separated string")
         signer = self.keys.signer()
@@ -209,7 +287,9 @@ class Tokensmith:
         context: RequestContext | None = None,
     ) -> TokenResponse:
         """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as SPEC says)
-        and mint fresh tokens. ``scope`` may narrow, never widen, the grant."""
+        and mint fresh tokens. ``scope`` may narrow, never widen, the grant. A disabled
+        registered client gets ``InvalidClient`` and its token stays as it was."""
+        self._refuse_disabled(client_id)
         signer = self.keys.signer()
         now = int(self.clock.now())
         jti = new_jti()
@@ -229,7 +309,8 @@ class Tokensmith:
         self, *, client_id: str, scope: str = "", audience: str | None = None
     ) -> TokenResponse:
         """RFC 6749 §4.4 client credentials: an access token whose subject is the client
-        itself; no refresh token and no session (§4.4.3)."""
+        itself, as ``client:<id>`` so it never equals a user's (RFC 9068 §5); no refresh
+        token and no session (§4.4.3)."""
         signer = self.keys.signer()
         now = int(self.clock.now())
         ttl = self.settings.lifetimes_for(client_id).access_token_ttl
@@ -237,7 +318,7 @@ class Tokensmith:
             signer,
             self.settings.issuer,
             AccessTokenClaims(
-                subject=client_id,
+                subject=client_subject(client_id),
                 client_id=client_id,
                 audience=audience or self.settings.issuer,
                 scope=scope,

@@ -172,6 +172,31 @@ def test_revoke_subject_ends_every_family_of_the_user_and_sets_a_not_before(
     refresh(service, clock, login(service, clock).refresh_token)
 
 
+def test_revoke_client_ends_every_live_family_of_the_client_only(
+    service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+) -> None:
+    """A deleted client's sessions end: refresh tokens refused, access tokens denied."""
+    doomed = [login(service, clock, client_id="cli"), login(service, clock, client_id="cli")]
+    already = login(service, clock, client_id="cli", subject="bob")
+    service.revoke_family(already.family_id)
+    other = login(service, clock)
+    assert service.revoke_client("cli") == 2
+    for session in doomed:
+        assert active_tokens(store, session.family_id) == 0
+        with pytest.raises(InvalidGrant):
+            refresh(service, clock, session.refresh_token, client_id="cli")
+        assert service.is_access_token_revoked(
+            jti="unseen", subject="alice", issued_at=int(clock.now()), family_id=session.family_id
+        )
+    refresh(service, clock, other.refresh_token)
+    audit = rows(store, "SELECT reason, actor FROM ts_family_revocations WHERE actor IS NOT NULL")
+    assert audit == [("client_deleted", "client:cli")] * 2
+    assert {e.data["family_id"] for e in recorder.named("family_revoked")} >= {
+        s.family_id for s in doomed
+    }
+    assert service.revoke_client("cli") == 0
+
+
 def test_cleanup_purges_expired_families_in_batches_and_keeps_live_ones(
     store: SqlStore, clock: ManualClock
 ) -> None:

@@ -45,6 +45,11 @@ def _context(request: Request) -> RequestContext:
     )
 
 
+def _client(request: Request, form: dict[str, str]) -> Client:
+    ts = _ts(request)
+    return authenticate(request, form, ts.clients, ts.clock.now())
+
+
 _Handler = Callable[[Request, dict[str, str]], Response]
 # ``request.state`` attribute naming the refresh token a successful refresh consumed.
 ROTATED = "rotated_token"
@@ -87,8 +92,7 @@ def _json(body: dict[str, Any], request: Request, client: Client | None = None) 
 
 @_form_endpoint
 def token(request: Request, form: dict[str, str]) -> Response:
-    ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     grant_type = required(form, "grant_type")
     if grant_type not in GRANT_TYPES:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
@@ -147,7 +151,7 @@ def revoke(request: Request, form: dict[str, str]) -> Response:
     """RFC 7009 §2.1-2.2: 200 for unknown or garbage tokens and for another client's token
     (telling them apart would leak which tokens exist); a wrong hint is ignored."""
     ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     ts.revoke_token(required(form, "token"), client_id=client.client_id)
     return Response(status_code=200, headers=NO_STORE)
 
@@ -156,7 +160,7 @@ def revoke(request: Request, form: dict[str, str]) -> Response:
 def introspect(request: Request, form: dict[str, str]) -> Response:
     """RFC 7662: confidential clients only; an inactive token is exactly ``{"active": false}``."""
     ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     if not client.confidential:
         raise OAuthError("invalid_client", "introspection needs a confidential client", 401)
     return JSONResponse(ts.introspect(required(form, "token")), headers=NO_STORE)
@@ -166,7 +170,7 @@ def introspect(request: Request, form: dict[str, str]) -> Response:
 def logout(request: Request, form: dict[str, str]) -> Response:
     """Cookie mode: revoke the cookie's family and expire the cookie."""
     ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     if not client.cookie_mode:
         raise OAuthError("unauthorized_client", "logout is for cookie-mode clients")
     check_browser_request(request, client)

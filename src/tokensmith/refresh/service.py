@@ -358,6 +358,25 @@ class RefreshService:
         self._events.emit("subject_revoked", now, subject=subject, families=len(family_ids))
         return len(family_ids)
 
+    def revoke_client(self, client_id: str) -> int:
+        """End every live family of ``client_id`` (its refresh tokens are refused and the
+        access tokens they issued denied), as when the client is deleted."""
+        now = self._clock.now()
+        actor = f"client:{client_id}"
+
+        def work(tx: RefreshTransaction) -> list[FamilyRecord]:
+            revoked = (
+                tx.revoke_family(family_id, now, "client_deleted", actor)
+                for family_id in tx.client_families(client_id, now)
+            )
+            return [family for family in revoked if family is not None]
+
+        families = self._write(work)
+        for family in families:
+            self.revocations.revoke_family(family.id)
+            self._family_revoked(family, now, "client_deleted")
+        return len(families)
+
     def revoke_access_token(self, jti: str, expires_at: int) -> None:
         """Deny one access token by ``jti`` until it can no longer verify, ``expires_at`` +
         ``MAX_LEEWAY`` (never by token string, V5; SECURITY B4)."""

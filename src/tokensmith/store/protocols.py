@@ -47,6 +47,10 @@ class RefreshTransaction(Protocol):
         this call revoked it, ``None`` if it was unknown or already revoked."""
         ...
 
+    def client_families(self, client_id: str, now: float) -> list[str]:
+        """Ids of ``client_id``'s live families, locked like :meth:`get_token`'s."""
+        ...
+
     def revoke_subject(self, subject: str, now: float) -> list[str]:
         """Revoke every live family of ``subject`` and set its not-before time to ``now``."""
         ...

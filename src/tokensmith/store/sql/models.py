@@ -54,7 +54,8 @@ class Family(Base):
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     subject: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
-    client_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    # Deleting a client revokes its families.
+    client_id: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
     scope: Mapped[str] = mapped_column(Text)
     audience: Mapped[list[str]] = mapped_column(JSON)
     auth_time: Mapped[int]

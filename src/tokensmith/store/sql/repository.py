@@ -182,6 +182,10 @@ class SqlTransaction:
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
         return _family(row)
 
+    def client_families(self, client_id: str, now: float) -> list[str]:
+        self._cursor.execute(self._sql["client_families"], {"client_id": client_id, "now": now})
+        return [row[0] for row in self._cursor.fetchall()]
+
     def revoke_subject(self, subject: str, now: float) -> list[str]:
         self._cursor.execute(self._sql["subject_families"], {"sub": subject, "now": now})
         ids = [row[0] for row in self._cursor.fetchall()]

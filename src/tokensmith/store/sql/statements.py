@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
+    Select,
     bindparam,
     delete,
     exists,
@@ -121,15 +123,19 @@ AUDIT = insert(fr).values(
     reason=bindparam("reason"),
     actor=bindparam("actor"),
 )
-SUBJECT_FAMILIES = (
-    select(f.c.id)
-    .where(
-        f.c.subject == bindparam("sub"),
-        f.c.revoked_at.is_(None),
-        f.c.expires_at > bindparam("now"),
+
+
+def _live_families(owner: ColumnElement[bool]) -> Select[tuple[str]]:
+    """Ids of ``owner``'s unrevoked, unexpired families, locked against rotation."""
+    return (
+        select(f.c.id)
+        .where(owner, f.c.revoked_at.is_(None), f.c.expires_at > bindparam("now"))
+        .with_for_update(key_share=True)
     )
-    .with_for_update(key_share=True)
-)
+
+
+SUBJECT_FAMILIES = _live_families(f.c.subject == bindparam("sub"))
+CLIENT_FAMILIES = _live_families(f.c.client_id == bindparam("client_id"))
 DENY = {
     "postgresql": pg.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
     "sqlite": sqlite.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
@@ -207,6 +213,7 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "deny_family_access": DENY_FAMILY_ACCESS,
     "audit": AUDIT,
     "subject_families": SUBJECT_FAMILIES,
+    "client_families": CLIENT_FAMILIES,
     "deny": DENY,
     "set_not_before": SET_NOT_BEFORE,
 }
