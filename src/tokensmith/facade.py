@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from tokensmith.refresh.reuse import ReusePolicy
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
     from tokensmith.store.protocols import RefreshStore
-    from tokensmith.store.sql.audit import FamilySummary
+    from tokensmith.store.records import FamilySummary
 
 
 @dataclass(frozen=True)

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Engine, bindparam, select
 
+from tokensmith.store.records import FamilySummary, Revocation
 from tokensmith.store.sql.models import families, family_revocations
-
-
-@dataclass(frozen=True)
-class Revocation:
-    revoked_at: float
-    reason: str
-    actor: str | None
-
-
-@dataclass(frozen=True)
-class FamilySummary:
-    family_id: str
-    subject: str
-    client_id: str
-    scope: str
-    created_at: float
-    expires_at: float
-    revoked_at: float | None
-    revoke_reason: str | None
-    revocations: tuple[Revocation, ...]
-
 
 _FAMILIES = (
     select(families)
