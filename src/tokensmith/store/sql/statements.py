@@ -17,6 +17,7 @@ from sqlalchemy import (
     exists,
     insert,
     literal_column,
+    null,
     select,
     update,
 )
@@ -34,9 +35,6 @@ at = models.access_tokens
 dl = models.denylist
 nb = models.subject_not_before
 fr = models.family_revocations
-meta = models.meta
-
-SECRET_NAME = "refresh_secret"
 
 FAMILY_COLS = (
     f.c.id,
@@ -81,7 +79,13 @@ INSERT_ACCESS = insert(at)
 MARK_USED = (
     update(rt)
     .where(rt.c.token_hash == bindparam("h"), rt.c.used_at.is_(None), rt.c.revoked_at.is_(None))
-    .values(used_at=bindparam("now"), used_ip=bindparam("ip"), used_user_agent=bindparam("ua"))
+    # A used token's salt has served: a grace retry needs an unused child (SECURITY B1).
+    .values(
+        used_at=bindparam("now"),
+        used_ip=bindparam("ip"),
+        used_user_agent=bindparam("ua"),
+        salt=null(),
+    )
     .returning(rt.c.token_hash)
 )
 COUNT_GRACE = (
@@ -103,7 +107,7 @@ REVOKE_FAMILY = (
 REVOKE_FAMILY_TOKENS = (
     update(rt)
     .where(rt.c.family_id == bindparam("fid"), rt.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("now"))
+    .values(revoked_at=bindparam("now"), salt=null())
 )
 DENY_FAMILY_ACCESS = insert(dl).from_select(
     ["jti", "expires_at"],
@@ -142,11 +146,6 @@ SET_NOT_BEFORE = {
         index_elements=[nb.c.subject], set_={"not_before": _sqlite_nb.excluded.not_before}
     ),
 }
-INSERT_SECRET = {
-    "postgresql": pg.insert(meta).on_conflict_do_nothing(index_elements=[meta.c.name]),
-    "sqlite": sqlite.insert(meta).on_conflict_do_nothing(index_elements=[meta.c.name]),
-}
-SELECT_SECRET = select(meta.c.value).where(meta.c.name == bindparam("name"))
 
 LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("now"))
 LOAD_FAMILIES = select(f.c.id).where(f.c.revoked_at > bindparam("since"))
@@ -170,6 +169,18 @@ PURGE = (
 )
 PURGE_DENIED = delete(dl).where(
     dl.c.jti.in_(select(dl.c.jti).where(dl.c.expires_at <= bindparam("now")).limit(bindparam("n")))
+)
+# Salts past every grace window, oldest first, through the partial index on salted rows.
+CLEAR_SALTS = (
+    update(rt)
+    .where(
+        rt.c.token_hash.in_(
+            select(rt.c.token_hash)
+            .where(rt.c.salt.is_not(None), rt.c.issued_at <= bindparam("cutoff"))
+            .limit(bindparam("n"))
+        )
+    )
+    .values(salt=null())
 )
 PURGE_NOT_BEFORE = delete(nb).where(
     nb.c.subject.in_(
