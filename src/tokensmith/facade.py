@@ -7,8 +7,9 @@ is the HTTP layer's job (SPEC "Python API").
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,13 @@ from tokensmith.clients import (
     validated,
 )
 from tokensmith.clock import Clock, SystemClock
-from tokensmith.errors import InvalidClient, InvalidRequest, InvalidToken, TokensmithError
+from tokensmith.errors import (
+    ConfigError,
+    InvalidClient,
+    InvalidRequest,
+    InvalidToken,
+    TokensmithError,
+)
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
 from tokensmith.settings import Settings
@@ -42,6 +49,8 @@ if TYPE_CHECKING:
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
     from tokensmith.store.protocols import RefreshStore
     from tokensmith.store.records import FamilySummary
+
+logger = logging.getLogger("tokensmith")
 
 
 @dataclass(frozen=True)
@@ -111,10 +120,21 @@ class Tokensmith:
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
         """Run database migrations and make sure an active (and a pending) key exists."""
+        self.migrate()
+        self.keys.ensure_active()
+
+    def migrate(self) -> None:
+        """Run the database migrations. A refresh secret an older version kept in the
+        database moves to the key store (SECURITY B1; migration 0005 deletes it there)."""
         from tokensmith.store.sql import upgrade
 
-        upgrade(self.settings.database_url)
-        self.keys.ensure_active()
+        moved: list[bytes] = []
+        upgrade(self.settings.database_url, refresh_secret_sink=moved.append)
+        adopt = getattr(self.keys.store, "adopt_refresh_secret", None)
+        if not moved or self.settings.refresh_secret is not None or adopt is None:
+            return
+        if not adopt(moved[0]):
+            logger.warning("the key store has its own refresh secret; the old one is gone")
 
     @property
     def sessions(self) -> RefreshService:
@@ -123,15 +143,19 @@ class Tokensmith:
         if self._refresh is None:
             with self._refresh_lock:
                 if self._refresh is None:
+                    from tokensmith.refresh.secret import SecretSource
                     from tokensmith.refresh.service import RefreshService
                     from tokensmith.store.sql import open_store
 
+                    keys = self.keys.store
                     self._refresh = RefreshService(
                         self._refresh_store or open_store(self.settings),
                         settings=self.settings,
                         clock=self.clock,
                         events=self.events,
                         reuse_policy=self._reuse_policy,
+                        # The grace-retry secret lives with the keys (SECURITY B1).
+                        secret_source=keys if isinstance(keys, SecretSource) else None,
                     )
         return self._refresh
 
@@ -477,6 +501,16 @@ class Tokensmith:
     def rotate_keys(self) -> KeyRecord:
         """Operator's rotation: the pending key signs from now on (SPEC "Keys")."""
         return self.keys.rotate()
+
+    def reencrypt_keys(self, new_passphrase: str | None, progress: Callable[[str], None]) -> int:
+        """Re-encrypt the key store's private keys and refresh secret at the current KDF
+        cost (SECURITY B6), under ``new_passphrase`` when given; ``progress`` hears of each
+        one. Returns how many were rewritten."""
+        reencrypt = getattr(self.keys.store, "reencrypt", None)
+        if reencrypt is None:
+            raise ConfigError("this key store cannot re-encrypt its keys")
+        count: int = reencrypt(new_passphrase, progress)
+        return count
 
 
 def _key_store(settings: Settings) -> KeyStore:

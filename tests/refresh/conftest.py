@@ -131,16 +131,35 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(issuer=ISSUER, **overrides)
 
 
+class KeptSecret:
+    """A :class:`tokensmith.refresh.secret.SecretSource` holding one secret, as a key store
+    shared by every process of a deployment would."""
+
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+        self.reads = 0
+
+    def refresh_secret(self) -> bytes:
+        self.reads += 1
+        return self.value
+
+
+# Every service of the suite shares it, like processes sharing one keys directory.
+SHARED_SECRET = KeptSecret(secrets.token_bytes(32))
+
+
 def make_service(
     store: SqlStore, clock: ManualClock, bus: EventBus | None = None, **overrides: Any
 ) -> RefreshService:
     policy = overrides.pop("reuse_policy", None)
+    source = overrides.pop("secret_source", SHARED_SECRET)
     return RefreshService(
         store,
         settings=make_settings(**overrides),
         clock=clock,
         events=bus or EventBus(),
         reuse_policy=policy,
+        secret_source=source,
     )
 
 

@@ -86,9 +86,6 @@ class Blocker:
         assert self.release.wait(WAIT)
 
     def __enter__(self) -> Blocker:
-        # A service reads the server secret before its first rotation: read it now, or the
-        # callers would wait for the blocked database lock instead of queueing.
-        self.store.server_secret()
         self.thread.start()
         assert self.inside.wait(WAIT)
         return self

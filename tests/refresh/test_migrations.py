@@ -3,13 +3,22 @@ and the migrations (what ``alembic check`` verifies), downgrade to base - on eve
 
 from __future__ import annotations
 
+import logging
+import secrets
+from pathlib import Path
+
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Integer, MetaData, inspect
+from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
 
+from tokensmith import Tokensmith
+from tokensmith.settings import Settings
 from tokensmith.store.sql import upgrade
 from tokensmith.store.sql.migrate import (
+    REFRESH_SECRET_SINK,
     VERSION_TABLE,
     alembic_config,
     downgrade_connection,
@@ -69,3 +78,68 @@ def test_the_migrations_are_found_in_the_source_tree() -> None:
     found = migrations_dir()
     assert (found / "env.py").is_file()
     assert any(found.glob("versions/*.py"))
+
+
+_OLD_SECRET_ROW = "INSERT INTO ts_meta (name, value) VALUES ('refresh_secret', :v)"
+
+
+def test_0005_hands_the_refresh_secret_to_the_sink_and_deletes_it(backend: Backend) -> None:
+    old = secrets.token_bytes(32)
+    moved: list[bytes] = []
+    engine = backend.engine()
+    try:
+        with engine.connect() as conn:
+            upgrade_connection(conn, "0003")
+            conn.execute(text(_OLD_SECRET_ROW), {"v": old})
+            config = alembic_config(connection=conn)
+            config.attributes[REFRESH_SECRET_SINK] = moved.append
+            command.upgrade(config, "head")
+            conn.commit()
+            assert list(conn.execute(text("SELECT name FROM ts_meta"))) == []
+    finally:
+        engine.dispose()
+    assert moved == [old]
+
+
+def test_0005_without_a_sink_deletes_the_secret_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(url, "0003")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(_OLD_SECRET_ROW), {"v": b"x" * 32})
+    with caplog.at_level(logging.WARNING, logger="tokensmith.migrations"):
+        upgrade(url)
+    with engine.connect() as conn:
+        assert list(conn.execute(text("SELECT name FROM ts_meta"))) == []
+    engine.dispose()
+    assert "grace retries of refreshes made before this upgrade" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"key_store": "sql", "key_passphrase": "correct horse"}],
+    ids=["file key store", "SQL key store"],
+)
+def test_setup_moves_an_old_refresh_secret_into_the_key_store(
+    tmp_path: Path, settings: dict[str, str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/old.db"
+    upgrade(url, "0003")
+    old = secrets.token_bytes(32)
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text(_OLD_SECRET_ROW), {"v": old})
+    engine.dispose()
+    ts = Tokensmith(
+        Settings(
+            issuer="https://as.example.com",
+            database_url=url,
+            keys_dir=str(tmp_path / "keys"),
+            **settings,  # type: ignore[arg-type]
+        )
+    )
+    ts.setup()
+    # A grace retry of a child derived before the upgrade still re-derives the same child.
+    assert ts.keys.store.refresh_secret() == old  # type: ignore[attr-defined]

@@ -4,19 +4,21 @@ run over every backend. Time moves only through the injected ManualClock (R8).""
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 import pytest
 
 from tokensmith.clock import ManualClock
-from tokensmith.errors import InvalidGrant, InvalidScope, RefreshTokenReused
+from tokensmith.errors import ConfigError, InvalidGrant, InvalidScope, RefreshTokenReused
 from tokensmith.events import EventBus
 from tokensmith.refresh import RequestContext, revoke_subject_on_reuse
 from tokensmith.refresh.opaque import derive_child, token_hash
 from tokensmith.refresh.service import RefreshService
-from tokensmith.settings import MAX_LEEWAY, PCI_DSS_IDLE_TTL, ClientLifetimes
+from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, PCI_DSS_IDLE_TTL, ClientLifetimes
 from tokensmith.store.sql import SqlStore
 
 from .conftest import (
+    KeptSecret,
     Recorder,
     active_tokens,
     login,
@@ -263,33 +265,81 @@ def test_inside_the_grace_window_the_parent_returns_the_same_child_byte_for_byte
     refresh(grace_service, clock, retry.refresh_token)
 
 
-def test_the_grace_child_is_derived_from_a_server_secret_not_stored(
+def test_the_grace_child_is_derived_from_the_kept_secret_which_the_database_never_holds(
     store: SqlStore, another_store: SqlStore, clock: ManualClock
 ) -> None:
-    service = make_service(store, clock, refresh_reuse_grace=30.0)
+    kept = KeptSecret(secrets.token_bytes(32))
+    service = make_service(store, clock, refresh_reuse_grace=30.0, secret_source=kept)
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
-    # The generated secret lives in the database so every process derives the same child.
-    (secret,) = rows(store, "SELECT value FROM ts_meta WHERE name = 'refresh_secret'")[0]
     (salt,) = rows(store, "SELECT salt FROM ts_refresh_tokens WHERE parent_hash IS NOT NULL")[0]
     parent = token_hash(session.refresh_token or "")
-    assert derive_child(bytes(secret), bytes(salt), parent) == child.refresh_token
-    second_process = make_service(another_store, clock, refresh_reuse_grace=30.0)
+    assert derive_child(kept.value, bytes(salt), parent) == child.refresh_token
+    assert rows(store, "SELECT count(*) FROM ts_meta")[0][0] == 0  # SECURITY B1
+    # Another process with the same key store re-derives the same child.
+    second_process = make_service(
+        another_store, clock, refresh_reuse_grace=30.0, secret_source=KeptSecret(kept.value)
+    )
     assert refresh(second_process, clock, session.refresh_token).refresh_token == (
         child.refresh_token
     )
 
 
-def test_a_configured_refresh_secret_is_used_and_nothing_is_generated(
+def test_a_configured_refresh_secret_wins_over_the_key_store(
     store: SqlStore, clock: ManualClock
 ) -> None:
-    service = make_service(store, clock, refresh_reuse_grace=30.0, refresh_secret="s3cr3t-value")
+    kept = KeptSecret(secrets.token_bytes(32))
+    service = make_service(
+        store, clock, refresh_reuse_grace=30.0, refresh_secret="s3cr3t-value", secret_source=kept
+    )
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
     (salt,) = rows(store, "SELECT salt FROM ts_refresh_tokens WHERE parent_hash IS NOT NULL")[0]
     parent = token_hash(session.refresh_token or "")
     assert derive_child(b"s3cr3t-value", bytes(salt), parent) == child.refresh_token
-    assert rows(store, "SELECT count(*) FROM ts_meta")[0][0] == 0
+    assert kept.reads == 0
+
+
+def test_without_a_grace_window_no_salt_is_stored_and_no_secret_is_read(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    kept = KeptSecret(secrets.token_bytes(32))
+    service = make_service(store, clock, secret_source=kept)
+    session = login(service, clock)
+    refresh(service, clock, refresh(service, clock, session.refresh_token).refresh_token)
+    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens WHERE salt IS NOT NULL") == [(0,)]
+    assert kept.reads == 0
+
+
+def test_a_salt_is_kept_only_while_a_grace_retry_can_use_it(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_reuse_grace=10.0)
+    salted = "SELECT count(*) FROM ts_refresh_tokens WHERE salt IS NOT NULL"
+    session = login(service, clock)
+    child = refresh(service, clock, session.refresh_token)
+    grandchild = refresh(service, clock, child.refresh_token)
+    # The child's salt went in the UPDATE that consumed it; the grandchild's is still live.
+    assert rows(store, salted) == [(1,)]
+    clock.advance(MAX_REUSE_GRACE - 1)
+    service.cleanup()
+    assert rows(store, salted) == [(1,)]
+    clock.advance(1)
+    service.cleanup()
+    assert rows(store, salted) == [(0,)]
+    # A revoked family keeps no salt either.
+    refresh(service, clock, grandchild.refresh_token)
+    service.revoke_family(session.family_id)
+    assert rows(store, salted) == [(0,)]
+
+
+def test_a_grace_window_without_any_secret_is_a_config_error(
+    store: SqlStore, clock: ManualClock
+) -> None:
+    service = make_service(store, clock, refresh_reuse_grace=5.0, secret_source=None)
+    session = login(service, clock)
+    with pytest.raises(ConfigError, match="TOKENSMITH_REFRESH_SECRET"):
+        refresh(service, clock, session.refresh_token)
 
 
 def test_grace_retries_are_bounded(grace_service: RefreshService, clock: ManualClock) -> None:

@@ -15,7 +15,12 @@ from .conftest import ISSUER, Backend
 
 
 def _service(backend: Backend, clock: ManualClock, grace: float) -> RefreshService:
-    settings = Settings(issuer=ISSUER, refresh_reuse_grace=grace, refresh_grace_retries=64)
+    settings = Settings(
+        issuer=ISSUER,
+        refresh_reuse_grace=grace,
+        refresh_grace_retries=64,
+        refresh_secret="shared by the worker processes",
+    )
     return RefreshService(backend.store(), settings=settings, clock=clock, events=EventBus())
 
 

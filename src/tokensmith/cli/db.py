@@ -16,10 +16,9 @@ def db() -> None:
 @click.pass_context
 def upgrade(ctx: click.Context) -> None:
     """Apply every pending migration (safe to run repeatedly)."""
-    from tokensmith.store.sql import upgrade as run_upgrade
-
-    settings = facade(ctx).settings
-    run_upgrade(settings.database_url)
+    ts = facade(ctx)
+    ts.migrate()  # also moves a refresh secret out of the database (SECURITY B1)
+    settings = ts.settings
     click.echo(f"database is up to date: {_safe_url(settings.database_url)}")
 
 

@@ -1,12 +1,14 @@
-"""``tokensmith keys generate|rotate|list|jwks|revoke``."""
+"""``tokensmith keys generate|rotate|list|jwks|revoke|reencrypt``."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 
 import click
 
 from tokensmith.cli.main import cli, echo_json, facade
+from tokensmith.errors import ConfigError
 from tokensmith.keys import KeyRecord
 
 
@@ -71,3 +73,25 @@ def revoke(ctx: click.Context, kid: str) -> None:
     """Emergency: stop publishing KID at once; if it was signing, the next key signs."""
     removed = facade(ctx).keys.revoke(kid)
     click.echo(f"revoked: {removed.kid} (was {removed.state}); it is no longer published")
+
+
+@keys.command()
+@click.option(
+    "--new-passphrase-env",
+    metavar="VAR",
+    help="Encrypt under the passphrase in environment variable VAR (never on the command line).",
+)
+@click.option("--new-passphrase", "prompt", is_flag=True, help="Prompt for a new passphrase.")
+@click.pass_context
+def reencrypt(ctx: click.Context, new_passphrase_env: str | None, prompt: bool) -> None:
+    """Re-encrypt every private key and the refresh secret at the current KDF cost, or under
+    a new passphrase. Restart every instance afterwards (with the new passphrase)."""
+    new = None
+    if new_passphrase_env is not None:
+        new = os.environ.get(new_passphrase_env)
+        if not new:
+            raise ConfigError(f"{new_passphrase_env} is not set or empty")
+    elif prompt:
+        new = click.prompt("New passphrase", hide_input=True, confirmation_prompt=True)
+    count = facade(ctx).reencrypt_keys(new, progress=click.echo)
+    click.echo(f"done: {count} re-encrypted")

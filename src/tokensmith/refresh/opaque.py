@@ -74,3 +74,13 @@ def derive_child(server_secret: bytes, salt: bytes, parent_hash: bytes) -> str:
     (SECURITY R3) while the database still holds only hashes.
     """
     return format_token(hmac.digest(server_secret, salt + parent_hash, "sha256"))
+
+
+def new_child(secret: bytes | None, parent_hash: bytes) -> tuple[bytes | None, str]:
+    """A rotation's child token and the salt to store with it: derived when there is a
+    ``secret`` (a grace window is open, so a retry must get the same child back), else plain
+    random with no salt, leaving nothing anywhere from which to compute it (SECURITY B1)."""
+    if secret is None:
+        return None, new_token()
+    salt = new_salt()
+    return salt, derive_child(secret, salt, parent_hash)

@@ -52,7 +52,7 @@ class Attempt(NamedTuple):
     The child token is derived by the caller before queueing (see the module docstring)."""
 
     digest: bytes
-    secret: bytes
+    secret: bytes | None  # only with a grace window (SECURITY B1)
     now: float
     # When the request arrived (over HTTP: before its form was read), for telling a
     # concurrent loser from a replay; never later than ``now``.
@@ -63,7 +63,7 @@ class Attempt(NamedTuple):
     access_jti: str
     access_exp: int
     ctx: RequestContext
-    salt: bytes
+    salt: bytes | None
     child: str
     child_hash: bytes
 
@@ -180,7 +180,11 @@ class Rotation:
         if child is not None and child_live and grace > 0 and a.now < used_at + grace:
             narrowed = narrow(family.scope, a.requested)
             limit = self._settings.refresh_grace_retries
-            if child.salt is not None and tx.count_grace_retry(record.token_hash, limit):
+            if (
+                child.salt is not None
+                and a.secret is not None
+                and tx.count_grace_retry(record.token_hash, limit)
+            ):
                 token = derive_child(a.secret, child.salt, record.token_hash)
                 # A changed server secret cannot reproduce the child; refuse, do not fork.
                 if token_hash(token) != child.token_hash:

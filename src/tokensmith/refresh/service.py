@@ -17,17 +17,10 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tokensmith.clock import Clock
-from tokensmith.errors import InvalidGrant, RefreshTokenReused
+from tokensmith.errors import ConfigError, InvalidGrant, RefreshTokenReused
 from tokensmith.events import EventBus
 from tokensmith.refresh.inflight import RecentRotations
-from tokensmith.refresh.opaque import (
-    derive_child,
-    hash_prefix,
-    is_well_formed,
-    new_salt,
-    new_token,
-    token_hash,
-)
+from tokensmith.refresh.opaque import hash_prefix, is_well_formed, new_child, new_token, token_hash
 from tokensmith.refresh.reuse import RequestContext, ReusePolicy
 from tokensmith.refresh.rotation import (
     Attempt,
@@ -38,8 +31,9 @@ from tokensmith.refresh.rotation import (
     Session,
     session_of,
 )
+from tokensmith.refresh.secret import SecretSource
 from tokensmith.revocation.cache import RevocationCache
-from tokensmith.settings import MAX_LEEWAY, Settings
+from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken
 
@@ -69,7 +63,10 @@ class RefreshService:
         clock: Clock,
         events: EventBus,
         reuse_policy: ReusePolicy | None = None,
+        secret_source: SecretSource | None = None,
     ) -> None:
+        """``secret_source`` keeps the grace-retry secret (the key store; SECURITY B1);
+        ``settings.refresh_secret`` wins over it."""
         self._store = store
         self._settings = settings
         self._clock = clock
@@ -80,6 +77,7 @@ class RefreshService:
         self._secret: bytes | None = (
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
+        self._secret_source = secret_source
         self._secret_lock = threading.Lock()
         # How long a revocation can matter: a token verifies until its exp plus the leeway,
         # and any verifier sharing this store may allow up to MAX_LEEWAY (SECURITY B4).
@@ -93,12 +91,17 @@ class RefreshService:
         return self._store
 
     def _server_secret(self) -> bytes:
-        # Fetched outside any rotation transaction: on SQLite a second connection asking for
-        # the write lock while we hold one would only wait for its own busy timeout.
+        # Fetched outside any rotation transaction: the SQL key store keeps it in the same
+        # database, where a second connection would wait for the lock we hold.
         if self._secret is None:
             with self._secret_lock:
                 if self._secret is None:
-                    self._secret = self._store.server_secret()
+                    if self._secret_source is None:
+                        raise ConfigError(
+                            "a grace window needs a refresh secret: set "
+                            "TOKENSMITH_REFRESH_SECRET or use a key store that keeps one"
+                        )
+                    self._secret = self._secret_source.refresh_secret()
         return self._secret
 
     # -- issuing ----------------------------------------------------------------------------
@@ -184,19 +187,22 @@ class RefreshService:
         if not is_well_formed(refresh_token):
             raise InvalidGrant("invalid refresh token")
         requested = None if scope is None or not scope.strip() else _scope_set(scope)
-        secret = self._server_secret()  # may read the database once: before the clock
+        lifetimes = self._settings.lifetimes_for(client_id)
+        # Derivation data only where a grace retry can use it (SECURITY B1): with grace 0 the
+        # child is plain random, and nothing kept anywhere can compute it again.
+        grace = lifetimes.refresh_reuse_grace > 0
+        secret = self._server_secret() if grace else None  # may do I/O once: before the clock
         now = self._clock.now()
         ctx = context or _NO_CONTEXT
         sent_at = now if ctx.received_at is None else min(ctx.received_at, now)
         digest = token_hash(refresh_token)
-        salt = new_salt()
-        child = derive_child(secret, salt, digest)
+        salt, child = new_child(secret, digest)
         attempt = Attempt(
             digest=digest,
             secret=secret,
             now=now,
             sent_at=sent_at,
-            lifetimes=self._settings.lifetimes_for(client_id),
+            lifetimes=lifetimes,
             client_id=client_id,
             requested=requested,
             access_jti=access_jti,
@@ -411,10 +417,19 @@ class RefreshService:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         now = self._clock.now()
-        total = 0
-        for _ in range(MAX_CLEANUP_BATCHES):
-            deleted = self._store.purge_expired(now, batch_size, self._horizon)
-            total += deleted
-            if deleted == 0:
-                break
-        return total
+        # Salts outlive no grace window (SECURITY B1): past the longest one allowed, no
+        # retry can use them.
+        _batches(lambda: self._store.clear_salts(now - MAX_REUSE_GRACE, batch_size))
+        return _batches(lambda: self._store.purge_expired(now, batch_size, self._horizon))
+
+
+def _batches(batch: Callable[[], int]) -> int:
+    """Run ``batch`` until it reports nothing left (at most ``MAX_CLEANUP_BATCHES`` times);
+    the rows it reported in all."""
+    total = 0
+    for _ in range(MAX_CLEANUP_BATCHES):
+        done = batch()
+        total += done
+        if done == 0:
+            break
+    return total

@@ -100,8 +100,9 @@ class RefreshStore(RevocationSource, Protocol):
         (no lock: for answers like introspection, never for a decision that writes)."""
         ...
 
-    def server_secret(self) -> bytes:
-        """A secret shared by every process using this store, generated on first use."""
+    def clear_salts(self, cutoff: float, batch_size: int) -> int:
+        """Forget the derivation salt of up to ``batch_size`` tokens issued at or before
+        ``cutoff`` (no grace retry can use them any more); returns how many."""
         ...
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:

@@ -8,6 +8,8 @@ start (waiting up to the busy timeout) instead of failing at commit.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from typing import Any
 
@@ -38,6 +40,7 @@ def create_store_engine(
             raise ConfigError(f"sqlite synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}")
         if url.database in (None, "", ":memory:"):
             raise ConfigError("the refresh store needs a SQLite file, not an in-memory database")
+        create_private_sqlite_file(url.database)
         args.setdefault("timeout", busy_timeout)
         engine = create_engine(
             url, connect_args=args, pool_size=pool_size, max_overflow=2 * pool_size
@@ -56,6 +59,15 @@ def create_store_engine(
             isolation_level="READ COMMITTED",
         )
     raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def create_private_sqlite_file(path: str) -> None:
+    """Create the SQLite file with mode 0600 before SQLite does (SECURITY B1): SQLite gives
+    its ``-wal``, ``-shm`` and journal files the database file's mode, so none of them is
+    readable by other local users. An existing file keeps its mode. If the file cannot be
+    created here, SQLite reports why when it opens it."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
 
 
 def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> None:

@@ -1,9 +1,11 @@
 """The SQL key store: signing keys shared by every ``tokensmith serve`` on one database.
 
-Three tables. ``ts_key_store`` holds one row: the scrypt salt, a passphrase check value and
-a ``generation`` counter. That row is also the lock: ``update()`` takes it with ``SELECT ...
-FOR UPDATE`` on PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE``, see
-``engine.py``), so exactly one instance rotates at a time and the others see its result.
+Three tables. ``ts_key_store`` holds one row: the scrypt salt and cost, a passphrase check
+value, the sealed refresh secret (SECURITY B1: it is sealed like the keys, so the database
+alone never yields it) and a ``generation`` counter. That row is also the lock:
+``update()`` takes it with ``SELECT ... FOR UPDATE`` on PostgreSQL (SQLite serialises
+writers with ``BEGIN IMMEDIATE``, see ``engine.py``), so exactly one instance rotates at a
+time and the others see its result.
 Every change bumps ``generation``; ``version()`` reads only that, which is how the other
 instances' ``KeyManager`` notices a rotation within its reload interval.
 
@@ -14,8 +16,9 @@ sealed with AES-256-GCM (``tokensmith.keys.sealing``); a record cannot exist wit
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -37,8 +40,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 from tokensmith.errors import KeyStoreError
 from tokensmith.keys.algorithms import PrivateKey
 from tokensmith.keys.records import KeyRecord
-from tokensmith.keys.sealing import NONCE_BYTES, SALT_BYTES, KeySealer, new_salt, require_passphrase
-from tokensmith.keys.store import Mutation
+from tokensmith.keys.sealing import (
+    NONCE_BYTES,
+    SALT_BYTES,
+    SCRYPT_N,
+    KeySealer,
+    new_salt,
+    require_passphrase,
+)
+from tokensmith.keys.store import REFRESH_SECRET_BYTES, Mutation, Progress
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.models import Base
 
@@ -54,8 +64,12 @@ class KeyStoreState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     generation: Mapped[int]
     salt: Mapped[bytes] = mapped_column(LargeBinary(SALT_BYTES))
+    # The scrypt cost the salt was used with: stores sealed at an older cost still open.
+    scrypt_n: Mapped[int]
     check_nonce: Mapped[bytes] = mapped_column(LargeBinary(NONCE_BYTES))
     check_value: Mapped[bytes] = mapped_column(LargeBinary(64))
+    secret_nonce: Mapped[bytes | None] = mapped_column(LargeBinary(NONCE_BYTES))
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary(64))
 
 
 class PrivateKeyRow(Base):
@@ -89,7 +103,16 @@ signing_keys = cast(Table, SigningKeyRow.__table__)
 _S, _P, _K = key_store_state.c, private_keys.c, signing_keys.c
 _GENERATION = select(_S.generation).where(_S.id == _STATE_ROW)
 _LOCK = _GENERATION.with_for_update()  # dropped on SQLite, where BEGIN IMMEDIATE locks
-_STATE = select(_S.salt, _S.check_nonce, _S.check_value).where(_S.id == _STATE_ROW)
+_STATE = select(_S.salt, _S.scrypt_n, _S.check_nonce, _S.check_value).where(_S.id == _STATE_ROW)
+_SECRET = select(_S.secret_nonce, _S.secret).where(_S.id == _STATE_ROW)
+# Only the first secret is kept: every instance then reads the same one.
+_SET_SECRET = (
+    update(key_store_state)
+    .where(_S.id == _STATE_ROW, _S.secret.is_(None))
+    .values(secret_nonce=bindparam("b_nonce"), secret=bindparam("b_secret"))
+)
+_RESEAL = update(key_store_state).where(_S.id == _STATE_ROW).values(generation=_S.generation + 1)
+_ALL_KEYS = select(_P.kid, _P.nonce, _P.ciphertext)
 _INSERT_STATE = key_store_state.insert()
 _BUMP = update(key_store_state).where(_S.id == _STATE_ROW).values(generation=_S.generation + 1)
 _RECORDS = select(signing_keys).order_by(_K.position)
@@ -116,6 +139,7 @@ class SqlKeyStore:
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._sealer: KeySealer | None = None
         self._sealer_lock = threading.Lock()
+        self._secret: bytes | None = None
         # The connection of the update() running on this thread, for save_private_key.
         self._local = threading.local()
 
@@ -205,6 +229,7 @@ class SqlKeyStore:
                 "id": _STATE_ROW,
                 "generation": 0,
                 "salt": salt,
+                "scrypt_n": SCRYPT_N,
                 "check_nonce": check_nonce,
                 "check_value": check_value,
             }
@@ -215,9 +240,72 @@ class SqlKeyStore:
             except IntegrityError:
                 with self._reader.connect() as conn:
                     row = conn.execute(_STATE).one()
-        sealer = KeySealer.from_passphrase(self._passphrase, row.salt)
-        sealer.verify_check_value(row.check_nonce, row.check_value)
-        return sealer
+        return _opened(row, self._passphrase)
+
+    # -- refresh secret -------------------------------------------------------------------
+    def refresh_secret(self) -> bytes:
+        """The grace-retry secret (:class:`tokensmith.refresh.secret.SecretSource`), sealed
+        in ``ts_key_store``; the first instance to need it creates it."""
+        if self._secret is None:
+            with self._sealer_lock:
+                if self._secret is None:
+                    self._secret = self._keep_secret(secrets.token_bytes)
+        return self._secret
+
+    def adopt_refresh_secret(self, secret: bytes) -> bool:
+        """Keep ``secret`` (moved out of ``ts_meta`` by migration 0005) unless the store has
+        one already; true if it was kept."""
+        self._secret = self._keep_secret(lambda _n: secret)
+        return self._secret == secret
+
+    def _keep_secret(self, make: Callable[[int], bytes]) -> bytes:
+        sealer = self._open_sealer()
+        with _schema_hint(), self._reader.connect() as conn:
+            row = conn.execute(_SECRET).one()
+        if row.secret is None:
+            nonce, sealed = sealer.seal_secret(make(REFRESH_SECRET_BYTES))
+            with self.engine.begin() as conn:
+                conn.execute(_SET_SECRET, {"b_nonce": nonce, "b_secret": sealed})
+                row = conn.execute(_SECRET).one()
+        return sealer.open_secret(row.secret_nonce, row.secret)
+
+    # -- re-encryption --------------------------------------------------------------------
+    def reencrypt(self, new_passphrase: str | None, progress: Progress) -> int:
+        """Reseal every private key and the refresh secret under a new salt at the current
+        scrypt cost (SECURITY B6), with ``new_passphrase`` when given, in one transaction:
+        it commits whole or not at all. Every instance must restart afterwards (with the
+        new passphrase): their derived key no longer opens the store. Returns the number
+        of private keys resealed."""
+        passphrase = require_passphrase(new_passphrase or self._passphrase)
+        salt = new_salt()
+        sealer = KeySealer.from_passphrase(passphrase, salt)
+        check_nonce, check_value = sealer.check_value()
+        done = 0
+        with _schema_hint(), self.engine.begin() as conn:
+            conn.execute(_LOCK).scalar_one()
+            old = _opened(conn.execute(_STATE).one(), self._passphrase)
+            for kid, nonce, ciphertext in conn.execute(_ALL_KEYS).all():
+                new_nonce, sealed = sealer.seal(kid, old.open(kid, nonce, ciphertext))
+                conn.execute(_UPDATE_KEY, {"b_kid": kid, "nonce": new_nonce, "ciphertext": sealed})
+                done += 1
+                progress(f"re-encrypted key {kid}")
+            secret = conn.execute(_SECRET).one()
+            values = {"salt": salt, "scrypt_n": SCRYPT_N, "check_nonce": check_nonce}
+            values["check_value"] = check_value
+            if secret.secret is not None:
+                plain = old.open_secret(secret.secret_nonce, secret.secret)
+                values["secret_nonce"], values["secret"] = sealer.seal_secret(plain)
+                progress("re-encrypted the refresh secret")
+            conn.execute(_RESEAL.values(**values))
+        self._passphrase, self._sealer = passphrase, sealer
+        return done
+
+
+def _opened(row: Any, passphrase: str) -> KeySealer:
+    """The sealer for the state ``row``, checked against its passphrase check value."""
+    sealer = KeySealer.from_passphrase(passphrase, row.salt, row.scrypt_n)
+    sealer.verify_check_value(row.check_nonce, row.check_value)
+    return sealer
 
 
 def _load(conn: Connection) -> tuple[list[KeyRecord], int]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,8 +19,11 @@ from sqlalchemy.pool import NullPool
 
 import tokensmith
 from tokensmith.errors import ConfigError
+from tokensmith.store.sql.engine import create_private_sqlite_file
 
 VERSION_TABLE = "tokensmith_alembic_version"
+# config.attributes key: where migration 0005 hands a refresh secret it takes out of ts_meta.
+REFRESH_SECRET_SINK = "refresh_secret_sink"
 # pg_advisory_lock key that serialises concurrent migrations ("tokensmith" in ASCII, cut).
 _LOCK_KEY = 0x746F6B656E73
 
@@ -44,11 +47,20 @@ def alembic_config(database_url: str | None = None, connection: Connection | Non
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def upgrade(
+    database_url: str,
+    revision: str = "head",
+    *,
+    refresh_secret_sink: Callable[[bytes], None] | None = None,
+) -> None:
     """Migrate to ``revision``. Several processes may call this at once (every ``serve``
-    instance sets up at start): they take turns, and the later ones find nothing to do."""
+    instance sets up at start): they take turns, and the later ones find nothing to do.
+    ``refresh_secret_sink`` receives a refresh secret found in the database before it is
+    deleted there (migration 0005), to keep it with the keys."""
     with _migration_lock(database_url):
-        command.upgrade(alembic_config(database_url), revision)
+        config = alembic_config(database_url)
+        config.attributes[REFRESH_SECRET_SINK] = refresh_secret_sink
+        command.upgrade(config, revision)
 
 
 @contextmanager
@@ -66,6 +78,7 @@ def _migration_lock(database_url: str) -> Iterator[None]:
         finally:
             engine.dispose()
     elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        create_private_sqlite_file(url.database)
         lock_path = Path(f"{url.database}.migrate-lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:

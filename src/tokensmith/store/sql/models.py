@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -70,6 +71,16 @@ class Family(Base):
 
 class RefreshToken(Base):
     __tablename__ = "ts_refresh_tokens"
+    # Cleanup finds salted rows by age (SECURITY B1). Only tokens issued in a grace window
+    # carry a salt, for seconds, so this partial index stays tiny.
+    __table_args__ = (
+        Index(
+            "ix_ts_refresh_tokens_salted",
+            "issued_at",
+            postgresql_where=text("salt IS NOT NULL"),
+            sqlite_where=text("salt IS NOT NULL"),
+        ),
+    )
 
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     family_id: Mapped[str] = mapped_column(ForeignKey("ts_families.id"), index=True)
@@ -116,7 +127,8 @@ class SubjectNotBefore(Base):
 
 
 class Meta(Base):
-    """Store-wide values, e.g. the generated server secret shared by every process."""
+    """Store-wide values. It no longer holds the refresh secret: that lives with the keys
+    (SECURITY B1; migration 0005 moves it out)."""
 
     __tablename__ = "ts_meta"
 

@@ -1,14 +1,13 @@
 """The SQL refresh store: one unit of work per transaction, on one pooled connection.
 
 Statements come precompiled from :mod:`tokensmith.store.sql.statements`; cold paths
-(cleanup, the revocation snapshot, the server secret) use SQLAlchemy Core directly.
+(cleanup, the revocation snapshot) use SQLAlchemy Core directly.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,8 +31,8 @@ from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
 from tokensmith.store.sql.group import GroupCommitter, Ticket
 from tokensmith.store.sql.statements import (
+    CLEAR_SALTS,
     EXPIRED_FAMILIES,
-    INSERT_SECRET,
     LOAD_DENIED,
     LOAD_FAMILIES,
     LOAD_NOT_BEFORE,
@@ -41,8 +40,6 @@ from tokensmith.store.sql.statements import (
     PURGE,
     PURGE_DENIED,
     PURGE_NOT_BEFORE,
-    SECRET_NAME,
-    SELECT_SECRET,
     SQL,
 )
 
@@ -231,7 +228,6 @@ class SqlStore:
         self.engine = engine
         self._dialect = engine.dialect.name
         self._driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
-        self._secret: bytes | None = None
         # PostgreSQL runs units side by side under row locks; SQLite has one writer anyway.
         self._group = GroupCommitter(self._run_batch) if self._dialect == "sqlite" else None
         self._writer: PoolProxiedConnection | None = None
@@ -435,16 +431,6 @@ class SqlStore:
             row = conn.exec_driver_sql(sql, {"h": token_hash}).first()
         return None if row is None else _token(row)
 
-    def server_secret(self) -> bytes:
-        if self._secret is None:
-            candidate = {"name": SECRET_NAME, "value": secrets.token_bytes(32)}
-            with self._connection() as conn:
-                # Insert-if-absent then read: every process ends up with the first secret.
-                conn.execute(INSERT_SECRET[self._dialect], candidate)
-                value = conn.execute(SELECT_SECRET, {"name": SECRET_NAME}).scalar_one()
-            self._secret = bytes(value)
-        return self._secret
-
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
         since = now - horizon
         with self._connection(read_only=True) as conn:
@@ -470,3 +456,7 @@ class SqlStore:
             deleted += conn.execute(PURGE_DENIED, denied).rowcount
             deleted += conn.execute(PURGE_NOT_BEFORE, {"cutoff": cutoff, "n": batch_size}).rowcount
         return deleted
+
+    def clear_salts(self, cutoff: float, batch_size: int) -> int:
+        with self._connection() as conn:
+            return conn.execute(CLEAR_SALTS, {"cutoff": cutoff, "n": batch_size}).rowcount

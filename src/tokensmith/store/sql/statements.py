@@ -19,6 +19,7 @@ from sqlalchemy import (
     exists,
     insert,
     literal_column,
+    null,
     select,
     update,
 )
@@ -36,9 +37,6 @@ at = models.access_tokens
 dl = models.denylist
 nb = models.subject_not_before
 fr = models.family_revocations
-meta = models.meta
-
-SECRET_NAME = "refresh_secret"
 
 FAMILY_COLS = (
     f.c.id,
@@ -83,7 +81,13 @@ INSERT_ACCESS = insert(at)
 MARK_USED = (
     update(rt)
     .where(rt.c.token_hash == bindparam("h"), rt.c.used_at.is_(None), rt.c.revoked_at.is_(None))
-    .values(used_at=bindparam("now"), used_ip=bindparam("ip"), used_user_agent=bindparam("ua"))
+    # A used token's salt has served: a grace retry needs an unused child (SECURITY B1).
+    .values(
+        used_at=bindparam("now"),
+        used_ip=bindparam("ip"),
+        used_user_agent=bindparam("ua"),
+        salt=null(),
+    )
     .returning(rt.c.token_hash)
 )
 COUNT_GRACE = (
@@ -105,7 +109,7 @@ REVOKE_FAMILY = (
 REVOKE_FAMILY_TOKENS = (
     update(rt)
     .where(rt.c.family_id == bindparam("fid"), rt.c.revoked_at.is_(None))
-    .values(revoked_at=bindparam("now"))
+    .values(revoked_at=bindparam("now"), salt=null())
 )
 # "verifiable_after" is now - MAX_LEEWAY: a token that expired less than that ago may still
 # verify somewhere, so it is denied and its row kept (SECURITY B4).
@@ -150,11 +154,6 @@ SET_NOT_BEFORE = {
         index_elements=[nb.c.subject], set_={"not_before": _sqlite_nb.excluded.not_before}
     ),
 }
-INSERT_SECRET = {
-    "postgresql": pg.insert(meta).on_conflict_do_nothing(index_elements=[meta.c.name]),
-    "sqlite": sqlite.insert(meta).on_conflict_do_nothing(index_elements=[meta.c.name]),
-}
-SELECT_SECRET = select(meta.c.value).where(meta.c.name == bindparam("name"))
 
 LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("verifiable_after"))
 LOAD_FAMILIES = select(f.c.id).where(f.c.revoked_at > bindparam("since"))
@@ -182,6 +181,18 @@ PURGE_DENIED = delete(dl).where(
         .where(dl.c.expires_at <= bindparam("verifiable_after"))
         .limit(bindparam("n"))
     )
+)
+# Salts past every grace window, oldest first, through the partial index on salted rows.
+CLEAR_SALTS = (
+    update(rt)
+    .where(
+        rt.c.token_hash.in_(
+            select(rt.c.token_hash)
+            .where(rt.c.salt.is_not(None), rt.c.issued_at <= bindparam("cutoff"))
+            .limit(bindparam("n"))
+        )
+    )
+    .values(salt=null())
 )
 PURGE_NOT_BEFORE = delete(nb).where(
     nb.c.subject.in_(
