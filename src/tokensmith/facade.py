@@ -18,6 +18,7 @@ from tokensmith.clients import (
     CLIENT_SUBJECT_PREFIX,
     CachedClientRegistry,
     Client,
+    ClientRegistry,
     client_subject,
     new_client,
     rotated_secret,
@@ -33,7 +34,8 @@ from tokensmith.errors import (
 )
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
-from tokensmith.settings import Settings
+from tokensmith.settings import MEMORY_URL, Settings
+from tokensmith.store.protocols import AuditReader, Registries
 from tokensmith.tokens import (
     AccessTokenClaims,
     AccessTokenVerifier,
@@ -88,11 +90,16 @@ class Tokensmith:
         clock: Clock | None = None,
         key_store: KeyStore | None = None,
         refresh_store: RefreshStore | None = None,
+        client_registry: ClientRegistry | None = None,
+        audit: AuditReader | None = None,
         events: EventBus | None = None,
         reuse_policy: ReusePolicy | None = None,
     ) -> None:
         """``key_store`` and ``refresh_store`` replace the ones ``settings`` would open (a
-        KMS-backed key store, a store over an engine you configured yourself).
+        KMS-backed key store, a store over an engine you configured yourself). The client
+        registry and the audit reader come from the refresh store when it keeps them (both
+        stores here do: :class:`tokensmith.store.Registries`), or are given here.
+        ``database_url="memory://"`` opens the in-memory store (tests, demos; not durable).
         ``reuse_policy`` runs after a detected reuse has revoked the family (SPEC: e.g.
         ``tokensmith.refresh.revoke_subject_on_reuse`` logs the user out everywhere)."""
         self.settings = settings
@@ -112,6 +119,8 @@ class Tokensmith:
         self._introspection_verifier = AccessTokenVerifier(self.keys, **{**common, "leeway": 0})
         self._id_verifier = IdTokenVerifier(self.keys, **common)
         self._refresh_store = refresh_store
+        self._client_registry = client_registry
+        self._audit = audit
         self._reuse_policy = reuse_policy
         self._refresh: RefreshService | None = None
         self._clients: CachedClientRegistry | None = None
@@ -126,6 +135,8 @@ class Tokensmith:
     def migrate(self) -> None:
         """Run the database migrations. A refresh secret an older version kept in the
         database moves to the key store (SECURITY B1; migration 0005 deletes it there)."""
+        if self._refresh_store is not None or _in_memory(self.settings):
+            return  # a store the caller built, or one with no schema to migrate
         from tokensmith.store.sql import upgrade
 
         moved: list[bytes] = []
@@ -145,11 +156,12 @@ class Tokensmith:
                 if self._refresh is None:
                     from tokensmith.refresh.secret import SecretSource
                     from tokensmith.refresh.service import RefreshService
-                    from tokensmith.store.sql import open_store
 
                     keys = self.keys.store
+                    if self._refresh_store is None:
+                        self._refresh_store = _open_store(self.settings)
                     self._refresh = RefreshService(
-                        self._refresh_store or open_store(self.settings),
+                        self._refresh_store,
                         settings=self.settings,
                         clock=self.clock,
                         events=self.events,
@@ -161,15 +173,20 @@ class Tokensmith:
 
     @property
     def clients(self) -> CachedClientRegistry:
-        """The client registry, in the same database as the refresh store."""
+        """The client registry, kept by the refresh store unless one was given."""
         if self._clients is None:
-            from tokensmith.store.sql.clients import SqlClientRegistry
-
-            self._clients = CachedClientRegistry(
-                SqlClientRegistry(self.sessions.store.engine),  # type: ignore[attr-defined]
-                ttl=self.settings.client_cache_ttl,
-            )
+            registry = self._client_registry or self._registries().client_registry()
+            self._clients = CachedClientRegistry(registry, ttl=self.settings.client_cache_ttl)
         return self._clients
+
+    def _registries(self) -> Registries:
+        store = self.sessions.store
+        if not isinstance(store, Registries):
+            raise ConfigError(
+                "this refresh_store keeps no clients or audit trail: "
+                "pass client_registry= and audit= to Tokensmith"
+            )
+        return store
 
     def register_client(
         self, client_id: str, *, confidential: bool, **options: Any
@@ -186,8 +203,6 @@ class Tokensmith:
         """A registered client that is disabled starts and continues no session, here as at
         the HTTP endpoints; an unregistered id is the caller's business (SPEC "Python API").
         Checked before any write, so a refused call changes nothing."""
-        if not hasattr(self.sessions.store, "engine"):
-            return  # a refresh store of your own, outside SQL: there is no registry
         client = self.clients.registered(client_id)
         if client is not None and not client.enabled:
             raise InvalidClient("client is disabled")
@@ -269,7 +284,6 @@ class Tokensmith:
         auth_time: datetime | float | None = None,
         amr: Sequence[str] | None = None,
         acr: str | None = None,
-        context: RequestContext | None = None,
     ) -> TokenResponse:
         """Start a new session (a new family; a login never reuses a ``sid``) and mint its
         tokens. An ID token is issued only when ``scope`` contains ``openid``."""
@@ -285,8 +299,7 @@ class Tokensmith:
         now = int(self.clock.now())
         lifetimes = self.settings.lifetimes_for(client_id)
         jti = new_jti()
-        minted: list[TokenResponse] = []
-        self.sessions.start(
+        pending = self.sessions.start(
             subject=subject,
             client_id=client_id,
             scope=" ".join(scope.split()),
@@ -296,11 +309,11 @@ class Tokensmith:
             acr=acr,
             access_jti=jti,
             access_exp=now + lifetimes.access_token_ttl,
-            context=context,
-            # Signs while the commit is in flight; returned only once it is durable.
-            prepare=lambda s: minted.append(self._mint(signer, s, now, jti, nonce=nonce)),
         )
-        return minted[0]
+        # Signed while the commit may be in flight; handed out once it is durable.
+        minted = self._mint(signer, pending.session, now, jti, nonce=nonce)
+        pending.durable()
+        return minted
 
     def refresh(
         self,
@@ -317,17 +330,17 @@ class Tokensmith:
         signer = self.keys.signer()
         now = int(self.clock.now())
         jti = new_jti()
-        minted: list[TokenResponse] = []
-        self.sessions.rotate(
+        pending = self.sessions.rotate(
             refresh_token,
             client_id=client_id,
             scope=None if scope is None else " ".join(scope.split()),
             access_jti=jti,
             access_exp=now + self.settings.lifetimes_for(client_id).access_token_ttl,
             context=context,
-            prepare=lambda s: minted.append(self._mint(signer, s, now, jti, nonce=None)),
         )
-        return minted[0]
+        minted = self._mint(signer, pending.session, now, jti, nonce=None)
+        pending.durable()
+        return minted
 
     def issue_client_token(
         self, *, client_id: str, scope: str = "", audience: str | None = None
@@ -487,9 +500,8 @@ class Tokensmith:
 
     def families(self, subject: str, *, limit: int = 100) -> list[FamilySummary]:
         """A user's newest sessions with their revocation audit trail (operators, CLI)."""
-        from tokensmith.store.sql.audit import list_families
-
-        return list_families(self.sessions.store.engine, subject, limit)  # type: ignore[attr-defined]
+        audit = self._audit or self._registries().audit_reader()
+        return audit.list_families(subject, limit)
 
     def cleanup(self, *, batch_size: int = 500) -> int:
         return self.sessions.cleanup(batch_size=batch_size)
@@ -511,6 +523,20 @@ class Tokensmith:
             raise ConfigError("this key store cannot re-encrypt its keys")
         count: int = reencrypt(new_passphrase, progress)
         return count
+
+
+def _in_memory(settings: Settings) -> bool:
+    return settings.database_url.startswith(MEMORY_URL)
+
+
+def _open_store(settings: Settings) -> RefreshStore:
+    if _in_memory(settings):
+        from tokensmith.store.memory import MemoryStore
+
+        return MemoryStore()
+    from tokensmith.store.sql import open_store
+
+    return open_store(settings)
 
 
 def _key_store(settings: Settings) -> KeyStore:

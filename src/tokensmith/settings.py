@@ -25,6 +25,8 @@ PROFILES = ("default", "pci-dss")
 KEY_STORES = ("file", "sql")
 PCI_DSS_IDLE_TTL = 15 * MINUTE  # PCI DSS 4.0 req. 8.2.8
 MAX_LEEWAY = 300
+# ``database_url`` of the in-memory reference store (tests and demos; not durable).
+MEMORY_URL = "memory://"
 MAX_REUSE_GRACE = 60
 _TTL_FIELDS = ("access_token_ttl", "id_token_ttl", "refresh_idle_ttl", "family_ttl")
 

@@ -54,9 +54,9 @@ class HoldingStore(SqlStore):
         self.release = threading.Event()
         self.hold_next = False
 
-    def atomic(self, work: Callable[[Any], Any], *, background: bool = False) -> Any:
+    def pending(self, work: Callable[[Any], Any]) -> Any:
         if not self.hold_next:
-            return super().atomic(work, background=background)
+            return super().pending(work)
 
         def held(tx: Any) -> Any:
             value = work(tx)
@@ -66,7 +66,7 @@ class HoldingStore(SqlStore):
                 assert self.release.wait(TIMEOUT), "the test never released the winner"
             return value
 
-        return super().atomic(held, background=background)
+        return super().pending(held)
 
 
 class Live:

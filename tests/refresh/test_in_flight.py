@@ -33,13 +33,13 @@ class SlowCommitStore(SqlStore):
 
     clock: ManualClock
 
-    def atomic(self, work: Callable[[Any], Any], *, background: bool = False) -> Any:
+    def pending(self, work: Callable[[Any], Any]) -> Any:
         def slow(tx: Any) -> Any:
             value = work(tx)
             self.clock.advance(COMMIT_TIME)
             return value
 
-        return super().atomic(slow, background=background)
+        return super().pending(slow)
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def _present(service: RefreshService, token: str, received_at: float) -> None:
         access_jti=new_jti(),
         access_exp=int(T0) + 600,
         context=RequestContext(received_at=received_at),
-    )
+    ).durable()
 
 
 def test_a_refresh_sent_while_the_winner_committed_is_refused_and_revokes_nothing(

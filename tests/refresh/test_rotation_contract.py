@@ -168,7 +168,7 @@ def test_a_reuse_event_carries_classification_and_both_uses(
         access_jti=new_jti(),
         access_exp=int(clock.now()) + 300,
         context=first,
-    )
+    ).durable()
     used_at = clock.now()
     clock.advance(30)
     with pytest.raises(RefreshTokenReused):

@@ -40,12 +40,28 @@ from tokensmith.store.records import FamilyRecord, NewToken
 T = TypeVar("T")
 logger = logging.getLogger("tokensmith.refresh")
 
-__all__ = ["RefreshService", "RequestContext", "Session"]
+__all__ = ["PendingSession", "RefreshService", "RequestContext", "Session"]
 
 _NO_CONTEXT = RequestContext()
 MAX_ID_LENGTH = 64
 # Upper bound on cleanup batches in one call, so a cleanup can never spin forever.
 MAX_CLEANUP_BATCHES = 10_000
+
+
+class PendingSession:
+    """A started or rotated session whose commit may still be in flight (what
+    :meth:`RefreshService.start` and :meth:`RefreshService.rotate` return): mint with
+    ``session``, then ``durable()`` before handing anything out. ``durable()`` raises if the
+    commit failed, and emits the ``issued``/``rotated`` event once it did not."""
+
+    __slots__ = ("_durable", "session")
+
+    def __init__(self, session: Session, durable: Callable[[], None]) -> None:
+        self.session = session
+        self._durable = durable
+
+    def durable(self) -> None:
+        self._durable()
 
 
 def _scope_set(scope: str) -> list[str]:
@@ -117,12 +133,10 @@ class RefreshService:
         acr: str | None,
         access_jti: str,
         access_exp: int,
-        context: RequestContext | None = None,
-        prepare: Callable[[Session], None] | None = None,
-    ) -> Session:
+    ) -> PendingSession:
         """Start a new family for a login. Every login gets a new random ``sid`` (SPEC:
-        "a login never reuses an earlier session id"; session regeneration, R7).
-        ``prepare`` as for :meth:`rotate`."""
+        "a login never reuses an earlier session id"; session regeneration, R7). Mint with
+        the returned ``session``, then call ``durable()`` before anything leaves."""
         now = self._clock.now()
         lifetimes = self._settings.lifetimes_for(client_id)
         family = FamilyRecord(
@@ -151,14 +165,15 @@ class RefreshService:
                 tx.insert_token(first)
             tx.record_access_token(access_jti, family.id, access_exp)
 
-        unit = self._store.atomic(work, background=prepare is not None)
-        unit.result()
-        session = session_of(family, family.scope, token, expires_at)
-        if prepare is not None:
-            prepare(session)
-        unit.committed()
-        self._events.emit("issued", now, family_id=family.id, subject=subject, client_id=client_id)
-        return session
+        pending = self._store.pending(work)
+
+        def durable() -> None:
+            pending.durable()
+            self._events.emit(
+                "issued", now, family_id=family.id, subject=subject, client_id=client_id
+            )
+
+        return PendingSession(session_of(family, family.scope, token, expires_at), durable)
 
     # -- rotation -----------------------------------------------------------------------------
     def rotate(
@@ -170,13 +185,13 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         context: RequestContext | None = None,
-        prepare: Callable[[Session], None] | None = None,
-    ) -> Session:
+    ) -> PendingSession:
         """RFC 6749 §6 with rotation (RFC 9700 §4.14.2): consume the token, issue its child.
 
-        ``prepare(session)`` runs once the rotation is decided, while its commit may still
-        be in flight (the facade signs the new JWTs there); whatever it makes must not leave
-        before ``rotate`` returned, because a failed commit makes ``rotate`` raise.
+        Returns once the rotation is decided, while its commit may still be in flight: mint
+        with the returned ``session`` (the facade signs the new JWTs meanwhile), then call
+        ``durable()``, which raises if the commit failed; nothing may leave before it
+        returned.
 
         Raises ``InvalidGrant`` for unknown, malformed, expired, revoked or other clients'
         tokens; ``InvalidScope`` for a wider scope; ``RefreshTokenReused`` (after the family
@@ -212,21 +227,19 @@ class RefreshService:
             child=child,
             child_hash=token_hash(child),
         )
-        unit = self._store.atomic(
-            lambda tx: self._rotation.run(tx, attempt), background=prepare is not None
-        )
         try:
-            outcome = unit.result()
+            pending = self._store.pending(lambda tx: self._rotation.run(tx, attempt))
         except BaseException:
             self._recent.failed(digest, attempt.child_hash)
             raise
+        outcome = pending.value
         if isinstance(outcome, Reuse):
-            unit.committed()  # R2: the revocation stands before the request fails
+            pending.durable()  # R2: the revocation stands before the request fails
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
         if isinstance(outcome, Concurrent):
             # Answered once the batch that decided it is durable (it read the winner's rows).
-            unit.committed()
+            pending.durable()
             self._events.emit(
                 "refresh_conflict",
                 now,
@@ -237,24 +250,25 @@ class RefreshService:
             raise InvalidGrant("refresh token was used concurrently")
         retry = isinstance(outcome, GraceRetry)
         session = outcome.session if isinstance(outcome, GraceRetry) else outcome
-        if prepare is not None:
-            prepare(session)
-        try:
-            unit.committed()
-        except BaseException:
-            self._recent.failed(digest, attempt.child_hash)
-            raise
-        if not retry:
-            self._recent.durable(digest, attempt.child_hash, self._clock.now())
-        self._events.emit(
-            "rotated",
-            now,
-            family_id=session.family_id,
-            client_id=client_id,
-            token=hash_prefix(attempt.digest),
-            grace_retry=retry,
-        )
-        return session
+
+        def durable() -> None:
+            try:
+                pending.durable()
+            except BaseException:
+                self._recent.failed(digest, attempt.child_hash)
+                raise
+            if not retry:
+                self._recent.durable(digest, attempt.child_hash, self._clock.now())
+            self._events.emit(
+                "rotated",
+                now,
+                family_id=session.family_id,
+                client_id=client_id,
+                token=hash_prefix(digest),
+                grace_retry=retry,
+            )
+
+        return PendingSession(session, durable)
 
     def answered(self, refresh_token: str) -> None:
         """The server sent the answer to a refresh of ``refresh_token`` (this instance's
@@ -299,13 +313,8 @@ class RefreshService:
 
     # -- revocation ---------------------------------------------------------------------------
     def _write(self, work: Callable[[RefreshTransaction], T]) -> T:
-        """``work``'s result once it committed. It queues with the refreshes: on SQLite a
-        transaction of its own would have to win the database lock between two group
-        commits, polling in SQLite's busy handler (measured: up to 0.4 s under load)."""
-        unit = self._store.atomic(work)
-        value = unit.result()
-        unit.committed()
-        return value
+        """``work``'s result once it is durable."""
+        return self._store.atomic(work)
 
     def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:
         """RFC 7009 §2.1: revoke the token's whole family (and its access tokens). Unknown or

@@ -135,7 +135,8 @@ class MemoryTransaction:
         row = self._t.tokens.get(token_hash)
         if row is None or row.used_at is not None or row.revoked_at is not None:
             return False
-        self._update(row, used_at=now, used_ip=ip, used_user_agent=ua)
+        # A used token's salt has served: a grace retry needs an unused child (SECURITY B1).
+        self._update(row, used_at=now, used_ip=ip, used_user_agent=ua, salt=None)
         return True
 
     def count_grace_retry(self, token_hash: bytes, limit: int) -> bool:
@@ -264,6 +265,14 @@ class MemoryStore:
                 {s: t for s, t in self._t.not_before.items() if t > since},
             )
 
+    def clear_salts(self, cutoff: float, batch_size: int) -> int:
+        with self._lock:
+            salted = [r for r in self._t.tokens.values() if r.salt is not None]
+            stale = [r for r in salted if r.issued_at <= cutoff][:batch_size]
+            for row in stale:
+                row.salt = None
+            return len(stale)
+
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
         cutoff = now - horizon
         t = self._t
@@ -289,6 +298,12 @@ class MemoryStore:
             return deleted
 
     # -- ClientRegistry -----------------------------------------------------------------------
+    def client_registry(self) -> MemoryStore:
+        return self
+
+    def audit_reader(self) -> MemoryStore:
+        return self
+
     def get_client(self, client_id: str) -> Client | None:
         return self._t.clients.get(client_id)
 

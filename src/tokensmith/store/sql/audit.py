@@ -20,8 +20,18 @@ _REVOCATIONS = (
 )
 
 
-def list_families(engine: Engine, subject: str, limit: int = 100) -> list[FamilySummary]:
-    """The newest ``limit`` sessions of ``subject`` with every revocation recorded for each."""
+class SqlAuditReader:
+    """Implements :class:`tokensmith.store.AuditReader` over the store's tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:
+        """The newest ``limit`` sessions of ``subject`` with every revocation recorded."""
+        return _list_families(self._engine, subject, limit)
+
+
+def _list_families(engine: Engine, subject: str, limit: int) -> list[FamilySummary]:
     with engine.connect() as conn:
         rows = conn.execute(_FAMILIES, {"subject": subject, "limit": limit}).all()
         trail: dict[str, list[Revocation]] = {}

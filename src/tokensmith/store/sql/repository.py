@@ -12,7 +12,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache, partial
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
@@ -23,10 +23,13 @@ from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
     FamilyRecord,
     NewToken,
+    Pending,
     RevocationSnapshot,
     StoreError,
     TokenRecord,
 )
+from tokensmith.store.sql.audit import SqlAuditReader
+from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
 from tokensmith.store.sql.group import GroupCommitter, Ticket
@@ -118,10 +121,6 @@ class SqlTransaction:
         row = self._one("select_child", {"h": parent_hash})
         return None if row is None else _token(row)
 
-    def get_family(self, family_id: str) -> FamilyRecord | None:
-        row = self._one("select_family", {"fid": family_id})
-        return None if row is None else _family(row)
-
     def insert_family(self, family: FamilyRecord) -> None:
         self._run(
             "insert_family",
@@ -200,21 +199,6 @@ class SqlTransaction:
         self._run("deny", {"jti": jti, "expires_at": expires_at})
 
 
-class _Committed(Generic[T]):
-    """The answer of a unit of work that already committed in the caller's thread."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: T) -> None:
-        self._value = value
-
-    def result(self) -> T:
-        return self._value
-
-    def committed(self) -> None:
-        return None
-
-
 def _after_fork_in_child(ref: weakref.ReferenceType[SqlStore]) -> None:
     store = ref()
     if store is not None:
@@ -274,17 +258,27 @@ class SqlStore:
         finally:
             raw.close()
 
-    def atomic(
-        self, work: Callable[[SqlTransaction], T], *, background: bool = False
-    ) -> Ticket[T] | _Committed[T]:
-        """Run ``work`` as one unit of work. On SQLite it joins the group commit (see
-        :mod:`tokensmith.store.sql.group`): the ticket's ``result`` may come before the commit
-        is durable, and with ``background`` the commit runs on another thread while the
-        caller goes on. Elsewhere it commits here, before returning."""
-        if self._group is not None:
-            return self._group.submit(work, background=background)
-        with self.transaction() as tx:
-            return _Committed(work(tx))
+    def atomic(self, work: Callable[[SqlTransaction], T]) -> T:
+        """Run ``work`` as one unit of work; its result once durable. On SQLite it joins the
+        group commit (:mod:`tokensmith.store.sql.group`) and its commit runs in this thread
+        should it lead the batch: it has nothing else to do meanwhile."""
+        if self._group is None:
+            with self.transaction() as tx:
+                return work(tx)
+        ticket = self._group.submit(work)
+        value = ticket.result()
+        ticket.durable()
+        return value
+
+    def pending(self, work: Callable[[SqlTransaction], T]) -> Pending[T]:
+        """Run ``work`` as one unit of work; its result at once. On SQLite the commit may
+        still be in flight, on the committer thread should this caller lead the batch: the
+        caller signs its tokens meanwhile, then waits in ``durable()``. Elsewhere the commit
+        is done before this returns."""
+        if self._group is None:
+            return Pending(self.atomic(work))
+        ticket = self._group.submit(work, background=True)
+        return Pending(ticket.result(), ticket.durable)
 
     def _run_batch(self, tickets: list[Ticket[Any]]) -> Callable[[], None] | None:
         """A group leader's transaction: every ticket's unit under its own savepoint (none
@@ -422,6 +416,17 @@ class SqlStore:
                     yield conn
         except DBAPIError as exc:
             raise self._error(exc, None) from exc
+
+    def family_tokens(self, family_id: str) -> list[TokenRecord]:
+        with self._connection(read_only=True) as conn:
+            sql = SQL[self._dialect]["family_tokens"]
+            return [_token(row) for row in conn.exec_driver_sql(sql, {"fid": family_id})]
+
+    def client_registry(self) -> SqlClientRegistry:
+        return SqlClientRegistry(self.engine)
+
+    def audit_reader(self) -> SqlAuditReader:
+        return SqlAuditReader(self.engine)
 
     def find_token(self, token_hash: bytes) -> TokenRecord | None:
         """The token and its family as last committed, read without a row lock or SQLite's

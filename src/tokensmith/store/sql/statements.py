@@ -74,7 +74,9 @@ PEEK_TOKEN = _TOKEN_AND_FAMILY.where(rt.c.token_hash == bindparam("h"))
 # SQLite ignores the clause; BEGIN IMMEDIATE already serialises writers there.
 SELECT_TOKEN = PEEK_TOKEN.with_for_update(key_share=True, of=f)
 SELECT_CHILD = _TOKEN_AND_FAMILY.where(rt.c.parent_hash == bindparam("h"))
-SELECT_FAMILY = select(*FAMILY_COLS).where(f.c.id == bindparam("fid"))
+FAMILY_TOKENS = _TOKEN_AND_FAMILY.where(rt.c.family_id == bindparam("fid")).order_by(
+    rt.c.issued_at, rt.c.token_hash
+)
 INSERT_FAMILY = insert(f)
 INSERT_TOKEN = insert(rt)
 INSERT_ACCESS = insert(at)
@@ -213,7 +215,7 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "select_token": SELECT_TOKEN,
     "peek_token": PEEK_TOKEN,
     "select_child": SELECT_CHILD,
-    "select_family": SELECT_FAMILY,
+    "family_tokens": FAMILY_TOKENS,
     "insert_family": INSERT_FAMILY,
     "insert_token": INSERT_TOKEN,
     "insert_access": INSERT_ACCESS,
