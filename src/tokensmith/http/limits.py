@@ -106,10 +106,19 @@ BUSY = _response(
 )
 
 
+@functools.cache
+def _limits_from_env() -> ConnectionLimits:
+    return ConnectionLimits.from_settings(Settings.from_env(), None)
+
+
 class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
-    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+    """uvicorn's httptools protocol with :class:`ConnectionLimits`. Without ``limits``
+    (``uvicorn --http tokensmith.http.limits:BoundedHttpToolsProtocol``) they come from
+    ``TOKENSMITH_*``, as ``app_from_env`` builds the app."""
+
+    def __init__(self, *args: Any, limits: ConnectionLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.limits = limits
+        self.limits = limits or _limits_from_env()
         self._reading_head = True
         self._head_bytes = 0
         self._last_chunk = b""
