@@ -127,13 +127,20 @@ def test_a_header_of_8_mib_is_answered_431(server: Live) -> None:
         assert answer(sock, 5).startswith(b"HTTP/1.1 431 ")
 
 
-def test_a_head_under_the_limit_with_its_body_in_one_write_is_served(server: Live) -> None:
-    """Head bytes are counted up to the blank line, never the body read with them."""
-    body = b"grant_type=refresh_token&client_id=spa&refresh_token=" + b"x" * 15_000
+@pytest.mark.parametrize("split", [False, True], ids=["one write", "blank line split"])
+def test_a_head_under_the_limit_with_a_body_over_it_is_served(server: Live, split: bool) -> None:
+    """Head bytes are counted up to the blank line, never the body read with them, even
+    when the blank line straddles two reads."""
+    body = b"grant_type=refresh_token&client_id=spa&refresh_token="
+    body += b"x" * (16_300 - len(body))  # under the form limit; head + body over 16 KiB
     head = b"POST /token HTTP/1.1\r\nhost: x\r\n" + FORM
     head += b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
     with socket.create_connection(server.address, timeout=5) as sock:
-        sock.sendall(head + body)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if split:
+            sock.sendall(head[:-1])
+            time.sleep(0.2)  # the server reads the head's last byte with the body
+        sock.sendall(head[-1:] + body if split else head + body)
         assert answer(sock, 5).startswith(b"HTTP/1.1 400 ")  # invalid_grant, not 431
 
 
