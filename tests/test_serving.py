@@ -1,14 +1,20 @@
-"""The uvicorn protocol ``serve`` uses turns Nagle's algorithm off on every connection."""
+"""The uvicorn protocol ``serve`` uses turns Nagle's algorithm off on every connection, and
+the connection limit fits in the process's open-file limit (live checks of the limits are in
+``test_serve_limits.py``)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 
+from tokensmith.http.limits import FD_HEADROOM, ConnectionLimits, raise_open_file_limit
 from tokensmith.http.serving import NoDelayHttpToolsProtocol
+from tokensmith.settings import Settings
 
 
 class _Transport:
@@ -62,3 +68,26 @@ class _State:
         self.connections: set[Any] = set()
         self.tasks: set[Any] = set()
         self.default_headers: list[Any] = []
+
+
+def test_the_connection_limit_leaves_descriptors_for_the_database_and_keys() -> None:
+    settings = Settings(issuer="https://as.example.com", max_connections=1000)
+    assert ConnectionLimits.from_settings(settings, None).max_connections == 1000
+    assert ConnectionLimits.from_settings(settings, 1 << 16).max_connections == 1000
+    lowered = ConnectionLimits.from_settings(settings, 600).max_connections
+    assert lowered == 600 - FD_HEADROOM
+    assert ConnectionLimits.from_settings(settings, 10).max_connections == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_serve_raises_its_open_file_soft_limit_to_the_hard_one() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+        raised = raise_open_file_limit()
+        assert raised == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert raised is not None and raised >= min(hard, 1 << 16) > 256
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
