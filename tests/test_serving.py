@@ -5,6 +5,7 @@ the connection limit fits in the process's open-file limit (live checks of the l
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import sys
 from typing import Any
@@ -12,7 +13,12 @@ from typing import Any
 import pytest
 from uvicorn.config import Config
 
-from tokensmith.http.limits import FD_HEADROOM, ConnectionLimits, raise_open_file_limit
+from tokensmith.http.limits import (
+    FD_HEADROOM,
+    ConnectionLimits,
+    ThrottledLog,
+    raise_open_file_limit,
+)
 from tokensmith.http.serving import NoDelayHttpToolsProtocol
 from tokensmith.settings import Settings
 
@@ -91,3 +97,22 @@ def test_serve_raises_its_open_file_soft_limit_to_the_hard_one() -> None:
         assert raised is not None and raised >= min(hard, 1 << 16) > 256
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_refusals_are_logged_at_most_once_a_second_with_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    log = ThrottledLog(clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="tokensmith.http.limits")
+    for _ in range(500):  # a flood within one second: one line
+        log(logging.WARNING, "connection limit 10: 503")
+        now[0] += 0.001
+    log(logging.INFO, "request head over 16384 B: 431")  # another kind has its own line
+    now[0] += 1.0
+    log(logging.WARNING, "connection limit 10: 503")
+    assert [r.getMessage() for r in caplog.records] == [
+        "connection limit 10: 503 (1 since the last such line)",
+        "request head over 16384 B: 431 (1 since the last such line)",
+        "connection limit 10: 503 (500 since the last such line)",
+    ]

@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
+import time
 from asyncio import BaseTransport, TimerHandle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +108,29 @@ BUSY = _response(
 )
 
 
+class ThrottledLog:
+    """At most one line a second for each kind of refusal, counting the ones it stands
+    for: a line per refused connection would hand an attacker the log to flood."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._unreported: dict[str, int] = {}
+
+    def __call__(self, level: int, message: str) -> None:
+        count = self._unreported.get(message, 0) + 1
+        now = self._clock()
+        if now - self._last.get(message, -math.inf) < 1.0:
+            self._unreported[message] = count
+            return
+        self._last[message] = now
+        self._unreported[message] = 0
+        logger.log(level, "%s (%d since the last such line)", message, count)
+
+
+_refusal = ThrottledLog()
+
+
 @functools.cache
 def _limits_from_env() -> ConnectionLimits:
     return ConnectionLimits.from_settings(Settings.from_env(), None)
@@ -129,7 +154,7 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         super().connection_made(transport)
         # self.connections is the server's set (uvicorn ServerState), this one included.
         if len(self.connections) > self.limits.max_connections:
-            logger.warning("connection limit (%d) reached: 503", self.limits.max_connections)
+            _refusal(logging.WARNING, f"connection limit {self.limits.max_connections}: 503")
             self._reading_head = False
             self._close_with(BUSY)
             return
@@ -141,15 +166,20 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
-            if self._head_timer is None:  # the next request on a kept-alive connection
-                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_header_bytes and not self._head_fits(data):
-                logger.info("request head over %d bytes: 431", self.limits.max_header_bytes)
+                _refusal(logging.INFO, f"request head over {self.limits.max_header_bytes} B: 431")
                 self._close_with(TOO_LARGE)
                 return
             self._last_chunk = data
         super().data_received(data)
+        # A deadline only for what this read left unfinished: a whole request in one read,
+        # the common case, arms no timer (the keep-alive timer covers the wait after it).
+        if self._reading_head:
+            if self._head_bytes and self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
+        elif self._body_timer is None:
+            self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
 
     def _head_fits(self, data: bytes) -> bool:
         """Whether the head ends within ``data`` inside the limit (the rest is body or
@@ -169,7 +199,6 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -182,14 +211,14 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
     def _head_late(self) -> None:
         self._head_timer = None
         if self._head_bytes:
-            logger.info("request head not complete after %ss: 408", self.limits.header_timeout)
+            _refusal(logging.INFO, f"request head late ({self.limits.header_timeout} s): 408")
             self._close_with(TIMED_OUT)
         else:  # an idle connection: nothing to answer
             self._close_with(b"")
 
     def _body_late(self) -> None:
         self._body_timer = None
-        logger.info("request body not complete after %ss: 408", self.limits.body_timeout)
+        _refusal(logging.INFO, f"request body late ({self.limits.body_timeout} s): 408")
         cycle = self.cycle
         answered = cycle is not None and cycle.response_started
         if cycle is not None:
