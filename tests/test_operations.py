@@ -212,6 +212,13 @@ def test_serve_refuses_a_plain_http_public_issuer(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--insecure" in result.output
 
 
+def test_serve_refuses_a_metrics_port_with_several_workers(tmp_path: Path) -> None:
+    """Each worker has its own counters: one loopback port would show one at random."""
+    env = cli_env(tmp_path, issuer="http://127.0.0.1:8000")
+    result = CliRunner().invoke(cli, ["serve", "--workers", "2", "--metrics-port", "9"], env=env)
+    assert result.exit_code == 2 and "TOKENSMITH_METRICS_TOKEN" in result.output
+
+
 def test_serve_sets_up_a_fresh_directory_and_answers(tmp_path: Path) -> None:
     """What `make run` does, on a free port: database, first key, discovery."""
     with socket.socket() as s:

@@ -280,13 +280,19 @@ def closed_by(socks: list[socket.socket], deadline: float) -> int:
 def test_past_the_connection_limit_workers_answer_503_and_keep_serving(
     tmp_path: Path,
 ) -> None:
-    """Two workers, each holding its own limit (passed to the spawned workers)."""
+    """Two workers, each holding its own limits (passed to the spawned workers): head
+    size, idle keep-alive, and connections."""
     limit, workers, attempts = 10, 2, 30
-    args = ("--max-connections", str(limit), "--max-header-bytes", "1024")
+    args = ("--max-connections", str(limit), "--max-header-bytes", "1024", "--keep-alive", "1")
     with live_serve(tmp_path, *args, workers=workers) as live:
         with socket.create_connection(live.address) as sock:
             sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * 2048 + b"\r\n\r\n")
             assert answer(sock, 5).startswith(b"HTTP/1.1 431 ")
+        with socket.create_connection(live.address) as sock:
+            sock.sendall(b"GET " + JWKS.encode() + b" HTTP/1.1\r\nhost: x\r\n\r\n")
+            started = time.monotonic()
+            assert answer(sock, 1 + SLACK).startswith(b"HTTP/1.1 200 ")  # then idle: closed
+            assert time.monotonic() - started < 1 + SLACK
         socks = [socket.create_connection(live.address) for _ in range(attempts)]
         try:
             time.sleep(1.0)
