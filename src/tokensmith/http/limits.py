@@ -155,7 +155,6 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         # self.connections is the server's set (uvicorn ServerState), this one included.
         if len(self.connections) > self.limits.max_connections:
             _refusal(logging.WARNING, f"connection limit {self.limits.max_connections}: 503")
-            self._reading_head = False
             self._close_with(BUSY)
             return
         self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
