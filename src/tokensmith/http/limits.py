@@ -195,16 +195,14 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         self._reading_head = False
         self._head_bytes = 0
         self._last_chunk = b""
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        _cancel(self._head_timer)
+        self._head_timer = None
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._reading_head = True
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        _cancel(self._body_timer)
+        self._body_timer = None
         super().on_message_complete()
 
     def _head_late(self) -> None:
@@ -235,7 +233,11 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
             self.transport.close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
+        _cancel(self._head_timer)
+        _cancel(self._body_timer)
         self._head_timer = self._body_timer = None
+
+
+def _cancel(timer: TimerHandle | None) -> None:
+    if timer is not None:
+        timer.cancel()
