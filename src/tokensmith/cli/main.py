@@ -45,7 +45,7 @@ def cli(
     """tokensmith: JWT issuance, key rotation and refresh-token rotation.
 
     Settings come from TOKENSMITH_* environment variables; the options override them."""
-    overrides = {
+    overrides: dict[str, object] = {
         k: v
         for k, v in (("issuer", issuer), ("database_url", database_url), ("keys_dir", keys_dir))
         if v is not None
@@ -57,7 +57,7 @@ class _Lazy:
     """Builds settings and the facade only when a command needs them, so ``--help`` works
     with a broken environment."""
 
-    def __init__(self, overrides: dict[str, str]) -> None:
+    def __init__(self, overrides: dict[str, object]) -> None:
         self.overrides = overrides
         self._ts: Tokensmith | None = None
 
@@ -70,6 +70,13 @@ class _Lazy:
         if self._ts is None:
             self._ts = Tokensmith(Settings.from_env(None, **self.overrides))
         return self._ts
+
+
+def settings_overrides(ctx: click.Context) -> dict[str, object]:
+    """The settings given as options (the group's, and a command's before it calls
+    :func:`facade`), by field name."""
+    lazy: _Lazy = ctx.ensure_object(_Lazy)
+    return lazy.overrides
 
 
 def facade(ctx: click.Context) -> Tokensmith:
