@@ -95,10 +95,11 @@ async def test_algorithms_are_those_of_the_published_keys(env: Env) -> None:
 
 async def test_nothing_unserved_is_advertised(env: Env) -> None:
     """No authorization endpoint, so no response type; /metrics and /logout are not
-    discovery material (RFC 8414 has no member for either), even when metrics are served."""
+    discovery material (RFC 8414 has no member for either); /metrics is not on the public
+    app without a scrape token."""
     transport = httpx.ASGITransport(app=create_app(env.ts, enable_metrics=True))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
-        assert (await http.get("/metrics")).status_code == 200
+        assert (await http.get("/metrics")).status_code == 404
         body = (await http.get("/.well-known/openid-configuration")).json()
     assert "response_types_supported" not in body
     assert "authorization_endpoint" not in body
