@@ -1,6 +1,8 @@
 """Where key material and lifecycle metadata live.
 
-``KeyStore`` is the protocol the lifecycle depends on; ``FileKeyStore`` is the default:
+``KeyStore`` is the protocol the lifecycle depends on: lifecycle records, and keys it makes
+and hands out as ``Signer``s, so the lifecycle never holds a private key (a PKCS#11 token's
+never leave it, ``keys/pkcs11.py``). ``FileKeyStore`` is the default:
 one PKCS#8 PEM file per key (mode 0600, encrypted when a passphrase is set) and a
 ``keys.json`` with the lifecycle records. Every change runs under an exclusive ``flock``
 and replaces ``keys.json`` atomically, so two processes rotating at once serialise.
@@ -22,7 +24,9 @@ from cryptography.hazmat.primitives import serialization
 
 from tokensmith.errors import ConfigError, KeyStoreError
 from tokensmith.keys.algorithms import PrivateKey
+from tokensmith.keys.local import LocalKeys
 from tokensmith.keys.records import KeyRecord
+from tokensmith.keys.signer import Signer
 
 logger = logging.getLogger("tokensmith.keys")
 
@@ -42,14 +46,21 @@ class KeyStore(Protocol):
         """Run ``mutate`` on the current records under an exclusive lock and save the result."""
         ...
 
-    def save_private_key(self, kid: str, key: PrivateKey) -> None: ...
+    def create_key(self, alg: str) -> Signer:
+        """Make a key for ``alg`` where this store keeps keys; its ``kid`` is the RFC 7638
+        thumbprint of its public key."""
+        ...
 
-    def load_private_key(self, kid: str) -> PrivateKey: ...
+    def signer(self, kid: str, alg: str) -> Signer:
+        """The signer of a key made by ``create_key`` (its public key included)."""
+        ...
 
-    def delete_private_key(self, kid: str) -> None: ...
+    def delete_key(self, kid: str) -> None:
+        """Destroy the key's private half; a missing key is not an error."""
+        ...
 
 
-class FileKeyStore:
+class FileKeyStore(LocalKeys):
     def __init__(self, directory: str | os.PathLike[str], passphrase: str | None = None) -> None:
         self.directory = Path(directory)
         self._passphrase = passphrase.encode("utf-8") if passphrase else None
@@ -153,6 +164,6 @@ class FileKeyStore:
             raise ConfigError(f"cannot load key {kid}: wrong passphrase or corrupt file") from exc
         return key  # type: ignore[return-value]
 
-    def delete_private_key(self, kid: str) -> None:
+    def delete_key(self, kid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._pem_path(kid).unlink()
