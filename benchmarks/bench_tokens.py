@@ -10,7 +10,11 @@ access-token claim set:
 * ``joserfc``: ``jwt.encode`` / ``jwt.decode`` plus ``JWTClaimsRegistry.validate``;
 * ``raw``: ``cryptography`` alone signing/verifying the same signing-input bytes (ECDSA with
   its native DER signature, Ed25519, RSA PKCS#1 v1.5 and PSS), with padding and hash objects
-  built once. It is the floor: every ratio is ``impl ops/s ÷ raw ops/s``.
+  built once. It is the floor: every ratio is ``impl ops/s ÷ raw ops/s``;
+* ``pkcs11`` (mint only, when SoftHSM2 is installed): ``mint_access_token`` with the signer
+  of the PKCS#11 key store, the key made in a fresh SoftHSM2 token (``tests/softhsm.py``),
+  printed beside local signing with its ratio to ``tokensmith``. SoftHSM2 signs in this
+  process, so this is the cost of the PKCS#11 path, not of a hardware HSM's latency.
 
 Method (STYLE.md "Measured performance habits"): each (alg, op, impl) cell is warmed up and
 calibrated to a fixed iteration count; then ``--repeats`` rounds run every cell once, the four
@@ -42,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+# tests.softhsm: the SoftHSM2 token the pkcs11 rows sign with.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cryptography
 import joserfc
@@ -54,13 +60,15 @@ from joserfc import jwt as jrfc_jwt
 from tokensmith.clock import ManualClock, SystemClock
 from tokensmith.events import EventBus
 from tokensmith.keys.lifecycle import KeyManager
-from tokensmith.keys.store import FileKeyStore
+from tokensmith.keys.signer import LocalSigner
+from tokensmith.keys.store import FileKeyStore, KeyStore
 from tokensmith.settings import Settings
 from tokensmith.tokens.mint import AccessTokenClaims, mint_access_token, new_jti
 from tokensmith.tokens.verify import AccessTokenVerifier
 
 ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 IMPLS = ("raw", "tokensmith", "pyjwt", "joserfc")
+HSM = "pkcs11"  # an extra mint row, beside "tokensmith" (local signing)
 OPS = ("mint", "verify")
 ISSUER = "https://as.example.com"
 AUDIENCE = "https://api.example.com"
@@ -115,18 +123,40 @@ def _raw_ops(alg: str, private: Any, signing_input: bytes) -> tuple[Op, Op]:
     )
 
 
-def build(alg: str, keys_dir: str) -> dict[tuple[str, str], Op]:
-    """The eight (impl, op) callables for ``alg``, each checked once for correctness."""
-    now = int(time.time())
-    km = KeyManager(
-        FileKeyStore(keys_dir),
-        Settings(issuer=ISSUER, keys_dir=keys_dir, signing_alg=alg),
-        ManualClock(now),
-        EventBus(),
-    )
+def _keys(store: KeyStore, keys_dir: str, alg: str, now: int) -> KeyManager:
+    settings = Settings(issuer=ISSUER, keys_dir=keys_dir, signing_alg=alg)
+    km = KeyManager(store, settings, ManualClock(now), EventBus())
     km.ensure_active()
+    return km
+
+
+def open_hsm(directory: str) -> Callable[[str], KeyStore] | None:
+    """A fresh SoftHSM2 token and a function opening a PKCS#11 key store on it for a keys
+    directory; None (with a note) when SoftHSM2 or python-pkcs11 is missing."""
+    from tests.softhsm import init_token, softhsm_module
+
+    module = softhsm_module()
+    try:
+        from tokensmith.keys.pkcs11 import Pkcs11KeyStore
+    except ImportError:
+        module = None
+    if module is None:
+        print("note: no pkcs11 rows: softhsm2 or python-pkcs11 is not installed\n")
+        return None
+    token = init_token(Path(directory), "bench-tokens", module)
+    return lambda keys_dir: Pkcs11KeyStore(token.module, token.label, token.pin, keys_dir)
+
+
+def build(
+    alg: str, keys_dir: str, hsm: Callable[[str], KeyStore] | None = None
+) -> dict[tuple[str, str], Op]:
+    """The eight (impl, op) callables for ``alg`` (nine with ``hsm``: PKCS#11 minting),
+    each checked once for correctness."""
+    now = int(time.time())
+    km = _keys(FileKeyStore(keys_dir), keys_dir, alg, now)
     signer = km.signer()
-    private: Any = km._private[signer.kid]  # the benchmark's own key; never do this in code
+    assert isinstance(signer, LocalSigner)
+    private: Any = signer.private_key  # the benchmark's own key; never do this in code
     claims = AccessTokenClaims(
         "248289761001", "s6BhdRkqt3", AUDIENCE, "openid profile email", now, now + 900,
         new_jti(), "08a5019c-17e1-4977-8f42-65a12843ea02",
@@ -196,6 +226,15 @@ def build(alg: str, keys_dir: str) -> dict[tuple[str, str], Op]:
         ),
         ("joserfc", "verify"): jr_verify,
     }
+    if hsm is not None:
+        hsm_dir = os.path.join(keys_dir, HSM)
+        hsm_keys = _keys(hsm(hsm_dir), hsm_dir, alg, now)
+        hsm_verifier = AccessTokenVerifier(hsm_keys, issuer=ISSUER, clock=SystemClock())
+        got = hsm_verifier.verify(
+            mint_access_token(hsm_keys.signer(), ISSUER, claims), audience=AUDIENCE
+        )
+        assert got["sub"] == claims.subject, HSM
+        ops[HSM, "mint"] = lambda: mint_access_token(hsm_keys.signer(), ISSUER, claims)
     # Every implementation must produce and accept the same claims, or the race is unfair.
     for impl in ("tokensmith", "pyjwt", "joserfc"):
         got = ops[impl, "verify"]()
@@ -236,20 +275,32 @@ def calibrate(fn: Op, warmup_s: float, batch_s: float) -> int:
     return max(3, round(batch_s / per_op))
 
 
+def _impls(cells: dict[tuple[str, str, str], Cell], alg: str, op: str) -> tuple[str, ...]:
+    """The implementations measured for (alg, op): ``IMPLS``, then ``pkcs11`` if present."""
+    return tuple(impl for impl in (*IMPLS, HSM) if (alg, op, impl) in cells)
+
+
 def run(
-    algs: list[str], repeats: int, warmup_s: float, batch_s: float, chunks: int, budget_s: float
+    algs: list[str],
+    repeats: int,
+    warmup_s: float,
+    batch_s: float,
+    chunks: int,
+    budget_s: float,
+    with_hsm: bool = True,
 ) -> dict[tuple[str, str, str], Cell]:
-    """Each round gives every cell ``batch_s`` in ``chunks`` slices, the four implementations
+    """Each round gives every cell ``batch_s`` in ``chunks`` slices, the implementations
     of one (alg, op) taking turns slice by slice (forward, then backward, ABBA style) so a
-    burst of load or a frequency step lands on all four. Stops early, after at least three
+    burst of load or a frequency step lands on all of them. Stops early, after at least three
     rounds, once ``budget_s`` of wall time is spent."""
     started = time.perf_counter()
     cells: dict[tuple[str, str, str], Cell] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
+        hsm = open_hsm(os.path.join(tmp, "softhsm")) if with_hsm else None
         for alg in algs:
             keys_dir = os.path.join(tmp, alg)
             os.mkdir(keys_dir)
-            for (impl, op), fn in build(alg, keys_dir).items():
+            for (impl, op), fn in build(alg, keys_dir, hsm).items():
                 cells[alg, op, impl] = Cell(fn)
         for (alg, op, _), cell in cells.items():
             # RSA signing is ~1.5 ms: twice the time keeps its few hundred samples a round
@@ -257,9 +308,10 @@ def run(
             scale = 2 if op == "mint" and alg in ("RS256", "PS256") else 1
             cell.n = calibrate(cell.fn, warmup_s, batch_s * scale / chunks)
         for r in range(repeats):
-            order = IMPLS[r % len(IMPLS) :] + IMPLS[: r % len(IMPLS)]
             for alg in algs:
                 for op in OPS:
+                    impls = _impls(cells, alg, op)
+                    order = impls[r % len(impls) :] + impls[: r % len(impls)]
                     row = [cells[alg, op, impl] for impl in order]
                     spent = [0.0] * len(row)
                     for k in range(chunks):
@@ -283,10 +335,10 @@ def report(cells: dict[tuple[str, str, str], Cell], algs: list[str]) -> list[str
     for alg in algs:
         for op in OPS:
             raw = cells[alg, op, "raw"].ops_per_s
-            for impl in IMPLS:
+            for impl in _impls(cells, alg, op):
                 runs = cells[alg, op, impl].ops_per_s
                 ops = statistics.median(runs)
-                ratio = statistics.median(a / b for a, b in zip(runs, raw, strict=True))
+                ratio = _ratio(runs, raw)
                 target = TARGETS.get((alg, op)) if impl == "tokensmith" else None
                 met = ""
                 if target is not None:
@@ -300,7 +352,19 @@ def report(cells: dict[tuple[str, str, str], Cell], algs: list[str]) -> list[str
                     f"{f'>={target:.2f}' if target is not None else '':>7} {met:>4}"
                 )
         print()
+    hsm_ratios = []
+    for alg in algs:
+        if (alg, "mint", HSM) in cells:
+            local = cells[alg, "mint", "tokensmith"].ops_per_s
+            hsm_ratios.append(f"{alg} {_ratio(cells[alg, 'mint', HSM].ops_per_s, local):.3f}")
+    if hsm_ratios:
+        print(f"{HSM} mint ÷ local (tokensmith) mint: " + ", ".join(hsm_ratios))
     return missed
+
+
+def _ratio(runs: list[float], base: list[float]) -> float:
+    """The median of the per-round ratios (rounds measured the two side by side)."""
+    return statistics.median(a / b for a, b in zip(runs, base, strict=True))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(CLOCKS),
         default="cpu",
         help="cpu: process CPU time (default, robust to neighbours); wall: perf_counter",
+    )
+    parser.add_argument(
+        "--no-hsm", action="store_true", help=f"skip the {HSM} rows (SoftHSM2 signing)"
     )
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when a tokensmith target is missed"
@@ -345,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         f"interleaved slices; median ops/s, ratio = median of per-round ratios to raw\n"
     )
     started = time.perf_counter()
-    cells = run(algs, repeats, warmup_s, batch_s, chunks, args.budget)
+    cells = run(algs, repeats, warmup_s, batch_s, chunks, args.budget, not args.no_hsm)
     missed = report(cells, algs)
     load = os.getloadavg()
     print(

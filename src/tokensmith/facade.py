@@ -539,14 +539,33 @@ def _open_store(settings: Settings) -> RefreshStore:
     return open_store(settings)
 
 
-def _key_store(settings: Settings) -> KeyStore:
-    """The configured key store: a directory on this machine, or the shared database
-    (which ``setup()`` migrates before the first key is made)."""
-    if settings.key_store == "sql":
-        from tokensmith.store.sql import open_key_store
-
-        return open_key_store(settings)
+def _file_key_store(settings: Settings) -> KeyStore:
     return FileKeyStore(settings.keys_dir, settings.key_passphrase)
+
+
+def _sql_key_store(settings: Settings) -> KeyStore:
+    from tokensmith.store.sql import open_key_store
+
+    return open_key_store(settings)
+
+
+def _pkcs11_key_store(settings: Settings) -> KeyStore:
+    from tokensmith.keys.pkcs11 import open_pkcs11_key_store
+
+    return open_pkcs11_key_store(settings)
+
+
+# settings.KEY_STORES names each: a directory on this machine, the shared database (which
+# ``setup()`` migrates before the first key is made), or an HSM token (keys/pkcs11.py).
+_KEY_STORES: dict[str, Callable[[Settings], KeyStore]] = {
+    "file": _file_key_store,
+    "sql": _sql_key_store,
+    "pkcs11": _pkcs11_key_store,
+}
+
+
+def _key_store(settings: Settings) -> KeyStore:
+    return _KEY_STORES[settings.key_store](settings)
 
 
 def _epoch(value: datetime | float, name: str) -> int:

@@ -22,7 +22,7 @@ SUPPORTED_ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 # RFC 9864 registers the fully specified name; we sign as EdDSA and accept either.
 ALG_ALIASES = {"Ed25519": "EdDSA"}
 PROFILES = ("default", "pci-dss")
-KEY_STORES = ("file", "sql")
+KEY_STORES = ("file", "sql", "pkcs11")
 PCI_DSS_IDLE_TTL = 15 * MINUTE  # PCI DSS 4.0 req. 8.2.8
 MAX_LEEWAY = 300
 # ``database_url`` of the in-memory reference store (tests and demos; not durable).
@@ -61,8 +61,13 @@ class Settings:
     database_url: str = "sqlite:///tokensmith.db"
     keys_dir: str = "keys"
     key_passphrase: str | None = field(default=None, repr=False)
-    # "file": keys_dir on this machine; "sql": database_url, shared by every instance.
+    # "file": keys_dir on this machine; "sql": database_url, shared by every instance;
+    # "pkcs11": keys made and kept in an HSM token, their lifecycle records in keys_dir.
     key_store: str = "file"
+    pkcs11_module: str | None = None  # path to the PKCS#11 library (.so)
+    pkcs11_token_label: str | None = None
+    pkcs11_pin: str | None = field(default=None, repr=False)
+    pkcs11_pin_file: str | None = None  # read at start-up, so the PIN stays out of the env
     signing_alg: str = "ES256"
     access_token_ttl: int = 5 * MINUTE
     id_token_ttl: int = 5 * MINUTE
@@ -112,6 +117,8 @@ class Settings:
             raise ConfigError(
                 "key_store 'sql' encrypts private keys at rest: set TOKENSMITH_KEY_PASSPHRASE"
             )
+        if self.key_store == "pkcs11":
+            _require_pkcs11(self)
         if self.profile not in PROFILES:
             raise ConfigError(f"profile must be one of {', '.join(PROFILES)}")
         if not _finite(self.leeway) or not 0 <= self.leeway <= MAX_LEEWAY:
@@ -209,6 +216,18 @@ def _finite(value: object) -> bool:
 def _require_int(name: str, value: object, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name} must be a whole number ≥ {minimum}")
+
+
+def _require_pkcs11(settings: Settings) -> None:
+    if not settings.pkcs11_module or not settings.pkcs11_token_label:
+        raise ConfigError(
+            "key_store 'pkcs11' needs TOKENSMITH_PKCS11_MODULE and TOKENSMITH_PKCS11_TOKEN_LABEL"
+        )
+    if (settings.pkcs11_pin is None) == (settings.pkcs11_pin_file is None):
+        raise ConfigError(
+            "key_store 'pkcs11' needs exactly one of TOKENSMITH_PKCS11_PIN and "
+            "TOKENSMITH_PKCS11_PIN_FILE"
+        )
 
 
 def _require_grace(value: object) -> None:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from tokensmith.clock import Clock
 from tokensmith.errors import KeyStoreError
 from tokensmith.events import EventBus
-from tokensmith.keys.algorithms import AlgorithmSpec, PrivateKey, PublicKey, spec_for
+from tokensmith.keys.algorithms import AlgorithmSpec, PublicKey, spec_for
 from tokensmith.keys.jwk import public_jwk
 from tokensmith.keys.records import KeyRecord
-from tokensmith.keys.signer import LocalSigner, Signer
+from tokensmith.keys.signer import Signer
 from tokensmith.keys.store import KeyStore
 from tokensmith.settings import Settings
 
@@ -71,7 +71,9 @@ class KeyManager:
         self.events = events
         self.alg = settings.signing_alg
         self._lock = threading.Lock()
-        self._private: dict[str, PrivateKey] = {}
+        # One signer per published key, from the store: the public key of each is what
+        # verification and the JWKS use, so no private key is ever needed here.
+        self._signers: dict[str, Signer] = {}
         self._snapshot = _Snapshot((), object(), {}, None, _document([]))
         self._checked_at = float("-inf")
 
@@ -194,11 +196,9 @@ class KeyManager:
 
     # -- internals ------------------------------------------------------------------------
     def _new_key(self, now: float) -> KeyRecord:
-        key = spec_for(self.alg).generate()
-        kid = public_jwk(key.public_key(), self.alg)["kid"]
-        self.store.save_private_key(kid, key)
-        self._private[kid] = key
-        return KeyRecord(kid=kid, alg=self.alg, state="pending", created_at=now)
+        signer = self.store.create_key(self.alg)
+        self._signers[signer.kid] = signer
+        return KeyRecord(kid=signer.kid, alg=self.alg, state="pending", created_at=now)
 
     def _promote(self, records: list[KeyRecord], now: float) -> list[KeyRecord]:
         """The configured algorithm's pending key signs; every active key retires, that of
@@ -257,8 +257,8 @@ class KeyManager:
         after = self.store.update(mutate)
         # A key that left the records is no longer published: its private half goes too.
         for gone in {r.kid for r in before} - {r.kid for r in after}:
-            self.store.delete_private_key(gone)
-            self._private.pop(gone, None)
+            self.store.delete_key(gone)
+            self._signers.pop(gone, None)
         self._reload(force=True)
 
     def _current(self) -> _Snapshot:
@@ -291,15 +291,13 @@ class KeyManager:
     def _build(self, records: list[KeyRecord], version: object) -> _Snapshot:
         verification: dict[str, VerificationKey] = {}
         for r in records:
-            private = self._private.get(r.kid)
-            if private is None:
-                private = self._private[r.kid] = self.store.load_private_key(r.kid)
+            key_signer = self._signers.get(r.kid)
+            if key_signer is None:
+                key_signer = self._signers[r.kid] = self.store.signer(r.kid, r.alg)
             spec = spec_for(r.alg)
-            verification[r.kid] = VerificationKey(r.kid, r.alg, private.public_key(), spec)
+            verification[r.kid] = VerificationKey(r.kid, r.alg, key_signer.public_key(), spec)
         signing = self._signing_record(records)
-        signer = None
-        if signing is not None:
-            signer = LocalSigner(self._private[signing.kid], signing.alg, signing.kid)
+        signer = None if signing is None else self._signers[signing.kid]
         jwks = _document([public_jwk(verification[r.kid].public_key, r.alg) for r in records])
         return _Snapshot(tuple(records), version, verification, signer, jwks)
 

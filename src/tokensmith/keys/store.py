@@ -1,11 +1,13 @@
 """Where key material and lifecycle metadata live.
 
-``KeyStore`` is the protocol the lifecycle depends on; ``FileKeyStore`` is the default:
-one PKCS#8 PEM file per key (mode 0600, encrypted when a passphrase is set, see
-:mod:`tokensmith.keys.pbes`), a ``keys.json`` with the lifecycle records, and the
-``refresh-secret`` for grace retries (SECURITY B1: with the keys, never in the database).
-Every change runs under an exclusive ``flock`` and replaces its file atomically, so two
-processes rotating (or creating the secret) at once serialise and agree.
+``KeyStore`` is the protocol the lifecycle depends on: lifecycle records, and keys it makes
+and hands out as ``Signer``s, so the lifecycle never holds a private key (a PKCS#11 token's
+never leave it, ``keys/pkcs11.py``). ``FileKeyStore`` is the default: one PKCS#8 PEM file
+per key (mode 0600, encrypted when a passphrase is set, see :mod:`tokensmith.keys.pbes`), a
+``keys.json`` with the lifecycle records, and the ``refresh-secret`` for grace retries
+(SECURITY B1: with the keys, never in the database). Every change runs under an exclusive
+``flock`` and replaces its file atomically, so two processes rotating (or creating the
+secret) at once serialise and agree.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from tokensmith.errors import ConfigError, KeyStoreError
 from tokensmith.keys import pbes
 from tokensmith.keys.algorithms import PrivateKey
+from tokensmith.keys.local import LocalKeys
 from tokensmith.keys.records import KeyRecord
+from tokensmith.keys.signer import Signer
 
 logger = logging.getLogger("tokensmith.keys")
 
@@ -50,14 +54,21 @@ class KeyStore(Protocol):
         """Run ``mutate`` on the current records under an exclusive lock and save the result."""
         ...
 
-    def save_private_key(self, kid: str, key: PrivateKey) -> None: ...
+    def create_key(self, alg: str) -> Signer:
+        """Make a key for ``alg`` where this store keeps keys; its ``kid`` is the RFC 7638
+        thumbprint of its public key."""
+        ...
 
-    def load_private_key(self, kid: str) -> PrivateKey: ...
+    def signer(self, kid: str, alg: str) -> Signer:
+        """The signer of a key made by ``create_key`` (its public key included)."""
+        ...
 
-    def delete_private_key(self, kid: str) -> None: ...
+    def delete_key(self, kid: str) -> None:
+        """Destroy the key's private half; a missing key is not an error."""
+        ...
 
 
-class FileKeyStore:
+class FileKeyStore(LocalKeys):
     def __init__(self, directory: str | os.PathLike[str], passphrase: str | None = None) -> None:
         self.directory = Path(directory)
         self._passphrase = passphrase.encode("utf-8") if passphrase else None
@@ -158,7 +169,7 @@ class FileKeyStore:
                 continue
         raise ConfigError(f"cannot load key {kid}: wrong passphrase or corrupt file")
 
-    def delete_private_key(self, kid: str) -> None:
+    def delete_key(self, kid: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._pem_path(kid).unlink()
 

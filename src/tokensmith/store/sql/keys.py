@@ -39,6 +39,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from tokensmith.errors import KeyStoreError
 from tokensmith.keys.algorithms import PrivateKey
+from tokensmith.keys.local import LocalKeys
 from tokensmith.keys.records import KeyRecord
 from tokensmith.keys.sealing import (
     NONCE_BYTES,
@@ -125,7 +126,7 @@ _UPDATE_KEY = update(private_keys).where(_P.kid == bindparam("b_kid"))
 _DELETE_KEY = delete(private_keys).where(_P.kid == bindparam("b_kid"))
 
 
-class SqlKeyStore:
+class SqlKeyStore(LocalKeys):
     """A ``KeyStore`` in SQLite or PostgreSQL; run the migrations before first use.
 
     Constructing it touches no database (``Tokensmith.setup()`` migrates first) but needs
@@ -189,7 +190,7 @@ class SqlKeyStore:
             raise KeyStoreError(f"private key {kid} is missing from the key store")
         return sealer.open(kid, row.nonce, row.ciphertext)
 
-    def delete_private_key(self, kid: str) -> None:
+    def delete_key(self, kid: str) -> None:
         try:
             with self._connection() as conn:
                 conn.execute(_DELETE_KEY, {"b_kid": kid})
