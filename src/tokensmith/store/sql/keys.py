@@ -140,6 +140,7 @@ class SqlKeyStore:
         self._sealer: KeySealer | None = None
         self._sealer_lock = threading.Lock()
         self._secret: bytes | None = None
+        self._secret_lock = threading.Lock()  # not the sealer's: it is taken inside
         # The connection of the update() running on this thread, for save_private_key.
         self._local = threading.local()
 
@@ -223,7 +224,7 @@ class SqlKeyStore:
             # First use of this database: make the salt. Another instance racing us wins
             # or loses on the primary key; the loser uses the winner's salt.
             salt = new_salt()
-            sealer = KeySealer.from_passphrase(self._passphrase, salt)
+            sealer = KeySealer.from_passphrase(self._passphrase, salt, SCRYPT_N)
             check_nonce, check_value = sealer.check_value()
             state = {
                 "id": _STATE_ROW,
@@ -247,7 +248,7 @@ class SqlKeyStore:
         """The grace-retry secret (:class:`tokensmith.refresh.secret.SecretSource`), sealed
         in ``ts_key_store``; the first instance to need it creates it."""
         if self._secret is None:
-            with self._sealer_lock:
+            with self._secret_lock:
                 if self._secret is None:
                     self._secret = self._keep_secret(secrets.token_bytes)
         return self._secret
@@ -278,7 +279,7 @@ class SqlKeyStore:
         of private keys resealed."""
         passphrase = require_passphrase(new_passphrase or self._passphrase)
         salt = new_salt()
-        sealer = KeySealer.from_passphrase(passphrase, salt)
+        sealer = KeySealer.from_passphrase(passphrase, salt, SCRYPT_N)
         check_nonce, check_value = sealer.check_value()
         done = 0
         with _schema_hint(), self.engine.begin() as conn:
