@@ -79,6 +79,8 @@ class Tokensmith:
     ) -> None:
         """``key_store`` and ``refresh_store`` replace the ones ``settings`` would open (a
         KMS-backed key store, a store over an engine you configured yourself).
+        A key store with ``refresh_secret()`` (:class:`tokensmith.refresh.SecretSource`)
+        keeps the grace-retry secret unless ``settings.refresh_secret`` is set (SECURITY B1).
         ``reuse_policy`` runs after a detected reuse has revoked the family (SPEC: e.g.
         ``tokensmith.refresh.revoke_subject_on_reuse`` logs the user out everywhere)."""
         self.settings = settings
