@@ -371,3 +371,17 @@ def test_a_store_sealed_at_the_old_cost_opens_and_reencrypt_reseals_it(
     assert reopened.refresh_secret() == secret
     with pytest.raises(ConfigError, match="wrong passphrase"):
         open_store().load_private_key(kids[0])
+
+
+def test_an_instance_running_through_a_reencrypt_seals_and_opens_keys_as_it_resealed(
+    open_store: StoreFactory, clock: ManualClock
+) -> None:
+    running = open_store()
+    km = _manager(running, clock)
+    km.ensure_active()
+    open_store().reencrypt(None, lambda _line: None)
+    km.rotate()  # the running instance seals the new pending key
+    assert all(open_store().load_private_key(r.kid) for r in km.records())
+    elsewhere = _manager(open_store(), clock)
+    elsewhere.rotate()  # and opens a key made after the reencrypt elsewhere
+    assert all(running.load_private_key(r.kid) for r in elsewhere.records())
