@@ -1,8 +1,8 @@
 """Requests per second on ONE uvicorn worker, against the limits measured in the same run.
 
 One table, one run. Rows, all served by the same uvicorn process (``--workers 1``,
-httptools on uvloop as ``tokensmith serve`` runs it, ``--no-access-log``, loopback, a free
-port; the app is ``benchmarks/_http_app.py``):
+httptools with its limits on uvloop as ``tokensmith serve`` runs it, ``--no-access-log``,
+loopback, a free port; the app is ``benchmarks/_http_app.py``):
 
 1. ``constant``: a plain Starlette endpoint returning a small constant JSON — the limit of
    this server, event loop and HTTP parser;
@@ -118,9 +118,9 @@ def serve(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Pope
         str(port),
         "--workers",
         "1",
-        # What ``tokensmith serve`` runs: httptools' parser on uvloop.
+        # What ``tokensmith serve`` runs: httptools' parser, with its limits, on uvloop.
         "--http",
-        "httptools",
+        "tokensmith.http.limits:BoundedHttpToolsProtocol",
         "--loop",
         "uvloop",
         "--no-access-log",

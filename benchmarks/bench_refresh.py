@@ -94,7 +94,7 @@ def _service(db: Database) -> RefreshService:
 
 
 def _login(service: RefreshService, subject: str) -> Session:
-    return service.start(
+    pending = service.start(
         subject=subject,
         client_id="spa",
         scope="openid",
@@ -105,6 +105,8 @@ def _login(service: RefreshService, subject: str) -> Session:
         access_jti=f"{subject}-{secrets.token_hex(4)}",
         access_exp=2_000_000_000,
     )
+    pending.durable()
+    return pending.session
 
 
 def service_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], None]]:
@@ -117,16 +119,15 @@ def service_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[]
         prefix = f"{n}-{secrets.token_hex(4)}-"
 
         def step(i: int) -> None:
-            state["token"] = (
-                service.rotate(
-                    state["token"],
-                    client_id="spa",
-                    scope=None,
-                    access_jti=prefix + str(i),
-                    access_exp=2_000_000_000,
-                ).refresh_token
-                or ""
+            pending = service.rotate(
+                state["token"],
+                client_id="spa",
+                scope=None,
+                access_jti=prefix + str(i),
+                access_exp=2_000_000_000,
             )
+            pending.durable()
+            state["token"] = pending.session.refresh_token or ""
 
         return step
 
@@ -158,7 +159,7 @@ def store_callers(db: Database, callers: int) -> tuple[list[Step], Callable[[], 
                 tx.insert_token(NewToken(child, family, parent, salt, now, now + 86_400))
                 tx.record_access_token(prefix + str(i), family, 2_000_000_000.0)
 
-            store.atomic(work).committed()
+            store.atomic(work)
             state["hash"] = child
 
         return step

@@ -113,3 +113,58 @@ class JwksServer:
             server.should_exit = True
             thread.join(timeout=10)
             sock.close()
+
+
+@contextmanager
+def dripping(answers: list[tuple[bytes, bytes, bytes]], interval: float) -> Iterator[str]:
+    """A raw HTTP/1.1 server on 127.0.0.1 for clients that must not wait for ever: the n-th
+    request (on any connection, keep-alive included) gets ``answers[n]`` = (sent at once,
+    sent one byte per ``interval``, then sent at once). Yields the JWKS URL; each
+    connection has its own thread, which stops when the client hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    pending = iter(answers)
+    lock = threading.Lock()
+
+    def send(conn: socket.socket, head: bytes, slow: bytes, tail: bytes) -> None:
+        conn.sendall(head)
+        for byte in slow:
+            if stop.wait(interval):
+                return
+            conn.sendall(bytes([byte]))
+        conn.sendall(tail)
+
+    def serve(conn: socket.socket) -> None:
+        with conn:
+            try:
+                while conn.recv(65536):  # one small GET per read
+                    with lock:
+                        answer = next(pending, None)
+                    if answer is None:
+                        return
+                    send(conn, *answer)
+            except OSError:
+                return  # the client gave up: what the tests wait for
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/.well-known/jwks.json"
+    finally:
+        stop.set()
+        listener.close()
+
+
+def http_answer(body: bytes) -> bytes:
+    """A complete 200 answer carrying ``body`` as a JWK Set."""
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b"Cache-Control: max-age=600\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )

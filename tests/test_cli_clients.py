@@ -86,3 +86,84 @@ def test_a_client_id_is_registered_once(env: dict[str, str]) -> None:
     assert run(env, "clients", "add", "spa", "--public")[0] == 0
     code, out = run(env, "clients", "add", "spa", "--public")
     assert code == 1 and "already exists" in out
+
+
+def test_clients_can_be_disabled_enabled_and_listed_with_their_state(env: dict[str, str]) -> None:
+    assert run(env, "clients", "add", "spa", "--public")[0] == 0
+    code, out = run(env, "clients", "disable", "spa", "--json")
+    assert code == 0 and json.loads(out)["state"] == "disabled"
+    code, out = run(env, "clients", "list")
+    assert code == 0 and "disabled" in out.splitlines()[1]
+    assert run(env, "clients", "enable", "spa") == (0, "client spa enabled\n")
+    assert json.loads(run(env, "clients", "list", "--json")[1])[0]["state"] == "enabled"
+
+
+def test_update_replaces_the_lists_named_and_repeated_flags_accumulate(
+    env: dict[str, str],
+) -> None:
+    run(env, "clients", "add", "backend", "--confidential", "--scope", "old", "--aud", "api")
+    code, out = run(
+        env, "clients", "update", "backend", "--scope", "read", "--scope", "write", "--json"
+    )
+    body = json.loads(out)
+    assert code == 0 and body["scopes"] == ["read", "write"] and body["audiences"] == ["api"]
+    code, out = run(env, "clients", "update", "backend", "--grant", "refresh_token", "--json")
+    assert code == 0 and json.loads(out)["grant_types"] == ["refresh_token"]
+
+
+def test_rotate_secret_prints_the_new_secret_once(env: dict[str, str], tmp_path: Path) -> None:
+    old = json.loads(run(env, "clients", "add", "backend", "--confidential", "--json")[1])
+    code, out = run(env, "clients", "rotate-secret", "backend", "--overlap", "300", "--json")
+    body = json.loads(out)
+    assert code == 0 and set(body) == {"client_id", "client_secret"}
+    assert (
+        body["client_secret"].startswith("tss_") and body["client_secret"] != old["client_secret"]
+    )
+    with sqlite3.connect(tmp_path / "ts.db") as db:
+        (expires,) = db.execute("SELECT previous_secret_expires_at FROM ts_clients").fetchone()
+    assert expires is not None
+    code, out = run(env, "clients", "rotate-secret", "backend")
+    assert code == 0 and "no longer" in out and "tss_" in out
+
+
+def test_delete_removes_the_client(env: dict[str, str]) -> None:
+    run(env, "clients", "add", "spa", "--public")
+    code, out = run(env, "clients", "delete", "spa", "--json")
+    assert code == 0 and json.loads(out) == {"client_id": "spa", "families_revoked": 0}
+    assert json.loads(run(env, "clients", "list", "--json")[1]) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("clients", "disable", "ghost"),
+        ("clients", "enable", "ghost"),
+        ("clients", "delete", "ghost"),
+        ("clients", "rotate-secret", "ghost"),
+        ("clients", "update", "ghost", "--scope", "read"),
+    ],
+    ids=["disable", "enable", "delete", "rotate-secret", "update"],
+)
+def test_an_unknown_client_is_a_one_line_error(env: dict[str, str], args: tuple[str, ...]) -> None:
+    code, out = run(env, *args)
+    assert code == 1 and out == "Error: invalid_request: no client 'ghost'\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("clients", "update", "backend", "--scope", 'a"b'), "RFC 6749 §3.3"),
+        (("clients", "update", "backend", "--origin", "app.example.com"), "scheme"),
+        (("clients", "update", "backend", "--grant", "password"), "unsupported grant"),
+        (("clients", "rotate-secret", "spa"), "public"),
+        (("clients", "rotate-secret", "backend", "--overlap", "-1"), "-1"),
+    ],
+    ids=["bad scope", "bad origin", "bad grant", "public secret", "negative overlap"],
+)
+def test_bad_lifecycle_input_is_a_one_line_error(
+    env: dict[str, str], args: tuple[str, ...], message: str
+) -> None:
+    run(env, "clients", "add", "backend", "--confidential")
+    run(env, "clients", "add", "spa", "--public")
+    code, out = run(env, *args)
+    assert code in (1, 2) and message in out

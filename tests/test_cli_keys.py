@@ -56,7 +56,7 @@ def test_jwks_prints_public_keys_only(env: dict[str, str]) -> None:
 def test_revoke_removes_a_key_from_the_jwks(env: dict[str, str]) -> None:
     run(env, "keys", "generate")
     kid = json.loads(run(env, "keys", "jwks")[1])["keys"][0]["kid"]
-    code, out = run(env, "keys", "revoke", kid)
+    code, out = run(env, "keys", "revoke", "--", kid)  # a kid may start with "-"
     assert code == 0 and "no longer published" in out
     assert kid not in run(env, "keys", "jwks")[1]
 

@@ -20,8 +20,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     return cli_env(tmp_path)
 
 
-def run(env: dict[str, str], *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args), env=env)
+def run(env: dict[str, str], *args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), env=env, input=stdin)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 
@@ -94,3 +94,34 @@ def test_issue_without_keys_is_a_clear_error(env: dict[str, str]) -> None:
     run(env, "db", "upgrade")
     code, out = run(env, "token", "issue", "--sub", "a", "--client", "c")
     assert code == 1 and "keys generate" in out
+
+
+def test_tokens_are_read_from_standard_input_with_a_dash(ready: dict[str, str]) -> None:
+    """Issue #11 item 7: ``-`` keeps a token out of argv (``ps``) and the shell history."""
+    body = _issue(ready, "--aud", "api")
+    code, out = run(
+        ready, "token", "verify", "-", "--aud", "api", stdin=f"{body['access_token']}\n"
+    )
+    assert code == 0, out
+    assert json.loads(out)["claims"]["sub"] == "alice"
+    code, out = run(ready, "revoke", "--token", "-", stdin=f"{body['refresh_token']}\n")
+    assert code == 0 and "revoked the token's family" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (("token", "verify", "-"), "", "exactly one token, found 0"),
+        (("token", "verify", "-"), "\n", "exactly one token, found 0"),
+        (("token", "verify", "-"), "a.b.c\nd.e.f\n", "exactly one token, found 2"),
+        (("revoke", "--token", "-"), "tsr_a tsr_b", "exactly one token, found 2"),
+        (("revoke", "--token", "-"), "x" * 70_000, "too long for a token"),
+    ],
+    ids=["empty", "a bare newline", "two lines", "two words", "too long"],
+)
+def test_standard_input_must_hold_exactly_one_token(
+    ready: dict[str, str], args: tuple[str, ...], stdin: str, message: str
+) -> None:
+    code, out = run(ready, *args, stdin=stdin)
+    assert code == 1 and len(out.splitlines()) == 1 and out.startswith("Error: ")
+    assert message in out

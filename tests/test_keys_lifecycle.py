@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from joserfc.jwk import import_key
 
+from tests import alg_change
 from tests.conftest import ALGS, ISSUER, make_keys
 from tokensmith.clock import ManualClock
 from tokensmith.errors import ConfigError, InvalidToken, KeyStoreError
@@ -282,3 +283,19 @@ def test_a_fresh_manager_never_hands_out_an_empty_snapshot_under_concurrency(
     for t in threads:
         t.join(10)
     assert errors == [] and len(set(kids)) == 1 and len(kids) == 8
+
+
+def test_the_schedule_retires_a_key_of_an_algorithm_no_longer_configured(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    alg_change.scheduled_rotation_retires_the_old_algorithm(
+        lambda alg: make_keys(tmp_path, clock, alg), clock
+    )
+
+
+def test_rotate_retires_a_key_of_an_algorithm_no_longer_configured(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    alg_change.operator_rotation_retires_the_old_algorithm(
+        lambda alg: make_keys(tmp_path, clock, alg)
+    )

@@ -74,8 +74,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+SCRAPE_TOKEN = "scrape-" + "s" * 32
+
+
 @pytest.mark.anyio
-async def test_metrics_count_events_errors_and_latency(ts: Tokensmith) -> None:
+async def test_metrics_count_events_errors_and_latency(tmp_path: Path) -> None:
+    ts = make_tokensmith(tmp_path, ManualClock(1_800_000_000), metrics_token=SCRAPE_TOKEN)
     ts.register_client("spa", confidential=False)
     app = create_app(ts, enable_metrics=True)
     login = ts.issue(subject="alice", client_id="spa", scope="openid")
@@ -85,13 +89,82 @@ async def test_metrics_count_events_errors_and_latency(ts: Tokensmith) -> None:
         ok = await client.post("/token", data={**data, "refresh_token": login.refresh_token})
         bad = await client.post("/token", data={**data, "refresh_token": "tsr_nope"})
         assert (ok.status_code, bad.status_code) == (200, 400)
-        text = (await client.get("/metrics")).text
+        scrape = {"Authorization": f"Bearer {SCRAPE_TOKEN}"}
+        text = (await client.get("/metrics", headers=scrape)).text
     assert 'tokensmith_events_total{event="issued"} 1.0' in text
     assert 'tokensmith_events_total{event="rotated"} 1.0' in text
     assert 'tokensmith_errors_total{error="invalid_grant"} 1.0' in text
     assert 'tokensmith_request_seconds_count{route="/token",status="2xx"} 1.0' in text
     assert 'tokensmith_request_seconds_count{route="/token",status="4xx"} 1.0' in text
     assert "tsr_" not in text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("token", "headers", "status"),
+    [
+        (None, {"Authorization": f"Bearer {SCRAPE_TOKEN}"}, 404),
+        (SCRAPE_TOKEN, {}, 401),
+        (SCRAPE_TOKEN, {"Authorization": f"Bearer {SCRAPE_TOKEN}x"}, 401),
+        (SCRAPE_TOKEN, {"Authorization": f"Basic {SCRAPE_TOKEN}"}, 401),
+        (SCRAPE_TOKEN, {"Authorization": f"bearer {SCRAPE_TOKEN}"}, 200),
+    ],
+    ids=["no token: no public route", "no header", "wrong token", "other scheme", "right"],
+)
+async def test_public_metrics_need_the_scrape_token(
+    tmp_path: Path, token: str | None, headers: dict[str, str], status: int
+) -> None:
+    """SPEC "Serving limits": /metrics is not on the public port by default."""
+    ts = make_tokensmith(tmp_path, ManualClock(1_800_000_000), metrics_token=token)
+    transport = httpx.ASGITransport(app=create_app(ts, enable_metrics=True))
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+        r = await client.get("/metrics", headers=headers)
+    assert r.status_code == status
+    if status == 401:
+        assert r.json() == {"error": "invalid_token"}
+        assert r.headers["www-authenticate"].startswith("Bearer ")
+
+
+@pytest.mark.anyio
+async def test_a_client_gone_mid_body_is_one_log_line_without_traceback(
+    ts: Tokensmith, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Starlette raises ClientDisconnect while the form is read; it used to reach the
+    catch-all handler (a traceback) and uvicorn (another one)."""
+    app = create_app(ts)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/token",
+        "raw_path": b"/token",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+        "scheme": "http",
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    arrived = iter(
+        [
+            {"type": "http.request", "body": b"grant_type=", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+
+    async def receive() -> dict[str, object]:
+        return next(arrived)
+
+    async def send(message: dict[str, object]) -> None:
+        return None
+
+    caplog.set_level(logging.DEBUG, logger="tokensmith")
+    await app(scope, receive, send)
+    records = [r for r in caplog.records if r.name.startswith("tokensmith")]
+    assert [r.getMessage() for r in records] == [
+        "POST /token: client disconnected before sending its body"
+    ]
+    assert records[0].exc_info is None
 
 
 def test_json_logs_carry_event_fields_and_no_secret(ts: Tokensmith) -> None:
@@ -137,6 +210,13 @@ def test_serve_refuses_a_plain_http_public_issuer(tmp_path: Path) -> None:
     env = {"TOKENSMITH_ISSUER": "http://auth.example.com", "TOKENSMITH_KEYS_DIR": str(tmp_path)}
     result = CliRunner().invoke(cli, ["serve"], env=env)
     assert result.exit_code == 2 and "--insecure" in result.output
+
+
+def test_serve_refuses_a_metrics_port_with_several_workers(tmp_path: Path) -> None:
+    """Each worker has its own counters: one loopback port would show one at random."""
+    env = cli_env(tmp_path, issuer="http://127.0.0.1:8000")
+    result = CliRunner().invoke(cli, ["serve", "--workers", "2", "--metrics-port", "9"], env=env)
+    assert result.exit_code == 2 and "TOKENSMITH_METRICS_TOKEN" in result.output
 
 
 def test_serve_sets_up_a_fresh_directory_and_answers(tmp_path: Path) -> None:

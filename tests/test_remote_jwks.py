@@ -7,14 +7,16 @@ endpoint reached through httpx; time moves on a ``ManualClock``.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_keys
-from tests.jwks_server import JWKS_URL, JwksServer
+from tests.jwks_server import JWKS_URL, JwksServer, dripping, http_answer
 from tokensmith.clock import ManualClock
 from tokensmith.errors import ConfigError
 from tokensmith.http.remote_jwks import RemoteJwks
@@ -324,3 +326,29 @@ def test_cached_key_never_fetches(server: JwksServer, clock: ManualClock, keys: 
     assert jwks.refresh() is True
     assert jwks.cached_key(active_kid(keys)) is not None
     assert not jwks.fetch_due(active_kid(keys))
+
+
+@pytest.mark.parametrize(
+    "split",
+    [len(b"HTTP/1.1 200 OK\r\n"), -40],
+    ids=["headers dripping", "body dripping"],
+)
+def test_timeout_is_one_deadline_for_the_whole_fetch(
+    clock: ManualClock, keys: KeyManager, split: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue #11 item 7: a server sending a byte every 0.5 s held a ``timeout=5`` fetch for
+    10.5 s (httpx's timeouts bound each read). Now ``timeout=2`` fails within ~2.5 s and
+    the last good set stays in hand (stale-if-error)."""
+    good = http_answer(json.dumps(keys.jwks()).encode())
+    slow = (good[:split], good[split:][:30], good[split:][30:])  # 15 s of drip, then the rest
+    with dripping([(good, b"", b""), slow], interval=0.5) as url:
+        jwks = RemoteJwks(url, clock=clock, allow_insecure_loopback=True, timeout=2)
+        kid = active_kid(keys)
+        assert jwks.verification_key(kid) is not None
+        clock.advance(601)
+        started = time.monotonic()
+        assert jwks.refresh() is True  # failed, but the last good set is kept
+        assert time.monotonic() - started <= 2.5
+        assert "no complete answer within 2" in caplog.text
+        assert jwks.verification_key(kid) is not None
+        jwks.close()

@@ -1,14 +1,26 @@
-"""The uvicorn protocol ``serve`` uses turns Nagle's algorithm off on every connection."""
+"""The uvicorn protocol ``serve`` uses turns Nagle's algorithm off on every connection, and
+the connection limit fits in the process's open-file limit (live checks of the limits are in
+``test_serve_limits.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import sys
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 
+from tokensmith.http.limits import (
+    FD_HEADROOM,
+    ConnectionLimits,
+    ThrottledLog,
+    raise_open_file_limit,
+)
 from tokensmith.http.serving import NoDelayHttpToolsProtocol
+from tokensmith.settings import Settings
 
 
 class _Transport:
@@ -62,3 +74,45 @@ class _State:
         self.connections: set[Any] = set()
         self.tasks: set[Any] = set()
         self.default_headers: list[Any] = []
+
+
+def test_the_connection_limit_leaves_descriptors_for_the_database_and_keys() -> None:
+    settings = Settings(issuer="https://as.example.com", max_connections=1000)
+    assert ConnectionLimits.from_settings(settings, None).max_connections == 1000
+    assert ConnectionLimits.from_settings(settings, 1 << 16).max_connections == 1000
+    lowered = ConnectionLimits.from_settings(settings, 600).max_connections
+    assert lowered == 600 - FD_HEADROOM
+    assert ConnectionLimits.from_settings(settings, 10).max_connections == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_serve_raises_its_open_file_soft_limit_to_the_hard_one() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+        raised = raise_open_file_limit()
+        assert raised == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert raised is not None and raised >= min(hard, 1 << 16) > 256
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_refusals_are_logged_at_most_once_a_second_with_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    log = ThrottledLog(clock=lambda: now[0])
+    caplog.set_level(logging.INFO, logger="tokensmith.http.limits")
+    for _ in range(500):  # a flood within one second: one line
+        log(logging.WARNING, "connection limit 10: 503")
+        now[0] += 0.001
+    log(logging.INFO, "request head over 16384 B: 431")  # another kind has its own line
+    now[0] += 1.0
+    log(logging.WARNING, "connection limit 10: 503")
+    assert [r.getMessage() for r in caplog.records] == [
+        "connection limit 10: 503 (1 since the last such line)",
+        "request head over 16384 B: 431 (1 since the last such line)",
+        "connection limit 10: 503 (500 since the last such line)",
+    ]

@@ -41,8 +41,20 @@ def test_from_env_reads_tokensmith_variables() -> None:
 
 
 def test_the_passphrase_never_appears_in_repr() -> None:
-    s = Settings(issuer=ISSUER, key_passphrase="hunter2", refresh_secret="s3cret")
-    assert "hunter2" not in repr(s) and "s3cret" not in repr(s)
+    s = Settings(
+        issuer=ISSUER, key_passphrase="hunter2", refresh_secret="s3cret", metrics_token="m3t"
+    )
+    assert "hunter2" not in repr(s) and "s3cret" not in repr(s) and "m3t" not in repr(s)
+
+
+def test_serving_limits_have_safe_defaults_and_come_from_the_environment() -> None:
+    """SECURITY.md 4b B2: every limit on what a client holds is on by default."""
+    s = Settings(issuer=ISSUER)
+    assert (s.max_header_bytes, s.header_timeout, s.body_timeout) == (16 * 1024, 10.0, 30.0)
+    assert (s.keep_alive_timeout, s.max_connections) == (5, 1000)
+    assert (s.metrics_port, s.metrics_token) == (0, None)
+    s = Settings.from_env({"TOKENSMITH_HEADER_TIMEOUT": "2.5", "TOKENSMITH_METRICS_PORT": "9100"})
+    assert (s.header_timeout, s.metrics_port) == (2.5, 9100)
 
 
 @pytest.mark.parametrize(
@@ -56,6 +68,11 @@ def test_the_passphrase_never_appears_in_repr() -> None:
         ({"TOKENSMITH_REFRESH_REUSE_GRACE": "61"}, "refresh_reuse_grace"),
         ({"TOKENSMITH_PROFILE": "lax"}, "profile"),
         ({"TOKENSMITH_ACCESS_TOKEN_TTL": "0"}, "access_token_ttl"),
+        ({"TOKENSMITH_MAX_HEADER_BYTES": "0"}, "max_header_bytes"),
+        ({"TOKENSMITH_HEADER_TIMEOUT": "nan"}, "header_timeout"),
+        ({"TOKENSMITH_BODY_TIMEOUT": "0"}, "body_timeout"),
+        ({"TOKENSMITH_MAX_CONNECTIONS": "-1"}, "max_connections"),
+        ({"TOKENSMITH_METRICS_PORT": "70000"}, "metrics_port"),
     ],
     ids=lambda v: str(v),
 )

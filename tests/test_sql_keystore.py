@@ -17,6 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, text
 
+from tests import alg_change
 from tests import keystore_workers as workers
 from tests.refresh.conftest import PG_URL, Backend
 from tokensmith import Tokensmith
@@ -334,6 +335,27 @@ def test_the_facade_keeps_keys_in_the_database_with_key_store_sql(
         again.keys.store.engine.dispose()  # type: ignore[attr-defined]
     finally:
         ts.keys.store.engine.dispose()  # type: ignore[attr-defined]
+
+
+def _restart(open_store: StoreFactory, clock: ManualClock) -> alg_change.Restart:
+    def restart(alg: str) -> KeyManager:
+        km = _manager(open_store(), clock, signing_alg=alg)
+        km.ensure_active()
+        return km
+
+    return restart
+
+
+def test_the_schedule_retires_a_key_of_an_algorithm_no_longer_configured(
+    open_store: StoreFactory, clock: ManualClock
+) -> None:
+    alg_change.scheduled_rotation_retires_the_old_algorithm(_restart(open_store, clock), clock)
+
+
+def test_rotate_retires_a_key_of_an_algorithm_no_longer_configured(
+    open_store: StoreFactory, clock: ManualClock
+) -> None:
+    alg_change.operator_rotation_retires_the_old_algorithm(_restart(open_store, clock))
 
 
 # -- KDF cost and the refresh secret (SECURITY B1, B6) -----------------------------------

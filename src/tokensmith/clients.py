@@ -2,6 +2,9 @@
 
 Secrets are 256 random bits with a recognisable ``tss_`` prefix, shown once and stored
 only as SHA-256 (a high-entropy secret needs no slow hash); comparison is constant-time.
+A rotated secret keeps working until ``previous_secret_expires_at``, never after. Scopes,
+audiences, grants and origins are deny-by-default: an empty list allows nothing (README
+"Clients").
 """
 
 from __future__ import annotations
@@ -12,14 +15,20 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from tokensmith.errors import InvalidRequest
 
 SECRET_PREFIX = "tss_"
 GRANT_TYPES = ("refresh_token", "client_credentials")
+# RFC 9068 §5: a client_credentials token's ``sub`` must never equal a user's. ``:`` is not
+# allowed in a client id, so ``client:<id>`` names exactly one client; user ids may not
+# start with it (``Tokensmith.issue`` refuses them).
+CLIENT_SUBJECT_PREFIX = "client:"
 _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-fA-F:]+\](:[0-9]{1,5})?"
 )
@@ -33,15 +42,18 @@ class Client:
     confidential: bool
     secret_hash: bytes | None = field(default=None, repr=False)
     grant_types: tuple[str, ...] = ("refresh_token",)
-    scopes: tuple[str, ...] = ()  # empty: any scope
+    scopes: tuple[str, ...] = ()  # empty: no scope at all
     audiences: tuple[str, ...] = ()  # empty: the issuer's default audience only
     redirect_uris: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     cookie_mode: bool = False
     created_at: float = 0.0
+    enabled: bool = True
+    previous_secret_hash: bytes | None = field(default=None, repr=False)
+    previous_secret_expires_at: float | None = None
 
     def allows_scope(self, scope: str) -> bool:
-        return not self.scopes or set(scope.split()) <= set(self.scopes)
+        return set(scope.split()) <= set(self.scopes)
 
     def allows_audience(self, audience: str) -> bool:
         return audience in self.audiences
@@ -56,6 +68,19 @@ class ClientRegistry(Protocol):
 
     def list_clients(self) -> list[Client]: ...
 
+    def update_client(self, client: Client) -> None:
+        """Replace the stored client of the same id; raise ``InvalidRequest`` if unknown."""
+        ...
+
+    def delete_client(self, client_id: str) -> bool:
+        """Remove the client; false if it was unknown."""
+        ...
+
+
+def client_subject(client_id: str) -> str:
+    """The ``sub`` of ``client_id``'s own (client_credentials) tokens."""
+    return CLIENT_SUBJECT_PREFIX + client_id
+
 
 def new_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -65,11 +90,63 @@ def hash_secret(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def secret_matches(client: Client | None, secret: str) -> bool:
-    """Constant-time check; an unknown client costs the same as a wrong secret."""
-    expected = client.secret_hash if client and client.secret_hash else _DUMMY_HASH
-    ok = hmac.compare_digest(hash_secret(secret), expected)
+def secret_matches(client: Client | None, secret: str, now: float) -> bool:
+    """Constant-time check against the current secret and, until it expires at ``now``,
+    the previous one. Both comparisons always run, so an unknown client, a client without
+    a previous secret and a wrong secret all cost the same."""
+    digest = hash_secret(secret)
+    current = client.secret_hash if client and client.secret_hash else _DUMMY_HASH
+    previous = client.previous_secret_hash if client and client.previous_secret_hash else None
+    ok_current = hmac.compare_digest(digest, current)
+    ok_previous = hmac.compare_digest(digest, previous or _DUMMY_HASH) and previous is not None
+    in_overlap = (
+        client is not None
+        and client.previous_secret_expires_at is not None
+        and now < client.previous_secret_expires_at
+    )
+    ok = ok_current or (ok_previous and in_overlap)
     return ok and client is not None and client.confidential
+
+
+def rotated_secret(client: Client, *, now: float, overlap: float) -> tuple[Client, str]:
+    """``client`` with a new secret; the current one stays valid for ``overlap`` seconds
+    (it replaces any previous secret still in its overlap). Returns the new secret."""
+    if not client.confidential:
+        raise InvalidRequest(f"client {client.client_id!r} is public and has no secret")
+    if not overlap >= 0:
+        raise InvalidRequest("overlap must be zero or more seconds")
+    secret = new_secret()
+    rotated = replace(
+        client,
+        secret_hash=hash_secret(secret),
+        previous_secret_hash=client.secret_hash if overlap > 0 else None,
+        previous_secret_expires_at=now + overlap if overlap > 0 else None,
+    )
+    return rotated, secret
+
+
+def validated(client: Client) -> Client:
+    """``client`` if its settings are coherent, else ``InvalidRequest`` naming the problem:
+    the one check behind registration and ``update``."""
+    if not _CLIENT_ID.fullmatch(client.client_id):
+        raise InvalidRequest("client id: 1-64 of letters, digits, '.', '_', '-'")
+    unknown = set(client.grant_types) - set(GRANT_TYPES)
+    if unknown:
+        raise InvalidRequest(f"unsupported grant types: {', '.join(sorted(unknown))}")
+    if "client_credentials" in client.grant_types and not client.confidential:
+        raise InvalidRequest("client_credentials needs a confidential client (RFC 6749 §4.4)")
+    for scope in client.scopes:
+        if not _SCOPE_TOKEN.fullmatch(scope):
+            raise InvalidRequest(f"scope {scope!r} is not an RFC 6749 §3.3 scope token")
+    for audience in client.audiences:
+        if not audience or audience != audience.strip():
+            raise InvalidRequest(f"audience {audience!r} must be a non-empty string")
+    for origin in client.allowed_origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise InvalidRequest(f"origin {origin!r} must be scheme://host[:port]")
+    if client.cookie_mode and not client.allowed_origins:
+        raise InvalidRequest("cookie mode needs at least one allowed origin")
+    return client
 
 
 def new_client(
@@ -85,19 +162,7 @@ def new_client(
     cookie_mode: bool = False,
 ) -> tuple[Client, str | None]:
     """Validate and build a client; returns it with its secret (``None`` when public)."""
-    if not _CLIENT_ID.fullmatch(client_id):
-        raise InvalidRequest("client id: 1-64 of letters, digits, '.', '_', '-'")
     grants = tuple(grant_types or (GRANT_TYPES if confidential else ("refresh_token",)))
-    unknown = set(grants) - set(GRANT_TYPES)
-    if unknown:
-        raise InvalidRequest(f"unsupported grant types: {', '.join(sorted(unknown))}")
-    if "client_credentials" in grants and not confidential:
-        raise InvalidRequest("client_credentials needs a confidential client (RFC 6749 §4.4)")
-    for origin in allowed_origins:
-        if not _ORIGIN.fullmatch(origin):
-            raise InvalidRequest(f"origin {origin!r} must be scheme://host[:port]")
-    if cookie_mode and not allowed_origins:
-        raise InvalidRequest("cookie mode needs at least one allowed origin")
     secret = new_secret() if confidential else None
     client = Client(
         client_id=client_id,
@@ -111,28 +176,37 @@ def new_client(
         cookie_mode=cookie_mode,
         created_at=now,
     )
-    return client, secret
+    return validated(client), secret
 
 
 class CachedClientRegistry:
     """Remembers found clients for ``ttl`` seconds: every token request authenticates a
-    client, and the registry changes rarely. Unknown ids are not remembered (a spray of
-    random ids must not fill the cache); the cache is bounded all the same."""
+    client, and the registry changes rarely. Unknown ids from a request are not remembered
+    (a spray of random ids must not fill the cache); those the application itself names
+    (:meth:`registered`) are. The cache is bounded all the same."""
 
     _MAX_ENTRIES = 4096
 
     def __init__(self, registry: ClientRegistry, *, ttl: float) -> None:
         self._registry = registry
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, Client]] = {}
+        self._entries: dict[str, tuple[float, Client | None]] = {}
 
     def get_client(self, client_id: str) -> Client | None:
+        return self._lookup(client_id, remember_unknown=False)
+
+    def registered(self, client_id: str) -> Client | None:
+        """``get_client`` for ids from the facade's trusted caller: an unregistered id (the
+        usual case for a library user) is remembered too, so it costs no query each time."""
+        return self._lookup(client_id, remember_unknown=True)
+
+    def _lookup(self, client_id: str, *, remember_unknown: bool) -> Client | None:
         now = time.monotonic()
         hit = self._entries.get(client_id)
         if hit is not None and now - hit[0] < self._ttl:
             return hit[1]
         client = self._registry.get_client(client_id)
-        if client is not None and self._ttl > 0:
+        if (client is not None or remember_unknown) and self._ttl > 0:
             if len(self._entries) >= self._MAX_ENTRIES:
                 self._entries.clear()
             self._entries[client_id] = (now, client)
@@ -144,3 +218,11 @@ class CachedClientRegistry:
 
     def list_clients(self) -> list[Client]:
         return self._registry.list_clients()
+
+    def update_client(self, client: Client) -> None:
+        self._registry.update_client(client)
+        self._entries.pop(client.client_id, None)
+
+    def delete_client(self, client_id: str) -> bool:
+        self._entries.pop(client_id, None)
+        return self._registry.delete_client(client_id)

@@ -1,4 +1,5 @@
-"""Events (``issued``, ``rotated``, ``reuse_detected``, ``family_revoked``, ``key_rotated``).
+"""Events (``issued``, ``rotated``, ``refresh_conflict``, ``reuse_detected``,
+``family_revoked``, ``subject_revoked``, ``key_rotated``).
 
 Each event goes to the ``tokensmith.events`` logger as a structured record and to every
 registered hook. Payloads carry ids (family, jti hash prefixes, kid), never a token or a
@@ -17,7 +18,15 @@ from typing import Any
 logger = logging.getLogger("tokensmith.events")
 
 EVENT_NAMES = frozenset(
-    {"issued", "rotated", "reuse_detected", "family_revoked", "subject_revoked", "key_rotated"}
+    {
+        "issued",
+        "rotated",
+        "refresh_conflict",
+        "reuse_detected",
+        "family_revoked",
+        "subject_revoked",
+        "key_rotated",
+    }
 )
 
 

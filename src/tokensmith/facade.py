@@ -10,16 +10,32 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tokensmith.clients import CachedClientRegistry, Client, ClientRegistry, new_client
+from tokensmith.clients import (
+    CLIENT_SUBJECT_PREFIX,
+    CachedClientRegistry,
+    Client,
+    ClientRegistry,
+    client_subject,
+    new_client,
+    rotated_secret,
+    validated,
+)
 from tokensmith.clock import Clock, SystemClock
-from tokensmith.errors import ConfigError, InvalidRequest, InvalidToken, TokensmithError
+from tokensmith.errors import (
+    ConfigError,
+    InvalidClient,
+    InvalidRequest,
+    InvalidToken,
+    TokensmithError,
+)
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
-from tokensmith.settings import Settings
+from tokensmith.settings import MEMORY_URL, Settings
+from tokensmith.store.protocols import AuditReader, Registries
 from tokensmith.tokens import (
     AccessTokenClaims,
     AccessTokenVerifier,
@@ -34,7 +50,7 @@ if TYPE_CHECKING:
     from tokensmith.refresh.reuse import ReusePolicy
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
     from tokensmith.store.protocols import RefreshStore
-    from tokensmith.store.sql.audit import FamilySummary
+    from tokensmith.store.records import FamilySummary
 
 logger = logging.getLogger("tokensmith")
 
@@ -74,11 +90,16 @@ class Tokensmith:
         clock: Clock | None = None,
         key_store: KeyStore | None = None,
         refresh_store: RefreshStore | None = None,
+        client_registry: ClientRegistry | None = None,
+        audit: AuditReader | None = None,
         events: EventBus | None = None,
         reuse_policy: ReusePolicy | None = None,
     ) -> None:
         """``key_store`` and ``refresh_store`` replace the ones ``settings`` would open (a
-        KMS-backed key store, a store over an engine you configured yourself).
+        KMS-backed key store, a store over an engine you configured yourself). The client
+        registry and the audit reader come from the refresh store when it keeps them (both
+        stores here do: :class:`tokensmith.store.Registries`), or are given here.
+        ``database_url="memory://"`` opens the in-memory store (tests, demos; not durable).
         A key store with ``refresh_secret()`` (:class:`tokensmith.refresh.SecretSource`)
         keeps the grace-retry secret unless ``settings.refresh_secret`` is set (SECURITY B1).
         ``reuse_policy`` runs after a detected reuse has revoked the family (SPEC: e.g.
@@ -96,11 +117,15 @@ class Tokensmith:
             "max_bytes": settings.max_token_bytes,
         }
         self._access_verifier = AccessTokenVerifier(self.keys, **common)
+        # RFC 7662 §2.2: "active" means valid now, so introspection allows no clock skew.
+        self._introspection_verifier = AccessTokenVerifier(self.keys, **{**common, "leeway": 0})
         self._id_verifier = IdTokenVerifier(self.keys, **common)
         self._refresh_store = refresh_store
+        self._client_registry = client_registry
+        self._audit = audit
         self._reuse_policy = reuse_policy
         self._refresh: RefreshService | None = None
-        self._clients: ClientRegistry | None = None
+        self._clients: CachedClientRegistry | None = None
         self._refresh_lock = threading.Lock()
 
     # -- set-up ---------------------------------------------------------------------------
@@ -111,7 +136,9 @@ class Tokensmith:
 
     def migrate(self) -> None:
         """Run the database migrations. A refresh secret an older version kept in the
-        database moves to the key store (SECURITY B1; migration 0004 deletes it there)."""
+        database moves to the key store (SECURITY B1; migration 0005 deletes it there)."""
+        if self._refresh_store is not None or _in_memory(self.settings):
+            return  # a store the caller built, or one with no schema to migrate
         from tokensmith.store.sql import upgrade
 
         moved: list[bytes] = []
@@ -131,11 +158,12 @@ class Tokensmith:
                 if self._refresh is None:
                     from tokensmith.refresh.secret import SecretSource
                     from tokensmith.refresh.service import RefreshService
-                    from tokensmith.store.sql import open_store
 
                     keys = self.keys.store
+                    if self._refresh_store is None:
+                        self._refresh_store = _open_store(self.settings)
                     self._refresh = RefreshService(
-                        self._refresh_store or open_store(self.settings),
+                        self._refresh_store,
                         settings=self.settings,
                         clock=self.clock,
                         events=self.events,
@@ -146,16 +174,21 @@ class Tokensmith:
         return self._refresh
 
     @property
-    def clients(self) -> ClientRegistry:
-        """The client registry, in the same database as the refresh store."""
+    def clients(self) -> CachedClientRegistry:
+        """The client registry, kept by the refresh store unless one was given."""
         if self._clients is None:
-            from tokensmith.store.sql.clients import SqlClientRegistry
-
-            self._clients = CachedClientRegistry(
-                SqlClientRegistry(self.sessions.store.engine),  # type: ignore[attr-defined]
-                ttl=self.settings.client_cache_ttl,
-            )
+            registry = self._client_registry or self._registries().client_registry()
+            self._clients = CachedClientRegistry(registry, ttl=self.settings.client_cache_ttl)
         return self._clients
+
+    def _registries(self) -> Registries:
+        store = self.sessions.store
+        if not isinstance(store, Registries):
+            raise ConfigError(
+                "this refresh_store keeps no clients or audit trail: "
+                "pass client_registry= and audit= to Tokensmith"
+            )
+        return store
 
     def register_client(
         self, client_id: str, *, confidential: bool, **options: Any
@@ -168,9 +201,74 @@ class Tokensmith:
         self.clients.add_client(client)
         return client, secret
 
+    def _refuse_disabled(self, client_id: str) -> None:
+        """A registered client that is disabled starts and continues no session, here as at
+        the HTTP endpoints; an unregistered id is the caller's business (SPEC "Python API").
+        Checked before any write, so a refused call changes nothing."""
+        client = self.clients.registered(client_id)
+        if client is not None and not client.enabled:
+            raise InvalidClient("client is disabled")
+
+    def client(self, client_id: str) -> Client:
+        """The registered client ``client_id``; ``InvalidRequest`` if there is none."""
+        client = self.clients.get_client(client_id)
+        if client is None:
+            raise InvalidRequest(f"no client {client_id!r}")
+        return client
+
+    def update_client(
+        self,
+        client_id: str,
+        *,
+        scopes: Sequence[str] | None = None,
+        audiences: Sequence[str] | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        grant_types: Sequence[str] | None = None,
+        enabled: bool | None = None,
+    ) -> Client:
+        """Replace the lists given (``None`` keeps one) and set ``enabled`` if given. A
+        disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
+        refused; nothing is revoked, so enabling it again restores them."""
+        lists = {
+            "scopes": scopes,
+            "audiences": audiences,
+            "allowed_origins": allowed_origins,
+            "grant_types": grant_types,
+        }
+        changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
+        if enabled is not None:
+            changes["enabled"] = enabled
+        updated = validated(replace(self.client(client_id), **changes))
+        self.clients.update_client(updated)
+        return updated
+
+    def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
+        """A new secret for a confidential client, shown this once; the current one keeps
+        working for ``overlap`` seconds, then never."""
+        client, secret = rotated_secret(
+            self.client(client_id), now=self.clock.now(), overlap=overlap
+        )
+        self.clients.update_client(client)
+        return client, secret
+
+    def delete_client(self, client_id: str) -> int:
+        """Remove a client after ending its sessions: every live family is revoked (its
+        refresh tokens are refused, their access tokens denied) and its own
+        client_credentials tokens stop verifying. Returns the number of families revoked."""
+        self.client(client_id)
+        revoked = self.sessions.revoke_client(client_id)
+        self.sessions.revoke_subject(client_subject(client_id))
+        self.clients.delete_client(client_id)
+        return revoked
+
     def browser_origins(self) -> set[str]:
-        """Every cookie-mode client's allowed origins (the CORS allow-list)."""
-        return {o for c in self.clients.list_clients() if c.cookie_mode for o in c.allowed_origins}
+        """Every enabled cookie-mode client's allowed origins (the CORS allow-list)."""
+        return {
+            origin
+            for c in self.clients.list_clients()
+            if c.cookie_mode and c.enabled
+            for origin in c.allowed_origins
+        }
 
     def on_event(self, hook: Hook) -> Hook:
         """Register an event hook (``issued``, ``rotated``, ``reuse_detected``, ...)."""
@@ -188,21 +286,22 @@ class Tokensmith:
         auth_time: datetime | float | None = None,
         amr: Sequence[str] | None = None,
         acr: str | None = None,
-        context: RequestContext | None = None,
     ) -> TokenResponse:
         """Start a new session (a new family; a login never reuses a ``sid``) and mint its
         tokens. An ID token is issued only when ``scope`` contains ``openid``."""
         for name, value in (("subject", subject), ("client_id", client_id)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"{name} must be a non-empty string")
+        if subject.startswith(CLIENT_SUBJECT_PREFIX):
+            raise InvalidRequest(f"subject may not start with {CLIENT_SUBJECT_PREFIX!r}")
+        self._refuse_disabled(client_id)
         if not isinstance(scope, str):
             raise InvalidRequest("scope must be a space-separated string")
         signer = self.keys.signer()
         now = int(self.clock.now())
         lifetimes = self.settings.lifetimes_for(client_id)
         jti = new_jti()
-        minted: list[TokenResponse] = []
-        self.sessions.start(
+        pending = self.sessions.start(
             subject=subject,
             client_id=client_id,
             scope=" ".join(scope.split()),
@@ -212,11 +311,11 @@ class Tokensmith:
             acr=acr,
             access_jti=jti,
             access_exp=now + lifetimes.access_token_ttl,
-            context=context,
-            # Signs while the commit is in flight; returned only once it is durable.
-            prepare=lambda s: minted.append(self._mint(signer, s, now, jti, nonce=nonce)),
         )
-        return minted[0]
+        # Signed while the commit may be in flight; handed out once it is durable.
+        minted = self._mint(signer, pending.session, now, jti, nonce=nonce)
+        pending.durable()
+        return minted
 
     def refresh(
         self,
@@ -227,27 +326,30 @@ class Tokensmith:
         context: RequestContext | None = None,
     ) -> TokenResponse:
         """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as SPEC says)
-        and mint fresh tokens. ``scope`` may narrow, never widen, the grant."""
+        and mint fresh tokens. ``scope`` may narrow, never widen, the grant. A disabled
+        registered client gets ``InvalidClient`` and its token stays as it was."""
+        self._refuse_disabled(client_id)
         signer = self.keys.signer()
         now = int(self.clock.now())
         jti = new_jti()
-        minted: list[TokenResponse] = []
-        self.sessions.rotate(
+        pending = self.sessions.rotate(
             refresh_token,
             client_id=client_id,
             scope=None if scope is None else " ".join(scope.split()),
             access_jti=jti,
             access_exp=now + self.settings.lifetimes_for(client_id).access_token_ttl,
             context=context,
-            prepare=lambda s: minted.append(self._mint(signer, s, now, jti, nonce=None)),
         )
-        return minted[0]
+        minted = self._mint(signer, pending.session, now, jti, nonce=None)
+        pending.durable()
+        return minted
 
     def issue_client_token(
         self, *, client_id: str, scope: str = "", audience: str | None = None
     ) -> TokenResponse:
         """RFC 6749 §4.4 client credentials: an access token whose subject is the client
-        itself; no refresh token and no session (§4.4.3)."""
+        itself, as ``client:<id>`` so it never equals a user's (RFC 9068 §5); no refresh
+        token and no session (§4.4.3)."""
         signer = self.keys.signer()
         now = int(self.clock.now())
         ttl = self.settings.lifetimes_for(client_id).access_token_ttl
@@ -255,7 +357,7 @@ class Tokensmith:
             signer,
             self.settings.issuer,
             AccessTokenClaims(
-                subject=client_id,
+                subject=client_subject(client_id),
                 client_id=client_id,
                 audience=audience or self.settings.issuer,
                 scope=scope,
@@ -363,7 +465,8 @@ class Tokensmith:
         return True
 
     def introspect(self, token: str) -> dict[str, Any]:
-        """RFC 7662 §2.2: the claims of an active token, else exactly ``{"active": false}``."""
+        """RFC 7662 §2.2: the claims of an active token, else exactly ``{"active": false}``.
+        Active means within ``nbf``..``exp`` now, with no leeway, and not revoked."""
         if token.startswith("tsr_"):
             session = self.sessions.describe(token)
             if session is None:
@@ -379,7 +482,7 @@ class Tokensmith:
                 "sid": session.family_id,
             }
         try:
-            claims = self._access_verifier.verify(token, audience=None)
+            claims = self._introspection_verifier.verify(token, audience=None)
             revoked = self._revoked(claims)
         except TokensmithError:
             return {"active": False}
@@ -399,9 +502,8 @@ class Tokensmith:
 
     def families(self, subject: str, *, limit: int = 100) -> list[FamilySummary]:
         """A user's newest sessions with their revocation audit trail (operators, CLI)."""
-        from tokensmith.store.sql.audit import list_families
-
-        return list_families(self.sessions.store.engine, subject, limit)  # type: ignore[attr-defined]
+        audit = self._audit or self._registries().audit_reader()
+        return audit.list_families(subject, limit)
 
     def cleanup(self, *, batch_size: int = 500) -> int:
         return self.sessions.cleanup(batch_size=batch_size)
@@ -423,6 +525,20 @@ class Tokensmith:
             raise ConfigError("this key store cannot re-encrypt its keys")
         count: int = reencrypt(new_passphrase, progress)
         return count
+
+
+def _in_memory(settings: Settings) -> bool:
+    return settings.database_url.startswith(MEMORY_URL)
+
+
+def _open_store(settings: Settings) -> RefreshStore:
+    if _in_memory(settings):
+        from tokensmith.store.memory import MemoryStore
+
+        return MemoryStore()
+    from tokensmith.store.sql import open_store
+
+    return open_store(settings)
 
 
 def _key_store(settings: Settings) -> KeyStore:

@@ -25,6 +25,8 @@ PROFILES = ("default", "pci-dss")
 KEY_STORES = ("file", "sql")
 PCI_DSS_IDLE_TTL = 15 * MINUTE  # PCI DSS 4.0 req. 8.2.8
 MAX_LEEWAY = 300
+# ``database_url`` of the in-memory reference store (tests and demos; not durable).
+MEMORY_URL = "memory://"
 MAX_REUSE_GRACE = 60
 _TTL_FIELDS = ("access_token_ttl", "id_token_ttl", "refresh_idle_ttl", "family_ttl")
 
@@ -84,6 +86,17 @@ class Settings:
     # Server secret for deriving grace-retry children; when absent the key store keeps one
     # (never the database: SECURITY B1).
     refresh_secret: str | None = field(default=None, repr=False)
+    # What one client may hold of ``tokensmith serve`` (SECURITY.md 4b B2): request head
+    # bytes (h11 allows 16 KiB, nginx 8 KiB), seconds to send the head and the body, idle
+    # keep-alive seconds, and open connections per process.
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: int = 5
+    max_connections: int = 1000
+    # /metrics: on its own loopback port (0: none), or on the public port behind this token.
+    metrics_port: int = 0
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -108,6 +121,15 @@ class Settings:
             _require_int(name, getattr(self, name), minimum=1)
         for name in ("jwks_max_age", "key_rotation_period", "refresh_grace_retries"):
             _require_int(name, getattr(self, name), minimum=0)
+        for name in ("max_header_bytes", "keep_alive_timeout", "max_connections"):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name in ("header_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a finite number of seconds > 0")
+        _require_int("metrics_port", self.metrics_port, minimum=0)
+        if self.metrics_port > 65535:
+            raise ConfigError("metrics_port must be a TCP port (0 for none)")
         _require_grace(self.refresh_reuse_grace)
         for name in ("revocation_cache_ttl", "client_cache_ttl"):
             value = getattr(self, name)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from tests.http.conftest import Env
+from tests.conftest import make_tokensmith
+from tests.http.conftest import ISSUER, Env
 from tokensmith import InvalidGrant, InvalidToken
+from tokensmith.settings import MAX_LEEWAY
 
 pytestmark = pytest.mark.anyio
 
@@ -101,3 +105,62 @@ async def test_inactive_tokens_get_exactly_active_false(env: Env) -> None:
         assert await _introspect(env, token) == {"active": False}, token
     env.clock.advance(301 + env.ts.settings.leeway)
     assert await _introspect(env, expired["access_token"]) == {"active": False}
+
+
+async def test_a_revoked_access_token_stays_revoked_while_the_leeway_would_accept_it(
+    env: Env, tmp_path: Path
+) -> None:
+    """SECURITY B4 (issue #11 item 4): 10 s after ``exp`` the leeway (60 s) still accepts
+    the token, so its denylist row must still be loaded, and survive cleanup, until
+    ``exp`` + MAX_LEEWAY; introspection calls it inactive either way."""
+    login = env.login()
+    assert await _revoke(env, login["access_token"]) == 200
+    exp = env.ts.verify_access_token(login["access_token"], audience="api", check_revoked=False)[
+        "exp"
+    ]
+    env.clock.set(exp + 10)
+    assert env.ts.settings.leeway == 60
+    assert env.ts.verify_access_token(login["access_token"], audience="api", check_revoked=False)
+    env.ts.cleanup()
+    another_process = make_tokensmith(tmp_path, env.clock, issuer=ISSUER)
+    for ts in (env.ts, another_process):  # env.ts reloads its cache: 10 s > its 5 s ttl
+        with pytest.raises(InvalidToken, match="revoked"):
+            ts.verify_access_token(login["access_token"], audience="api")
+    assert await _introspect(env, login["access_token"]) == {"active": False}
+    env.clock.set(exp + MAX_LEEWAY)
+    assert env.ts.cleanup() >= 1  # now it can verify nowhere, so its row goes
+
+
+@pytest.mark.parametrize(
+    ("offset", "active"),
+    [(-1, True), (0, False), (1, False)],
+    ids=["a second before exp", "at exp", "a second after exp"],
+)
+async def test_introspection_allows_no_leeway_after_exp(
+    env: Env, offset: int, active: bool
+) -> None:
+    """RFC 7662 §2.2: "active" means valid now; the verifier's leeway would still accept."""
+    token = env.login()["access_token"]
+    exp = env.ts.verify_access_token(token, audience="api")["exp"]
+    env.clock.set(exp + offset)
+    assert env.ts.verify_access_token(token, audience="api")
+    assert (await _introspect(env, token))["active"] is active
+
+
+async def test_introspection_allows_no_leeway_before_nbf(env: Env) -> None:
+    token = env.login()["access_token"]
+    nbf = env.ts.verify_access_token(token, audience="api")["nbf"]
+    env.clock.set(nbf - 1)
+    assert env.ts.verify_access_token(token, audience="api")
+    assert await _introspect(env, token) == {"active": False}
+    env.clock.set(nbf)
+    assert (await _introspect(env, token))["active"] is True
+
+
+async def test_a_refresh_token_is_inactive_from_its_expiry_on(env: Env) -> None:
+    token = env.login()["refresh_token"]
+    body = await _introspect(env, token)
+    env.clock.set(body["exp"] - 1)  # type: ignore[operator]
+    assert (await _introspect(env, token))["active"] is True
+    env.clock.set(body["exp"])  # type: ignore[arg-type]
+    assert await _introspect(env, token) == {"active": False}

@@ -168,7 +168,8 @@ async def test_client_credentials_issue_an_access_token_only(env: Env) -> None:
     body = r.json()
     assert r.status_code == 200 and "refresh_token" not in body and "id_token" not in body
     claims = env.ts.verify_access_token(body["access_token"], audience="api")
-    assert claims["sub"] == claims["client_id"] == "backend" and claims["scope"] == "read"
+    assert claims["client_id"] == "backend" and claims["scope"] == "read"
+    assert claims["sub"] == "client:backend"  # never a user's sub (RFC 9068 §5)
     _assert_no_store(r)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, event, text
 
 from tokensmith.clock import ManualClock
 from tokensmith.events import Event, EventBus
-from tokensmith.refresh.service import RefreshService, Session
+from tokensmith.refresh.service import PendingSession, RefreshService, Session
 from tokensmith.settings import Settings
 from tokensmith.store.sql import SqlStore, create_store_engine
 from tokensmith.store.sql.models import metadata
@@ -183,17 +183,25 @@ def login(
     subject: str = "alice",
     scope: str = "openid profile email",
 ) -> Session:
-    return service.start(
-        subject=subject,
-        client_id=client_id,
-        scope=scope,
-        audience=("api",),
-        auth_time=int(clock.now()) - 10,
-        amr=("pwd", "otp"),
-        acr="urn:acr:2",
-        access_jti=new_jti(),
-        access_exp=int(clock.now()) + 300,
+    return settled(
+        service.start(
+            subject=subject,
+            client_id=client_id,
+            scope=scope,
+            audience=("api",),
+            auth_time=int(clock.now()) - 10,
+            amr=("pwd", "otp"),
+            acr="urn:acr:2",
+            access_jti=new_jti(),
+            access_exp=int(clock.now()) + 300,
+        )
     )
+
+
+def settled(pending: PendingSession) -> Session:
+    """The session once its commit is durable, as the facade hands it out."""
+    pending.durable()
+    return pending.session
 
 
 def refresh(
@@ -206,15 +214,19 @@ def refresh(
     jti: str | None = None,
     prepare: Callable[[Session], None] | None = None,
 ) -> Session:
+    """Rotate ``token``; ``prepare`` sees the session before its commit is durable, where
+    the facade signs."""
     assert token is not None
-    return service.rotate(
+    pending = service.rotate(
         token,
         client_id=client_id,
         scope=scope,
         access_jti=jti or new_jti(),
         access_exp=int(clock.now()) + 300,
-        prepare=prepare,
     )
+    if prepare is not None:
+        prepare(pending.session)
+    return settled(pending)
 
 
 class StatementCounter:

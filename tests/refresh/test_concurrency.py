@@ -20,7 +20,16 @@ from tokensmith.refresh.service import RefreshService
 from tokensmith.store.sql import SqlStore
 
 from . import workers
-from .conftest import Backend, active_tokens, login, make_service, new_jti, rows
+from .conftest import (
+    Backend,
+    active_tokens,
+    login,
+    make_service,
+    new_jti,
+    refresh,
+    rows,
+    settled,
+)
 
 JOIN_TIMEOUT = 60
 
@@ -35,8 +44,10 @@ def _race(service: RefreshService, clock: ManualClock, token: str, callers: int)
     def present() -> None:
         barrier.wait()
         try:
-            session = service.rotate(
-                token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=exp
+            session = settled(
+                service.rotate(
+                    token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=exp
+                )
             )
             outcome = f"ok:{session.refresh_token}"
         except InvalidGrant as exc:
@@ -88,7 +99,7 @@ def test_concurrent_threads_rotating_one_token_have_exactly_one_winner(
     _consistent(store)
     # ...and the single winner's child keeps rotating.
     clock.advance(1)
-    service.rotate(winners[0][3:], client_id="spa", scope=None, access_jti=new_jti(), access_exp=1)
+    refresh(service, clock, winners[0][3:])
 
 
 @pytest.mark.parametrize("callers", [2, 16], ids=lambda n: f"{n} threads")
@@ -194,8 +205,10 @@ def _rotate_after_fork(
         )
         clock = ManualClock(time.time())
         service = make_service(store, clock)
-        session = service.rotate(
-            token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=2_000_000_000
+        session = settled(
+            service.rotate(
+                token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=2_000_000_000
+            )
         )
         fresh_pool = store.engine.pool is not pool
         fresh_writer = writer is None or getattr(store, "_writer", None) is not writer
@@ -211,13 +224,7 @@ def test_a_forked_child_uses_connections_of_its_own(backend: Backend, store: Sql
     service = make_service(store, clock)
     parent = login(service, clock)
     child = login(service, clock, subject="bob")
-    service.rotate(
-        parent.refresh_token or "",
-        client_id="spa",
-        scope=None,
-        access_jti=new_jti(),
-        access_exp=2_000_000_000,
-    )
+    refresh(service, clock, parent.refresh_token)
     inherited = (store.engine.pool, getattr(store, "_writer", None), getattr(store, "_group", None))
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()

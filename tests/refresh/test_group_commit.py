@@ -79,7 +79,7 @@ class Blocker:
         self.store = store
         self.inside = threading.Event()
         self.release = threading.Event()
-        self.thread = threading.Thread(target=lambda: store.atomic(self._work).committed())
+        self.thread = threading.Thread(target=lambda: store.atomic(self._work))
 
     def _work(self, _tx: SqlTransaction) -> None:
         self.inside.set()
@@ -124,7 +124,7 @@ def _as_one_batch(store: SqlStore, calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def test_a_lone_caller_runs_its_unit_in_its_own_thread(counting: CountingStore) -> None:
-    ran_in = counting.atomic(lambda _tx: threading.get_ident()).result()
+    ran_in = counting.pending(lambda _tx: threading.get_ident()).value
     assert ran_in == threading.get_ident()
 
 
@@ -160,7 +160,7 @@ def test_a_failing_unit_rolls_back_alone_and_the_others_commit(
         counting,
         [
             lambda: refresh(service, clock, good[0].refresh_token),
-            lambda: counting.atomic(writes_then_fails).result(),
+            lambda: counting.pending(writes_then_fails).value,
             lambda: refresh(service, clock, new_token()),  # unknown: InvalidGrant
             lambda: refresh(service, clock, good[1].refresh_token),
         ],
@@ -206,13 +206,11 @@ def test_a_batch_whose_every_unit_fails_answers_each_with_its_own_error(
 
     errors = [ValueError("first"), KeyError("second")]
     before = counting.commits
-    outcomes = _as_one_batch(
-        counting, [lambda e=e: counting.atomic(fails(e)).committed() for e in errors]
-    )
+    outcomes = _as_one_batch(counting, [lambda e=e: counting.atomic(fails(e)) for e in errors])
     assert outcomes == errors
     assert counting.commits - before == 1  # the blocker's; the failed batch rolled back
     assert rows(counting, "SELECT jti FROM ts_denylist") == []
-    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9))
 
 
 def test_a_long_queue_is_cut_into_batches_of_max_batch(
@@ -223,7 +221,7 @@ def test_a_long_queue_is_cut_into_batches_of_max_batch(
     _as_one_batch(
         counting,
         [
-            lambda i=i: counting.atomic(lambda tx: tx.deny_access_token(f"j{i}", 2e9)).committed()
+            lambda i=i: counting.atomic(lambda tx: tx.deny_access_token(f"j{i}", 2e9))
             for i in range(5)
         ],
     )
@@ -235,13 +233,13 @@ def test_after_a_database_error_the_writer_connection_goes_back_to_the_pool(
     counting: CountingStore,
 ) -> None:
     # The pool resets it (or drops it if it was invalidated); the next batch checks one out.
-    counting.atomic(lambda tx: tx.deny_access_token("first", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("first", 2e9))
     writer = counting._writer
     assert writer is not None
     counting.fail_commit()
     with pytest.raises(StoreError):
-        counting.atomic(lambda tx: tx.deny_access_token("lost", 2e9)).committed()
-    counting.atomic(lambda tx: tx.deny_access_token("second", 2e9)).committed()
+        counting.atomic(lambda tx: tx.deny_access_token("lost", 2e9))
+    counting.atomic(lambda tx: tx.deny_access_token("second", 2e9))
     assert counting._writer is not None and counting._writer is not writer
     assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("first",), ("second",)]
 
@@ -271,9 +269,9 @@ def test_an_interrupt_in_a_unit_ends_its_whole_batch(counting: CountingStore) ->
     outcomes = _as_one_batch(
         counting,
         [
-            lambda: counting.atomic(lambda tx: tx.deny_access_token("a", 2e9)).committed(),
-            lambda: counting.atomic(interrupted).committed(),
-            lambda: counting.atomic(lambda tx: tx.deny_access_token("b", 2e9)).committed(),
+            lambda: counting.atomic(lambda tx: tx.deny_access_token("a", 2e9)),
+            lambda: counting.atomic(interrupted),
+            lambda: counting.atomic(lambda tx: tx.deny_access_token("b", 2e9)),
         ],
     )
     # The interrupt goes on in the thread it hit (the leader's, which ran the unit); the
@@ -281,7 +279,7 @@ def test_an_interrupt_in_a_unit_ends_its_whole_batch(counting: CountingStore) ->
     kinds = sorted(type(o).__name__ for o in outcomes)
     assert kinds == ["KeyboardInterrupt", "TemporarilyUnavailable", "TemporarilyUnavailable"]
     assert rows(counting, "SELECT jti FROM ts_denylist") == []
-    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9))
     assert rows(counting, "SELECT jti FROM ts_denylist") == [("after",)]
 
 
@@ -308,13 +306,13 @@ def test_a_caller_interrupted_while_queued_leaves_the_store_working(
     with Blocker(counting) as blocker, pytest.raises(KeyboardInterrupt):
         if when == "as the lead reaches it":  # the blocker's batch ends once we queued
             threading.Thread(target=end_blocker_once_queued, args=(blocker,)).start()
-        counting.atomic(lambda tx: tx.deny_access_token("withdrawn", 2e9)).committed()
+        counting.atomic(lambda tx: tx.deny_access_token("withdrawn", 2e9))
     group = counting._group
     assert group is not None and not group._leading and not group._queue
     # The withdrawn unit never ran (it would consume a token nobody receives); later
     # callers, inline or with the committer thread, go through.
-    counting.atomic(lambda tx: tx.deny_access_token("later", 2e9)).committed()
-    counting.atomic(lambda tx: tx.deny_access_token("behind", 2e9), background=True).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("later", 2e9))
+    counting.pending(lambda tx: tx.deny_access_token("behind", 2e9)).durable()
     assert rows(counting, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("later",)]
 
 
@@ -325,7 +323,7 @@ def test_an_interrupt_after_the_commit_answers_the_batch_as_committed(
     outcomes = _as_one_batch(
         counting,
         [
-            lambda i=i: counting.atomic(lambda tx: tx.deny_access_token(f"j{i}", 2e9)).committed()
+            lambda i=i: counting.atomic(lambda tx: tx.deny_access_token(f"j{i}", 2e9))
             for i in range(3)
         ],
     )
@@ -333,7 +331,7 @@ def test_an_interrupt_after_the_commit_answers_the_batch_as_committed(
     # the others are answered as committed, as their rows are.
     assert sorted(map(repr, outcomes)) == ["KeyboardInterrupt()", "None", "None"]
     assert rows(counting, "SELECT count(*) FROM ts_denylist") == [(3,)]
-    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("after", 2e9))
 
 
 def test_revocations_queue_with_the_refreshes(counting: CountingStore, clock: ManualClock) -> None:
@@ -371,7 +369,7 @@ def test_reuse_whose_revocation_fails_to_commit_is_not_reported_as_reuse(
         counting,
         [
             lambda: refresh(service, clock, session.refresh_token),
-            lambda: counting.atomic(lambda tx: tx.deny_access_token("neighbour", 2e9)).committed(),
+            lambda: counting.atomic(lambda tx: tx.deny_access_token("neighbour", 2e9)),
         ],
     )
     assert [type(o) for o in outcomes] == [StoreError, StoreError], outcomes
@@ -386,24 +384,22 @@ def test_a_login_whose_commit_fails_hands_nothing_out(
     counting: CountingStore, clock: ManualClock
 ) -> None:
     service = make_service(counting, clock)
-    prepared: list[Session] = []
     counting.fail_commit()
+    pending = service.start(
+        subject="alice",
+        client_id="spa",
+        scope="openid",
+        audience=("api",),
+        auth_time=int(clock.now()),
+        amr=(),
+        acr=None,
+        access_jti="jti-login",
+        access_exp=int(clock.now()) + 300,
+    )
+    # The session is known (the facade signs now), but durable() raises: nothing is handed
+    # out, and nothing of the login was stored.
     with pytest.raises(StoreError):
-        service.start(
-            subject="alice",
-            client_id="spa",
-            scope="openid",
-            audience=("api",),
-            auth_time=int(clock.now()),
-            amr=(),
-            acr=None,
-            access_jti="jti-login",
-            access_exp=int(clock.now()) + 300,
-            prepare=prepared.append,
-        )
-    # prepare ran (the facade signs there) but start raised, so nothing was handed out,
-    # and nothing of the login was stored.
-    assert len(prepared) == 1
+        pending.durable()
     assert rows(counting, "SELECT count(*) FROM ts_families") == [(0,)]
     assert rows(counting, "SELECT count(*) FROM ts_access_tokens") == [(0,)]
 
@@ -474,8 +470,8 @@ def test_a_caller_with_nothing_to_do_meanwhile_commits_in_its_own_thread(
     gated = GatedStore(backend.engine())
     gated.gate.set()
     try:
-        gated.atomic(lambda tx: tx.deny_access_token("inline", 2e9)).committed()
-        gated.atomic(lambda tx: tx.deny_access_token("behind", 2e9), background=True).committed()
+        gated.atomic(lambda tx: tx.deny_access_token("inline", 2e9))
+        gated.pending(lambda tx: tx.deny_access_token("behind", 2e9)).durable()
         assert gated.commit_threads == [threading.current_thread().name, "tokensmith-commit"]
         assert rows(gated, "SELECT jti FROM ts_denylist ORDER BY 1") == [("behind",), ("inline",)]
     finally:
@@ -487,9 +483,7 @@ def test_the_committer_thread_leaves_when_idle_and_comes_back(
 ) -> None:
     monkeypatch.setattr(_Committer, "IDLE_SECONDS", 0.05)
     for _ in range(2):
-        counting.atomic(
-            lambda tx: tx.deny_access_token(new_token(), 2e9), background=True
-        ).committed()
+        counting.pending(lambda tx: tx.deny_access_token(new_token(), 2e9))
         group = counting._group
         assert group is not None and group._committer._running
         deadline = time.monotonic() + WAIT
@@ -520,14 +514,14 @@ def test_a_commit_still_happens_when_no_thread_can_start(
     before = counting.commits
     unit = lambda tx: tx.deny_access_token("no-thread", 2e9)  # noqa: E731
     if isinstance(error, Exception):
-        counting.atomic(unit, background=True).committed()
+        counting.pending(unit).durable()
     else:
         with pytest.raises(type(error)):  # the interrupt goes on once the batch ended
-            counting.atomic(unit, background=True)
+            counting.pending(unit)
     assert counting.commits == before + 1
     assert rows(counting, "SELECT jti FROM ts_denylist") == [("no-thread",)]
     assert not group._committer._running and not group._leading
-    counting.atomic(lambda tx: tx.deny_access_token("next", 2e9)).committed()
+    counting.atomic(lambda tx: tx.deny_access_token("next", 2e9))
 
 
 def test_the_callers_of_a_batch_are_woken_once_all_its_units_ran(
@@ -540,7 +534,7 @@ def test_the_callers_of_a_batch_are_woken_once_all_its_units_ran(
     seen: list[bool] = []
 
     def first() -> None:
-        counting.atomic(lambda tx: tx.deny_access_token("first", 2e9)).result()
+        counting.pending(lambda tx: tx.deny_access_token("first", 2e9))
         woke.set()
 
     def second(tx: SqlTransaction) -> None:
@@ -548,12 +542,12 @@ def test_the_callers_of_a_batch_are_woken_once_all_its_units_ran(
         tx.deny_access_token("second", 2e9)
 
     def leader() -> None:  # queued first, so it leads the batch after the blocker's
-        counting.atomic(lambda tx: tx.deny_access_token("leader", 2e9)).committed()
+        counting.atomic(lambda tx: tx.deny_access_token("leader", 2e9))
 
     threads = [
         threading.Thread(target=leader),
         threading.Thread(target=first),
-        threading.Thread(target=lambda: counting.atomic(second).committed()),
+        threading.Thread(target=lambda: counting.atomic(second)),
     ]
     with Blocker(counting) as blocker:
         for n, t in enumerate(threads, 1):
@@ -577,10 +571,10 @@ def test_the_committer_leads_the_batches_queued_during_its_commit(
         tx.deny_access_token(new_token(), 2e9)
 
     try:
-        first = threading.Thread(target=lambda: gated.atomic(unit, background=True).committed())
+        first = threading.Thread(target=lambda: gated.pending(unit).durable())
         first.start()
         assert gated.began.wait(WAIT)  # the first batch's commit waits at the gate
-        others = [threading.Thread(target=lambda: gated.atomic(unit).committed()) for _ in range(3)]
+        others = [threading.Thread(target=lambda: gated.atomic(unit)) for _ in range(3)]
         for t in others:
             t.start()
         deadline = time.monotonic() + WAIT

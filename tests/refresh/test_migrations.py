@@ -83,7 +83,7 @@ def test_the_migrations_are_found_in_the_source_tree() -> None:
 _OLD_SECRET_ROW = "INSERT INTO ts_meta (name, value) VALUES ('refresh_secret', :v)"
 
 
-def test_0004_hands_the_refresh_secret_to_the_sink_and_deletes_it(backend: Backend) -> None:
+def test_0005_hands_the_refresh_secret_to_the_sink_and_deletes_it(backend: Backend) -> None:
     old = secrets.token_bytes(32)
     moved: list[bytes] = []
     engine = backend.engine()
@@ -101,7 +101,7 @@ def test_0004_hands_the_refresh_secret_to_the_sink_and_deletes_it(backend: Backe
     assert moved == [old]
 
 
-def test_0004_without_a_sink_deletes_the_secret_and_says_so(
+def test_0005_without_a_sink_deletes_the_secret_and_says_so(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = f"sqlite:///{tmp_path}/old.db"

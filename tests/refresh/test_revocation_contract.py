@@ -13,6 +13,7 @@ from tokensmith.errors import InvalidGrant
 from tokensmith.events import EventBus
 from tokensmith.refresh.opaque import token_hash
 from tokensmith.refresh.service import RefreshService, Session
+from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.sql import SqlStore
 
 from .conftest import (
@@ -116,6 +117,33 @@ def test_revoking_an_access_token_by_jti_is_visible_at_once(
     service.revoke_access_token("j1", now + 300)  # idempotent
 
 
+def test_a_denied_jti_outlives_its_exp_by_the_largest_leeway(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    """SECURITY B4: any verifier sharing the store may allow up to MAX_LEEWAY after ``exp``,
+    so the row is loaded (by a process that never saw the revocation) and kept until then."""
+    now = int(clock.now())
+    check = {"jti": "j1", "subject": "alice", "issued_at": now, "family_id": None}
+    service.revoke_access_token("j1", now + 300)
+    clock.set(now + 300 + MAX_LEEWAY - 1)
+    assert service.cleanup() == 0
+    assert make_service(store, clock).is_access_token_revoked(**check) is True
+    clock.set(now + 300 + MAX_LEEWAY)
+    assert service.cleanup() == 1
+    assert make_service(store, clock).is_access_token_revoked(**check) is False
+
+
+def test_revoking_a_family_denies_its_access_tokens_that_may_still_verify(
+    service: RefreshService, clock: ManualClock, store: SqlStore
+) -> None:
+    session = login(service, clock)
+    refresh(service, clock, session.refresh_token, jti="in-leeway")
+    clock.advance(300 + 10)  # both access tokens expired 10 s ago: a leeway still accepts
+    service.revoke_family(session.family_id)
+    denied = {r[0] for r in rows(store, "SELECT jti FROM ts_denylist")}
+    assert "in-leeway" in denied and len(denied) == 2
+
+
 def test_revoke_subject_ends_every_family_of_the_user_and_sets_a_not_before(
     service: RefreshService, clock: ManualClock, recorder: Recorder
 ) -> None:
@@ -144,6 +172,31 @@ def test_revoke_subject_ends_every_family_of_the_user_and_sets_a_not_before(
     refresh(service, clock, login(service, clock).refresh_token)
 
 
+def test_revoke_client_ends_every_live_family_of_the_client_only(
+    service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+) -> None:
+    """A deleted client's sessions end: refresh tokens refused, access tokens denied."""
+    doomed = [login(service, clock, client_id="cli"), login(service, clock, client_id="cli")]
+    already = login(service, clock, client_id="cli", subject="bob")
+    service.revoke_family(already.family_id)
+    other = login(service, clock)
+    assert service.revoke_client("cli") == 2
+    for session in doomed:
+        assert active_tokens(store, session.family_id) == 0
+        with pytest.raises(InvalidGrant):
+            refresh(service, clock, session.refresh_token, client_id="cli")
+        assert service.is_access_token_revoked(
+            jti="unseen", subject="alice", issued_at=int(clock.now()), family_id=session.family_id
+        )
+    refresh(service, clock, other.refresh_token)
+    audit = rows(store, "SELECT reason, actor FROM ts_family_revocations WHERE actor IS NOT NULL")
+    assert audit == [("client_deleted", "client:cli")] * 2
+    assert {e.data["family_id"] for e in recorder.named("family_revoked")} >= {
+        s.family_id for s in doomed
+    }
+    assert service.revoke_client("cli") == 0
+
+
 def test_cleanup_purges_expired_families_in_batches_and_keeps_live_ones(
     store: SqlStore, clock: ManualClock
 ) -> None:
@@ -156,10 +209,10 @@ def test_cleanup_purges_expired_families_in_batches_and_keeps_live_ones(
     live = login(service, clock)
     live_child = refresh(service, clock, live.refresh_token)
     counter = StatementCounter(store.engine)
-    # Expired families wait for max_token_lifetime + leeway so no live access token loses
-    # its family-revocation check.
+    # Expired families wait for max_token_lifetime + MAX_LEEWAY so no access token that may
+    # still verify loses its family-revocation check.
     assert service.cleanup(batch_size=2) == 1  # only the expired denylist row
-    clock.advance(DAY + 60)
+    clock.advance(DAY + MAX_LEEWAY)
     deleted = service.cleanup(batch_size=2)
     assert deleted == 5 * (1 + 2 + 2)  # families, tokens, access records
     remaining = rows(store, "SELECT id FROM ts_families")

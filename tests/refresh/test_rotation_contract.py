@@ -14,7 +14,7 @@ from tokensmith.events import EventBus
 from tokensmith.refresh import RequestContext, revoke_subject_on_reuse
 from tokensmith.refresh.opaque import derive_child, token_hash
 from tokensmith.refresh.service import RefreshService
-from tokensmith.settings import MAX_REUSE_GRACE, PCI_DSS_IDLE_TTL, ClientLifetimes
+from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, PCI_DSS_IDLE_TTL, ClientLifetimes
 from tokensmith.store.sql import SqlStore
 
 from .conftest import (
@@ -140,13 +140,14 @@ def test_reuse_puts_the_familys_unexpired_access_tokens_on_the_denylist(
     service: RefreshService, clock: ManualClock, store: SqlStore
 ) -> None:
     session = login(service, clock)  # access token expires at +300
-    clock.advance(400)
+    clock.advance(300 + MAX_LEEWAY)
     child = refresh(service, clock, session.refresh_token, jti="live-jti")
     clock.advance(10)
     with pytest.raises(RefreshTokenReused):
         refresh(service, clock, session.refresh_token)
     denied = {r[0] for r in rows(store, "SELECT jti FROM ts_denylist")}
-    assert denied == {"live-jti"}  # the first access token had already expired
+    # The first access token expired more than MAX_LEEWAY ago: no verifier accepts it.
+    assert denied == {"live-jti"}
     other = make_service(store, clock)  # a fresh process sees it through the database
     assert other.is_access_token_revoked(
         jti="live-jti", subject="alice", issued_at=int(clock.now()), family_id=None
@@ -167,7 +168,7 @@ def test_a_reuse_event_carries_classification_and_both_uses(
         access_jti=new_jti(),
         access_exp=int(clock.now()) + 300,
         context=first,
-    )
+    ).durable()
     used_at = clock.now()
     clock.advance(30)
     with pytest.raises(RefreshTokenReused):

@@ -33,10 +33,11 @@ def rotate_once(
     try:
         barrier.wait(timeout=60)
         try:
-            session = service.rotate(
+            pending = service.rotate(
                 token, client_id="spa", scope=None, access_jti=f"proc-{n}", access_exp=int(at) + 300
             )
-            outcome = ("ok", session.refresh_token)
+            pending.durable()
+            outcome = ("ok", pending.session.refresh_token)
         except InvalidGrant as exc:
             outcome = (type(exc).__name__, None)
         except TemporarilyUnavailable:
@@ -52,14 +53,13 @@ def rotate_forever(backend: Backend, token: str, at: float, progress: Any) -> No
     service = _service(backend, clock, 0.0)
     for n in range(1_000_000):
         clock.advance(1)
-        token = (
-            service.rotate(
-                token,
-                client_id="spa",
-                scope=None,
-                access_jti=f"loop-{os.getpid()}-{n}",
-                access_exp=1,
-            ).refresh_token
-            or ""
+        pending = service.rotate(
+            token,
+            client_id="spa",
+            scope=None,
+            access_jti=f"loop-{os.getpid()}-{n}",
+            access_exp=1,
         )
+        pending.durable()
+        token = pending.session.refresh_token or ""
         progress.value = n + 1

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +49,9 @@ class Cluster:
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
-    def start(self, count: int, *, log_dir: Path, workers: int = 1) -> None:
+    def start(
+        self, count: int, *, log_dir: Path, workers: int = 1, args: Sequence[str] = ()
+    ) -> None:
         for _ in range(count):
             port = free_port()
             log = (log_dir / f"serve-{port}.log").open("wb")
@@ -63,6 +65,7 @@ class Cluster:
                         "--no-schedule",
                         "--workers",
                         str(workers),
+                        *args,
                     ],
                     env=self.env,
                     stdout=log,

@@ -1,6 +1,9 @@
-"""``tokensmith clients add|list``."""
+"""``tokensmith clients add|list|update|disable|enable|delete|rotate-secret``."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -23,7 +26,31 @@ def _describe(client: Client) -> dict[str, object]:
         "redirect_uris": list(client.redirect_uris),
         "allowed_origins": list(client.allowed_origins),
         "cookie_mode": client.cookie_mode,
+        "state": "enabled" if client.enabled else "disabled",
     }
+
+
+def _named(f: Callable[..., None]) -> Callable[..., None]:
+    """NAME, ``--json`` and the context: what every command on one client takes."""
+    f = click.pass_context(f)
+    f = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(f)
+    return click.argument("name")(f)
+
+
+def _lists(f: Callable[..., None]) -> Callable[..., None]:
+    """The repeatable list options shared by ``add`` and ``update`` (deny-by-default: an
+    empty list allows nothing)."""
+    options = (
+        click.option("--scope", "scopes", multiple=True, help="Allowed scope; repeatable."),
+        click.option("--aud", "audiences", multiple=True, help="Allowed audience; repeatable."),
+        click.option("--origin", "allowed_origins", multiple=True, help="Allowed browser origin."),
+        click.option(
+            "--grant", "grant_types", multiple=True, help="refresh_token, client_credentials."
+        ),
+    )
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 @clients.command()
@@ -31,11 +58,8 @@ def _describe(client: Client) -> dict[str, object]:
 @click.option("--public", "kind", flag_value="public", help="A browser or native app.")
 @click.option("--confidential", "kind", flag_value="confidential", help="A server with a secret.")
 @click.option("--redirect", "redirect_uris", multiple=True, help="Redirect URI; repeatable.")
-@click.option("--origin", "allowed_origins", multiple=True, help="Allowed browser origin.")
 @click.option("--cookie-mode", is_flag=True, help="SPA: refresh token in a __Host- cookie.")
-@click.option("--scope", "scopes", multiple=True, help="Allowed scope; repeatable (default any).")
-@click.option("--aud", "audiences", multiple=True, help="Allowed audience for client tokens.")
-@click.option("--grant", "grant_types", multiple=True, help="refresh_token, client_credentials.")
+@_lists
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def add(
@@ -43,10 +67,10 @@ def add(
     name: str,
     kind: str | None,
     redirect_uris: tuple[str, ...],
-    allowed_origins: tuple[str, ...],
     cookie_mode: bool,
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
+    allowed_origins: tuple[str, ...],
     grant_types: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -82,7 +106,72 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(described)
         return
-    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'GRANTS':<34} COOKIE")
+    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} COOKIE")
     for d in described:
         grants = ",".join(d["grant_types"])  # type: ignore[arg-type]
-        click.echo(f"{d['client_id']:<32} {d['type']:<13} {grants:<34} {d['cookie_mode']}")
+        click.echo(
+            f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} {d['cookie_mode']}"
+        )
+
+
+@clients.command()
+@_lists
+@_named
+def update(ctx: click.Context, name: str, as_json: bool, **lists: tuple[str, ...]) -> None:
+    """Replace client NAME's scopes, audiences, origins or grants. Repeated flags build
+    one list, which replaces the stored one; a list not named is kept."""
+    changes: dict[str, Any] = {field: values for field, values in lists.items() if values}
+    _done(facade(ctx).update_client(name, **changes), as_json, "updated")
+
+
+def _done(client: Client, as_json: bool, what: str) -> None:
+    if as_json:
+        echo_json(_describe(client))
+    else:
+        click.echo(f"client {client.client_id} {what}")
+
+
+def _switch(enabled: bool, summary: str) -> None:
+    """``clients enable`` or ``clients disable``: the same command but for the flag."""
+    state = "enabled" if enabled else "disabled"
+
+    @_named
+    def command(ctx: click.Context, name: str, as_json: bool) -> None:
+        _done(facade(ctx).update_client(name, enabled=enabled), as_json, state)
+
+    clients.command(state.removesuffix("d"), help=summary)(command)
+
+
+_switch(False, "Refuse client NAME everywhere (invalid_client) without revoking anything.")
+_switch(True, "Accept client NAME again; its unexpired sessions work again.")
+
+
+@clients.command()
+@_named
+def delete(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Remove client NAME and revoke every session it holds."""
+    revoked = facade(ctx).delete_client(name)
+    if as_json:
+        echo_json({"client_id": name, "families_revoked": revoked})
+    else:
+        click.echo(f"client {name} deleted; {revoked} session(s) revoked")
+
+
+@clients.command("rotate-secret")
+@click.option(
+    "--overlap",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Seconds the current secret keeps working.",
+)
+@_named
+def rotate_secret(ctx: click.Context, name: str, overlap: float, as_json: bool) -> None:
+    """Give confidential client NAME a new secret, printed once."""
+    client, secret = facade(ctx).rotate_client_secret(name, overlap=overlap)
+    if as_json:
+        echo_json({"client_id": client.client_id, "client_secret": secret})
+        return
+    click.echo(f"client_secret: {secret}")
+    until = f"for {overlap:g} more second(s)" if overlap else "no longer"
+    click.echo(f"store it now: it is not shown again; the previous secret works {until}")

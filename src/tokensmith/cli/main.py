@@ -45,7 +45,7 @@ def cli(
     """tokensmith: JWT issuance, key rotation and refresh-token rotation.
 
     Settings come from TOKENSMITH_* environment variables; the options override them."""
-    overrides = {
+    overrides: dict[str, object] = {
         k: v
         for k, v in (("issuer", issuer), ("database_url", database_url), ("keys_dir", keys_dir))
         if v is not None
@@ -57,7 +57,7 @@ class _Lazy:
     """Builds settings and the facade only when a command needs them, so ``--help`` works
     with a broken environment."""
 
-    def __init__(self, overrides: dict[str, str]) -> None:
+    def __init__(self, overrides: dict[str, object]) -> None:
         self.overrides = overrides
         self._ts: Tokensmith | None = None
 
@@ -72,9 +72,36 @@ class _Lazy:
         return self._ts
 
 
+def settings_overrides(ctx: click.Context) -> dict[str, object]:
+    """The settings given as options (the group's, and a command's before it calls
+    :func:`facade`), by field name."""
+    lazy: _Lazy = ctx.ensure_object(_Lazy)
+    return lazy.overrides
+
+
 def facade(ctx: click.Context) -> Tokensmith:
     lazy: _Lazy = ctx.ensure_object(_Lazy)
     return lazy.ts
+
+
+# A token is at most a few KiB (Settings.max_token_bytes); read no further than this.
+_MAX_STDIN = 64 * 1024
+
+
+def token_value(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """Click callback for a token parameter: ``-`` reads one token from standard input, so
+    it need not appear in the process list or the shell history."""
+    if value != "-":
+        return value
+    text = click.get_text_stream("stdin").read(_MAX_STDIN + 1)
+    if len(text) > _MAX_STDIN:
+        raise click.ClickException("standard input is too long for a token")
+    tokens = text.split()
+    if len(tokens) != 1:
+        raise click.ClickException(
+            f"standard input must hold exactly one token, found {len(tokens)}"
+        )
+    return tokens[0]
 
 
 def echo_json(value: Any) -> None:

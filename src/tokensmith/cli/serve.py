@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import click
 
-from tokensmith.cli.main import cli, facade
+from tokensmith.cli.main import cli, facade, settings_overrides
+from tokensmith.settings import Settings
+
+if TYPE_CHECKING:
+    from tokensmith.http.metrics import Metrics
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -17,6 +25,23 @@ def issuer_is_safe(issuer: str) -> bool:
     parts = urlsplit(issuer)
     return parts.scheme == "https" or (
         parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK
+    )
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Settings)}
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _limit(flag: str, kind: click.ParamType[Any], what: str) -> Callable[[_F], _F]:
+    """A serving limit: a flag over its ``TOKENSMITH_*`` setting, default in settings.py."""
+    name = flag.removeprefix("--").replace("-", "_")
+    setting = {"keep_alive": "keep_alive_timeout"}.get(name, name)
+    return click.option(
+        flag,
+        setting,
+        type=kind,
+        default=None,
+        help=f"{what} [env TOKENSMITH_{setting.upper()}; default {_DEFAULTS[setting]}]",
     )
 
 
@@ -38,15 +63,23 @@ def issuer_is_safe(issuer: str) -> bool:
     type=click.IntRange(1, 64),
     help="uvicorn worker processes (they share the database and key store).",
 )
+@_limit("--max-header-bytes", click.IntRange(1), "Largest request head (else 431).")
+@_limit("--header-timeout", click.FloatRange(0, min_open=True), "Seconds to send a head.")
+@_limit("--body-timeout", click.FloatRange(0, min_open=True), "Seconds to send a body.")
+@_limit("--keep-alive", click.IntRange(1), "Seconds an idle connection stays open.")
+@_limit("--max-connections", click.IntRange(1), "Open connections per process (else 503).")
+@_limit("--metrics-port", click.IntRange(0, 65535), "Serve /metrics on 127.0.0.1:PORT.")
 @click.pass_context
 def serve(
     ctx: click.Context,
+    /,
     host: str,
     port: int,
     insecure: bool,
     schedule: bool,
     log_json: bool,
     workers: int,
+    **limits: int | float | None,
 ) -> None:
     """Serve the JWKS, discovery, token, revocation and introspection endpoints."""
     import uvicorn
@@ -54,9 +87,11 @@ def serve(
     from tokensmith import logjson
     from tokensmith.http import create_app
     from tokensmith.http.app import SCHEDULE_ENV
-    from tokensmith.http.serving import NoDelayHttpToolsProtocol
+    from tokensmith.http.limits import ConnectionLimits, protocol_for, raise_open_file_limit
     from tokensmith.maintenance import Maintenance
 
+    overrides = settings_overrides(ctx)
+    overrides.update({name: value for name, value in limits.items() if value is not None})
     ts = facade(ctx)
     if not issuer_is_safe(ts.settings.issuer) and not insecure:
         raise click.UsageError(
@@ -65,32 +100,46 @@ def serve(
         )
     if log_json:
         logjson.configure()
+    settings = ts.settings
+    if workers > 1 and settings.metrics_port:
+        raise click.UsageError(
+            "--metrics-port serves one process's metrics: use it with --workers 1, or set "
+            "TOKENSMITH_METRICS_TOKEN to scrape each worker on the public port"
+        )
     ts.setup()
-    click.echo(f"tokensmith: issuer {ts.settings.issuer}")
+    bounds = ConnectionLimits.from_settings(settings, raise_open_file_limit())
+    if bounds.max_connections < settings.max_connections:
+        click.echo(f"max connections: {bounds.max_connections} (open-file limit)", err=True)
+    click.echo(f"tokensmith: issuer {settings.issuer}")
     click.echo(f"discovery: http://{host}:{port}/.well-known/openid-configuration")
+    served: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        # uvicorn calls http= with its own arguments; a partial of a class is as good.
+        "http": protocol_for(bounds),
+        "timeout_keep_alive": settings.keep_alive_timeout,
+        "log_level": "info",
+        "access_log": not log_json,
+    }
     if workers > 1:
         # Each worker builds its own app from the environment; pass our overrides on.
-        for name, value in ctx.find_root().params.items():
-            if value is not None:
-                os.environ[f"TOKENSMITH_{name.upper()}"] = str(value)
+        for name, value in overrides.items():
+            os.environ[f"TOKENSMITH_{name.upper()}"] = str(value)
         os.environ[SCHEDULE_ENV] = "1" if schedule else "0"
-        uvicorn.run(
-            "tokensmith.http.app:app_from_env",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            http=NoDelayHttpToolsProtocol,
-            log_level="info",
-            access_log=not log_json,
-        )
+        uvicorn.run("tokensmith.http.app:app_from_env", factory=True, workers=workers, **served)
         return
     app = create_app(ts, maintenance=Maintenance(ts) if schedule else None)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        http=NoDelayHttpToolsProtocol,
-        log_level="info",
-        access_log=not log_json,
-    )
+    with _metrics_listener(app.state.metrics, settings.metrics_port):
+        uvicorn.run(app, **served)
+
+
+def _metrics_listener(
+    metrics: Metrics | None, port: int
+) -> contextlib.AbstractContextManager[object]:
+    if not port:
+        return contextlib.nullcontext()
+    if metrics is None:
+        raise click.UsageError("--metrics-port needs prometheus-client (tokensmith[metrics])")
+    from tokensmith.http.metrics_port import MetricsListener
+
+    return MetricsListener(metrics, port)

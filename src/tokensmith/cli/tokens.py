@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tokensmith.cli.main import cli, echo_json, facade
+from tokensmith.cli.main import cli, echo_json, facade, token_value
 from tokensmith.tokens.jws import parse_json_object
 
 
@@ -40,7 +40,7 @@ def issue(
 
 
 @token.command()
-@click.argument("jwt")
+@click.argument("jwt", callback=token_value)
 @click.option("--aud", "audience", help="Expected audience (default: the issuer).")
 @click.option(
     "--check-revoked/--no-check-revoked",
@@ -50,7 +50,8 @@ def issue(
 )
 @click.pass_context
 def verify(ctx: click.Context, jwt: str, audience: str | None, check_revoked: bool) -> None:
-    """Verify an access token strictly and print its header and claims."""
+    """Verify an access token strictly and print its header and claims. JWT ``-`` reads
+    the token from standard input (keeps it out of argv and the shell history)."""
     ts = facade(ctx)
     claims = ts.verify_access_token(
         jwt, audience=audience or ts.settings.issuer, check_revoked=check_revoked
@@ -60,7 +61,12 @@ def verify(ctx: click.Context, jwt: str, audience: str | None, check_revoked: bo
 
 
 @cli.command()
-@click.option("--token", "refresh_token", help="A refresh token: revokes its whole family.")
+@click.option(
+    "--token",
+    "refresh_token",
+    callback=token_value,
+    help="A refresh token: revokes its whole family; `-` reads it from standard input.",
+)
 @click.option("--family", "family_id", help="A family (session) id, the tokens' `sid`.")
 @click.option("--user", "subject", help="A subject: ends every session of the user.")
 @click.pass_context

@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.routing import Route
 
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.http import endpoints, metrics, wellknown
-from tokensmith.http.errors import handle_tokensmith_error, handle_unexpected
+from tokensmith.http.errors import (
+    handle_client_disconnect,
+    handle_tokensmith_error,
+    handle_unexpected,
+)
 from tokensmith.maintenance import Maintenance
 
 # Set by ``serve --no-schedule --workers N`` for the worker processes it starts.
@@ -26,8 +31,10 @@ def create_app(
     maintenance: Maintenance | None = None,
     enable_metrics: bool | None = None,
 ) -> Starlette:
-    """The service. ``maintenance`` runs (key schedule, cleanup) while the app is up;
-    ``/metrics`` is served when prometheus-client is installed (or when forced on)."""
+    """The service. ``maintenance`` runs (key schedule, cleanup) while the app is up.
+    Metrics are collected when prometheus-client is installed (or when forced on) and kept
+    in ``app.state.metrics``; ``/metrics`` is a route here only with
+    ``settings.metrics_token`` (``tokensmith serve --metrics-port`` serves them otherwise)."""
     routes = [
         Route("/.well-known/jwks.json", wellknown.jwks, methods=["GET"]),
         Route(
@@ -47,7 +54,11 @@ def create_app(
     if enable_metrics if enable_metrics is not None else metrics.available():
         collector = metrics.Metrics()
         collector.attach(ts)
-        routes.append(Route("/metrics", collector.endpoint, methods=["GET"]))
+        token = ts.settings.metrics_token
+        if token:
+            routes.append(
+                Route("/metrics", metrics.scrape_endpoint(collector, token), methods=["GET"])
+            )
         paths = {r.path for r in routes}
         middleware.append(Middleware(metrics.LatencyMiddleware, metrics=collector, routes=paths))
 
@@ -67,6 +78,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             TokensmithError: handle_tokensmith_error,
+            ClientDisconnect: handle_client_disconnect,
             Exception: handle_unexpected,
         },
     )

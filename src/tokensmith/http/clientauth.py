@@ -2,7 +2,8 @@
 
 ``client_secret_basic`` (RFC 6749 §2.3.1: id and secret are form-urlencoded before the
 Basic encoding), ``client_secret_post``, or ``none`` for public clients (id only). Using
-two methods at once is refused (§2.3). Every failure is ``invalid_client`` (401).
+two methods at once is refused (§2.3). Every failure, a disabled client included, is
+``invalid_client`` (401).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from starlette.requests import Request
 
 from tokensmith.clients import Client, ClientRegistry, secret_matches
 from tokensmith.errors import InvalidClient, InvalidRequest
+
+# RFC 8414 §2 names of the methods ``authenticate`` accepts; introspection needs a secret.
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+AUTH_METHODS = (*SECRET_AUTH_METHODS, "none")
 
 
 def _basic(request: Request) -> tuple[str, str] | None:
@@ -34,7 +39,11 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def authenticate(request: Request, form: dict[str, str], registry: ClientRegistry) -> Client:
+def authenticate(
+    request: Request, form: dict[str, str], registry: ClientRegistry, now: float
+) -> Client:
+    """The registered, enabled client the request authenticates as; a rotated secret is
+    accepted until its overlap ends at ``now``."""
     basic = _basic(request)
     if basic is not None:
         if "client_secret" in form or form.get("client_id", basic[0]) != basic[0]:
@@ -47,9 +56,11 @@ def authenticate(request: Request, form: dict[str, str], registry: ClientRegistr
         raise InvalidClient("client authentication required")
     client = registry.get_client(client_id)
     if secret or (client is not None and client.confidential):
-        if not secret_matches(client, secret):
+        if not secret_matches(client, secret, now):
             raise InvalidClient("client authentication failed")
     elif client is None:
         raise InvalidClient("client authentication failed")
     assert client is not None
+    if not client.enabled:
+        raise InvalidClient("client is disabled")
     return client

@@ -7,13 +7,14 @@ lookup. Errors become RFC 6749 §5.2 bodies in ``errors.py``."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokensmith.clients import Client
+from tokensmith.clients import GRANT_TYPES, Client
 from tokensmith.errors import InvalidRequest, InvalidScope
 from tokensmith.facade import Tokensmith
 from tokensmith.http.clientauth import authenticate
@@ -26,6 +27,7 @@ from tokensmith.http.cookies import (
 )
 from tokensmith.http.errors import NO_STORE, OAuthError
 from tokensmith.http.forms import read_form, required
+from tokensmith.http.serving import ARRIVED
 from tokensmith.http.threads import in_thread
 from tokensmith.refresh.service import RequestContext
 
@@ -39,10 +41,26 @@ def _context(request: Request) -> RequestContext:
     return RequestContext(
         ip=request.client.host if request.client else None,
         user_agent=request.headers.get("user-agent"),
+        received_at=request.state.received_at,
     )
 
 
+def _client(request: Request, form: dict[str, str]) -> Client:
+    ts = _ts(request)
+    return authenticate(request, form, ts.clients, ts.clock.now())
+
+
 _Handler = Callable[[Request, dict[str, str]], Response]
+# ``request.state`` attribute naming the refresh token a successful refresh consumed.
+ROTATED = "rotated_token"
+
+
+def _received_at(request: Request, ts: Tokensmith) -> float:
+    """When the request reached the server, by the facade's clock: stamped by the serving
+    protocol when its first bytes were parsed, else (another ASGI server) now."""
+    now = ts.clock.now()
+    arrived = request.scope.get("state", {}).get(ARRIVED)
+    return now if arrived is None else now - max(0.0, time.monotonic() - arrived)
 
 
 def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -51,7 +69,16 @@ def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]
 
     @functools.wraps(handler)  # the route keeps the handler's name (url_path_for)
     async def endpoint(request: Request) -> Response:
-        return await in_thread(handler, request, await read_form(request))
+        ts = _ts(request)
+        request.state.received_at = _received_at(request, ts)
+        response = await in_thread(handler, request, await read_form(request))
+        rotated: str | None = getattr(request.state, ROTATED, None)
+        if rotated is not None:
+            # Back on the event loop, which reads every request's first bytes before it
+            # resumes this one: a refresh that arrives from now on was sent after the
+            # winner's answer (SECURITY B3).
+            ts.sessions.answered(rotated)
+        return response
 
     return endpoint
 
@@ -65,10 +92,9 @@ def _json(body: dict[str, Any], request: Request, client: Client | None = None) 
 
 @_form_endpoint
 def token(request: Request, form: dict[str, str]) -> Response:
-    ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     grant_type = required(form, "grant_type")
-    if grant_type not in ("refresh_token", "client_credentials"):
+    if grant_type not in GRANT_TYPES:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"client may not use {grant_type}")
@@ -96,6 +122,7 @@ def _refresh(request: Request, form: dict[str, str], client: Client) -> Response
     result = ts.refresh(
         refresh_token, client_id=client.client_id, scope=scope, context=_context(request)
     )
+    setattr(request.state, ROTATED, refresh_token)
     body = result.to_dict()
     if not client.cookie_mode or result.refresh_token is None:
         return _json(body, request, client)
@@ -124,7 +151,7 @@ def revoke(request: Request, form: dict[str, str]) -> Response:
     """RFC 7009 §2.1-2.2: 200 for unknown or garbage tokens and for another client's token
     (telling them apart would leak which tokens exist); a wrong hint is ignored."""
     ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     ts.revoke_token(required(form, "token"), client_id=client.client_id)
     return Response(status_code=200, headers=NO_STORE)
 
@@ -133,7 +160,7 @@ def revoke(request: Request, form: dict[str, str]) -> Response:
 def introspect(request: Request, form: dict[str, str]) -> Response:
     """RFC 7662: confidential clients only; an inactive token is exactly ``{"active": false}``."""
     ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     if not client.confidential:
         raise OAuthError("invalid_client", "introspection needs a confidential client", 401)
     return JSONResponse(ts.introspect(required(form, "token")), headers=NO_STORE)
@@ -143,7 +170,7 @@ def introspect(request: Request, form: dict[str, str]) -> Response:
 def logout(request: Request, form: dict[str, str]) -> Response:
     """Cookie mode: revoke the cookie's family and expire the cookie."""
     ts = _ts(request)
-    client = authenticate(request, form, ts.clients)
+    client = _client(request, form)
     if not client.cookie_mode:
         raise OAuthError("unauthorized_client", "logout is for cookie-mode clients")
     check_browser_request(request, client)

@@ -53,6 +53,15 @@ async def handle_tokensmith_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def handle_client_disconnect(request: Request, exc: Exception) -> Response:
+    """A client gone (or cut off by ``limits.py``'s body deadline) before its body was
+    read: one line, no traceback; the response goes nowhere."""
+    logger.info(
+        "%s %s: client disconnected before sending its body", request.method, request.url.path
+    )
+    return Response(status_code=400, headers=NO_STORE)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("%s %s failed", request.method, request.url.path)
     metrics = getattr(request.app.state, "metrics", None)

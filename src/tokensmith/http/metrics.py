@@ -2,16 +2,20 @@
 
 Counters for every event (issued, rotated, reuse detected, revoked, key rotated) fed by
 an event hook, errors by OAuth code, and a latency histogram per route. Each app gets
-its own registry so several apps (and tests) in one process never collide.
+its own registry so several apps (and tests) in one process never collide. They are
+served on a loopback port of their own (``metrics_port.py``), or on the public port only
+to a scraper holding ``metrics_token`` (:func:`scrape_endpoint`).
 """
 
 from __future__ import annotations
 
+import hmac
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tokensmith.events import Event
@@ -66,6 +70,24 @@ class Metrics:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def scrape_endpoint(metrics: Metrics, token: str) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics`` on the public port, for ``Authorization: Bearer <token>`` only
+    (RFC 6750 §2.1; the token compared in constant time, §3 error otherwise)."""
+    expected = token.encode()
+
+    async def endpoint(request: Request) -> Response:
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), expected):
+            return await metrics.endpoint(request)
+        return JSONResponse(
+            {"error": "invalid_token"},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"},
+        )
+
+    return endpoint
 
 
 class LatencyMiddleware:

@@ -8,6 +8,9 @@ The numbers follow panva/jose's ``createRemoteJWKSet`` (timeout 5 s, ``cacheMaxA
   (GHSA-9v7f-9g4p-ffgj): a 3xx is a failed fetch.
 - The body is capped (512 KiB by default) and must not be content-encoded, so a
   compressed bomb is never inflated.
+- ``timeout`` is one deadline for the whole fetch (connect, headers, body): httpx's own
+  timeouts bound each socket read, so a server sending a byte every half second held a
+  ``timeout=5`` fetch for 10.5 s.
 - Freshness is the response's ``Cache-Control: max-age`` (less ``Age``), clamped to
   [30 s, 24 h]; 10 min when absent. ``If-None-Match`` revalidates with the ETag.
 - A fetch is attempted when there is no set yet, when the set is stale, or when a ``kid``
@@ -25,8 +28,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
+import time
+from contextlib import suppress
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -46,10 +53,66 @@ MAX_MAX_AGE = 86_400.0
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|=|$)", re.IGNORECASE)
+# httpcore trace events whose return value is the connection's network stream.
+_CONNECTED = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
 
 
 class JwksFetchError(Exception):
     """One failed fetch; caught inside ``RemoteJwks`` and only logged."""
+
+
+class _Deadline:
+    """One deadline for a whole fetch. At the deadline the sockets the fetch uses are shut
+    down, which wakes a read blocked on them; the body loop also checks it between chunks.
+    An injected client's transport without sockets (httpx's ASGI one), or its reused
+    keep-alive connection until the headers arrived, is covered only by that check."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    @property
+    def passed(self) -> bool:
+        return time.monotonic() >= self._at
+
+    def error(self) -> JwksFetchError:
+        return JwksFetchError(f"no complete answer within {self._seconds} s")
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` request extension: watch every connection the fetch opens."""
+        if event in _CONNECTED:
+            self.watch(info.get("return_value"))
+
+    def watch(self, stream: Any) -> None:
+        """Watch a network stream's socket (a response's ``network_stream``, or one just
+        connected); anything else is ignored."""
+        sock = stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sockets.append(sock)
+        if self.passed:
+            self._expire()
+
+    def _expire(self) -> None:
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            # socket.socket's own shutdown, not SSLSocket's: that one also drops the TLS
+            # state that the reading thread is using.
+            with suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 @dataclass(frozen=True)
@@ -91,7 +154,9 @@ class RemoteJwks:
             raise ConfigError("need min_max_age <= default_max_age <= max_max_age")
         self._clock: Clock = clock or SystemClock()
         self._owns_client = client is None
-        self._client = client or httpx.Client()
+        # No keep-alive: fetches are at least a cooldown apart, and a fresh connection is
+        # one the deadline can watch from its first byte.
+        self._client = client or httpx.Client(limits=httpx.Limits(max_keepalive_connections=0))
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._cooldown = cooldown
@@ -164,27 +229,39 @@ class RemoteJwks:
         }
         if previous is not None and previous.etag:
             headers["If-None-Match"] = previous.etag
-        try:
-            with self._client.stream(
-                "GET", self.url, headers=headers, follow_redirects=False, timeout=self._timeout
-            ) as response:
-                if response.status_code == 304 and previous is not None:
-                    return _Cached(previous.keys, self._expiry(response), previous.etag)
-                if response.status_code != 200:
-                    raise JwksFetchError(f"HTTP status {response.status_code}")
-                encoding = response.headers.get("content-encoding", "identity").strip().lower()
-                if encoding not in ("", "identity"):
-                    raise JwksFetchError(f"unexpected content-encoding {encoding!r}")
-                body = self._read_capped(response)
-                expires_at = self._expiry(response)
-                etag = response.headers.get("etag")
-        except httpx.HTTPError as exc:
-            raise JwksFetchError(f"{type(exc).__name__}: {exc}") from None
-        except httpx.StreamError as exc:
-            raise JwksFetchError(f"{type(exc).__name__}: {exc}") from None
+        with _Deadline(self._timeout) as deadline:
+            try:
+                return self._exchange(headers, previous, deadline)
+            except (httpx.HTTPError, httpx.StreamError) as exc:
+                if deadline.passed:
+                    raise deadline.error() from None
+                raise JwksFetchError(f"{type(exc).__name__}: {exc}") from None
+
+    def _exchange(
+        self, headers: dict[str, str], previous: _Cached | None, deadline: _Deadline
+    ) -> _Cached:
+        with self._client.stream(
+            "GET",
+            self.url,
+            headers=headers,
+            follow_redirects=False,
+            timeout=self._timeout,
+            extensions={"trace": deadline.trace},
+        ) as response:
+            deadline.watch(response.extensions.get("network_stream"))
+            if response.status_code == 304 and previous is not None:
+                return _Cached(previous.keys, self._expiry(response), previous.etag)
+            if response.status_code != 200:
+                raise JwksFetchError(f"HTTP status {response.status_code}")
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise JwksFetchError(f"unexpected content-encoding {encoding!r}")
+            body = self._read_capped(response, deadline)
+            expires_at = self._expiry(response)
+            etag = response.headers.get("etag")
         return _Cached(_parse(body), expires_at, etag)
 
-    def _read_capped(self, response: httpx.Response) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: _Deadline) -> bytes:
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self._max_bytes:
             raise JwksFetchError("response larger than the cap")
@@ -194,6 +271,8 @@ class RemoteJwks:
             size += len(chunk)
             if size > self._max_bytes:
                 raise JwksFetchError("response larger than the cap")
+            if deadline.passed:
+                raise deadline.error()
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -8,15 +8,23 @@ and asyncio only turns Nagle's algorithm off for sockets whose protocol is TCP. 
 connections then wait for delayed ACKs: every response took ~44 ms with ``--workers 2``
 (1 ms with one worker), measured here. This protocol disables Nagle on every accepted
 TCP connection, whichever way the listening socket was made.
+
+It also stamps each request when its first bytes are parsed (``ARRIVED``, monotonic): the
+event loop reads them before it resumes any endpoint, so a refresh that reached the server
+before another one's answer was sent is known as such (SECURITY B3).
 """
 
 from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from asyncio import BaseTransport
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+# The request's ``scope["state"]`` key holding its arrival time (``time.monotonic()``).
+ARRIVED = "tokensmith.arrived"
 
 
 class NoDelayHttpToolsProtocol(HttpToolsProtocol):
@@ -26,3 +34,7 @@ class NoDelayHttpToolsProtocol(HttpToolsProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)  # type: ignore[arg-type]
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["state"][ARRIVED] = time.monotonic()

@@ -8,26 +8,33 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from tokensmith.clients import GRANT_TYPES
 from tokensmith.facade import Tokensmith
+from tokensmith.http.clientauth import AUTH_METHODS, SECRET_AUTH_METHODS
 from tokensmith.http.threads import in_thread
-from tokensmith.settings import SUPPORTED_ALGS
+from tokensmith.keys.lifecycle import JwksDocument
 
 
 async def jwks(request: Request) -> Response:
     """Every pending, active and retired public key. ``max-age`` follows the key schedule
-    (SPEC "Keys"); ``stale-if-error`` lets verifiers ride out an outage; ETag → 304.
-    Served from the key snapshot on the event loop; the thread pool only when the key
-    store is due for a look (it may block on a file lock or the database)."""
+    (SPEC "Keys"); ``stale-if-error`` lets verifiers ride out an outage; ETag → 304."""
     ts: Tokensmith = request.app.state.tokensmith
-    document = ts.keys.cached_jwks_document()
-    if document is None:
-        document = await in_thread(ts.keys.jwks_document)
+    document = await _key_document(ts)
     max_age = ts.keys.jwks_max_age()
     if_none_match = request.headers.get("if-none-match")
     if if_none_match is not None and document.etag in _etags(if_none_match):
         headers = {"Cache-Control": _cache_control(max_age), "ETag": document.etag}
         return Response(status_code=304, headers=headers)
     return _jwks_response(document.payload, document.etag, max_age)
+
+
+async def _key_document(ts: Tokensmith) -> JwksDocument:
+    """The published key set, from the snapshot on the event loop; in the thread pool only
+    when the key store is due for a look (it may block on a file lock or the database)."""
+    document = ts.keys.cached_jwks_document()
+    if document is None:
+        document = await in_thread(ts.keys.jwks_document)
+    return document
 
 
 def _cache_control(max_age: int) -> str:
@@ -55,49 +62,47 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
+# OIDC Core §2 and §3.1.3.6: the ID-token claims ``mint_id_token`` can emit.
+_ID_TOKEN_CLAIMS = (
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "amr",
+    "acr",
+    "azp",
+    "at_hash",
+    "sid",
+)
+
+
 async def openid_configuration(request: Request) -> Response:
-    """OpenID Connect Discovery 1.0 §3 / RFC 8414 metadata."""
+    """OpenID Connect Discovery 1.0 §3 / RFC 8414 §2 metadata, stating only what this app
+    serves: its endpoints, the grants ``/token`` dispatches, the client authentication
+    ``clientauth`` accepts, the algorithms of the published keys. There is no
+    authorization endpoint, so no ``response_types_supported`` (no response type is
+    served) and no ``/logout`` (cookie mode's, not OIDC RP-initiated logout)."""
     ts: Tokensmith = request.app.state.tokensmith
+    document = await _key_document(ts)
     issuer = ts.settings.issuer.rstrip("/")
-    algs = sorted({ts.settings.signing_alg, *SUPPORTED_ALGS})
     body = {
         "issuer": ts.settings.issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "token_endpoint": f"{issuer}/token",
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
-        "grant_types_supported": ["refresh_token", "client_credentials"],
-        "token_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "none",
-        ],
-        "revocation_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-            "none",
-        ],
-        "introspection_endpoint_auth_methods_supported": [
-            "client_secret_basic",
-            "client_secret_post",
-        ],
-        "id_token_signing_alg_values_supported": algs,
+        "grant_types_supported": list(GRANT_TYPES),
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": list(SECRET_AUTH_METHODS),
+        "id_token_signing_alg_values_supported": sorted({k["alg"] for k in document.body["keys"]}),
         "subject_types_supported": ["public"],
-        "response_types_supported": ["code"],
         "scopes_supported": ["openid"],
-        "claims_supported": [
-            "iss",
-            "sub",
-            "aud",
-            "exp",
-            "iat",
-            "auth_time",
-            "nonce",
-            "amr",
-            "acr",
-            "azp",
-            "at_hash",
-            "sid",
-        ],
+        "claims_supported": list(_ID_TOKEN_CLAIMS),
     }
-    return JSONResponse(body, headers={"Cache-Control": "public, max-age=3600"})
+    # The algorithms follow the key set: cache no longer than the JWKS may be cached.
+    cache_control = f"public, max-age={ts.keys.jwks_max_age()}"
+    return JSONResponse(body, headers={"Cache-Control": cache_control})

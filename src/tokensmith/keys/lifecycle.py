@@ -6,6 +6,10 @@ until every token it signed has expired, plus clock skew and the JWKS cache time
 ``rotate()`` is the operator's explicit step: the pending key becomes active at once. The
 scheduled ``tick()`` only promotes a key that has been published for at least the JWKS
 max-age, so a verifier never meets a ``kid`` it could not have fetched.
+
+When ``signing_alg`` changes, the old algorithm's active key keeps signing until a key of the
+new one may (the next ``rotate()``, or the first ``tick()`` after its pending key has been
+published for the JWKS max-age); then it retires like any other (SECURITY B6).
 """
 
 from __future__ import annotations
@@ -122,9 +126,10 @@ class KeyManager:
 
         def mutate(records: list[KeyRecord]) -> list[KeyRecord]:
             now = self.clock.now()
-            if not self._find(records, "active"):
+            if self._signing_record(records) is None:
                 # No verifier can hold a cached JWKS that lacks a key we never had: a first
-                # key (or one after every key was revoked) may sign at once.
+                # key (or one after every key was revoked) may sign at once. After a change
+                # of algorithm the old key signs on until the new pending one has waited.
                 pending = self._find(records, "pending")
                 if pending:
                     records = self._replace(records, pending, pending.activate(now))
@@ -180,7 +185,7 @@ class KeyManager:
             if not removed:
                 raise KeyStoreError(f"no key with kid {kid!r}")
             records = [r for r in records if r.kid != kid]
-            if removed[0].state == "active" and removed[0].alg == self.alg:
+            if removed[0].state == "active" and self._signing_record(records) is None:
                 records = self._promote(records, self.clock.now())
             return records
 
@@ -196,14 +201,17 @@ class KeyManager:
         return KeyRecord(kid=kid, alg=self.alg, state="pending", created_at=now)
 
     def _promote(self, records: list[KeyRecord], now: float) -> list[KeyRecord]:
+        """The configured algorithm's pending key signs; every active key retires, that of
+        an algorithm no longer configured included; another algorithm's pending key, which
+        never signed, goes."""
         out: list[KeyRecord] = []
         pending = self._find(records, "pending")
         for r in records:
-            if r.alg == self.alg and r.state == "active":
+            if r.state == "active":
                 out.append(r.retire(now))
             elif pending is not None and r is pending:
                 out.append(r.activate(now))
-            else:
+            elif r.state != "pending" or r.alg == self.alg:
                 out.append(r)
         if pending is None:
             out.append(self._new_key(now).activate(now))
@@ -211,14 +219,20 @@ class KeyManager:
         return out
 
     def _rotation_due_at(self, records: list[KeyRecord] | tuple[KeyRecord, ...]) -> float | None:
-        active = self._find(records, "active")
+        active = self._signing_record(records)
         pending = self._find(records, "pending")
         if active is None or pending is None or active.activated_at is None:
             return None
-        return max(
-            active.activated_at + self.settings.key_rotation_period,
-            pending.created_at + self.settings.jwks_max_age,
-        )
+        published = pending.created_at + self.settings.jwks_max_age
+        if active.alg != self.alg:
+            return published  # the algorithm changed: rotate as soon as the new key may sign
+        return max(active.activated_at + self.settings.key_rotation_period, published)
+
+    def _signing_record(self, records: list[KeyRecord] | tuple[KeyRecord, ...]) -> KeyRecord | None:
+        """The configured algorithm's active key; after a change of algorithm, until a key
+        of the new one may sign, the newest active key of another."""
+        active = [r for r in records if r.state == "active"]
+        return max(active, key=lambda r: (r.alg == self.alg, r.activated_at or 0.0), default=None)
 
     def _expired(self, record: KeyRecord, now: float) -> bool:
         if record.state != "retired" or record.retired_at is None:
@@ -276,15 +290,16 @@ class KeyManager:
 
     def _build(self, records: list[KeyRecord], version: object) -> _Snapshot:
         verification: dict[str, VerificationKey] = {}
-        signer: Signer | None = None
         for r in records:
             private = self._private.get(r.kid)
             if private is None:
                 private = self._private[r.kid] = self.store.load_private_key(r.kid)
             spec = spec_for(r.alg)
             verification[r.kid] = VerificationKey(r.kid, r.alg, private.public_key(), spec)
-            if r.state == "active" and r.alg == self.alg:
-                signer = LocalSigner(private, r.alg, r.kid)
+        signing = self._signing_record(records)
+        signer = None
+        if signing is not None:
+            signer = LocalSigner(self._private[signing.kid], signing.alg, signing.kid)
         jwks = _document([public_jwk(verification[r.kid].public_key, r.alg) for r in records])
         return _Snapshot(tuple(records), version, verification, signer, jwks)
 

@@ -173,7 +173,7 @@ class FileKeyStore:
         return self._secret
 
     def adopt_refresh_secret(self, secret: bytes) -> bool:
-        """Keep ``secret`` (moved out of the database by migration 0004) unless this store
+        """Keep ``secret`` (moved out of the database by migration 0005) unless this store
         has one already; true if it was kept."""
         with self._secret_lock:
             self._secret = self._read_or_create_secret(lambda _n: secret)

@@ -32,6 +32,9 @@ class RequestContext:
 
     ip: str | None = None
     user_agent: str | None = None
+    # When the request arrived, by the server's clock: a refresh sent before a rotation of
+    # the same token was durable is a concurrent loser, not a replay (SECURITY B3).
+    received_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from tokensmith.clock import Clock
 from tokensmith.errors import InvalidGrant, InvalidScope
+from tokensmith.refresh.inflight import RecentRotations
 from tokensmith.refresh.opaque import derive_child, hash_prefix, token_hash
 from tokensmith.refresh.reuse import RequestContext, ReuseIncident, classify
 from tokensmith.settings import Lifetimes, Settings
@@ -53,6 +54,9 @@ class Attempt(NamedTuple):
     digest: bytes
     secret: bytes | None  # only with a grace window (SECURITY B1)
     now: float
+    # When the request arrived (over HTTP: before its form was read), for telling a
+    # concurrent loser from a replay; never later than ``now``.
+    sent_at: float
     lifetimes: Lifetimes
     client_id: str
     requested: list[str] | None
@@ -68,6 +72,17 @@ class Attempt(NamedTuple):
 class Reuse:
     incident: ReuseIncident
     revoked: FamilyRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class Concurrent:
+    """Lost to a rotation that was not yet durable when this request was sent (SECURITY
+    B3): refused, nothing revoked."""
+
+    family_id: str
+
+
+Outcome = Session | GraceRetry | Reuse | Concurrent
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -104,11 +119,12 @@ def session_of(
 class Rotation:
     """The rules of one rotation over a :class:`RefreshTransaction`."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, recent: RecentRotations) -> None:
         self._settings = settings
         self._clock = clock
+        self._recent = recent
 
-    def run(self, tx: RefreshTransaction, a: Attempt) -> Session | GraceRetry | Reuse:
+    def run(self, tx: RefreshTransaction, a: Attempt) -> Outcome:
         # Two passes at most: a second one only after losing the compare-and-set, to see
         # what the winner committed.
         for _ in range(2):
@@ -135,20 +151,20 @@ class Rotation:
             if not tx.mark_used(a.digest, a.now, ip, ua):
                 continue
             # The child's issue time is read after winning the compare-and-set, just before
-            # commit: a caller whose request started before it was in flight at the same
-            # time as this rotation (a concurrent loser), not replaying a finished one.
+            # commit: a caller of another instance whose request started before it was in
+            # flight at the same time as this rotation (a concurrent loser), not replaying a
+            # finished one. This instance's own callers learn the commit's end instead.
             issued = max(a.now, self._clock.now())
+            self._recent.won(a.digest, a.child_hash, issued)
             tx.insert_token(
                 NewToken(a.child_hash, family.id, a.digest, a.salt, issued, child_expires)
             )
             tx.record_access_token(a.access_jti, family.id, a.access_exp)
             return session_of(family, narrowed, a.child, child_expires)
         # Still losing after re-reading: a conflict, not an answer about this token.
-        raise InvalidGrant("refresh token was used concurrently")
+        return Concurrent(family.id)
 
-    def _used(
-        self, tx: RefreshTransaction, record: TokenRecord, a: Attempt
-    ) -> Session | GraceRetry | Reuse:
+    def _used(self, tx: RefreshTransaction, record: TokenRecord, a: Attempt) -> Outcome:
         """A used token came back: a grace retry, a concurrent loser, or reuse (R2, R3)."""
         family = record.family
         used_at = record.used_at
@@ -175,11 +191,16 @@ class Rotation:
                     raise InvalidGrant("refresh token was already used")
                 tx.record_access_token(a.access_jti, family.id, a.access_exp)
                 return GraceRetry(session_of(family, narrowed, token, child.expires_at))
-        if child is not None and child_live and a.now <= child.issued_at:
-            # Started before the winning rotation committed: a request that was in flight at
-            # the same time, not a replay of a finished rotation. Refuse without revoking so
-            # concurrent callers leave the family with exactly one active token (R1).
-            raise InvalidGrant("refresh token was used concurrently")
+        # Sent before the winning rotation was durable: a request in flight at the same
+        # time, not a replay of a finished rotation. Refused without revoking, so concurrent
+        # callers leave the family with exactly one active token (R1, B3). Sent before the
+        # winner's stamp (taken just before its commit) is certainly so; past it, this
+        # instance knows when its own rotations became durable and were answered, while
+        # another instance's rotation is judged by the stamp alone.
+        if (
+            child is not None and child_live and a.sent_at <= child.issued_at
+        ) or self._recent.sent_before_durable(record.token_hash, a.sent_at):
+            return Concurrent(family.id)
         incident = ReuseIncident(
             family_id=family.id,
             subject=family.subject,

@@ -19,10 +19,12 @@ from typing import TypeVar
 from tokensmith.clock import Clock
 from tokensmith.errors import ConfigError, InvalidGrant, RefreshTokenReused
 from tokensmith.events import EventBus
+from tokensmith.refresh.inflight import RecentRotations
 from tokensmith.refresh.opaque import hash_prefix, is_well_formed, new_child, new_token, token_hash
 from tokensmith.refresh.reuse import RequestContext, ReusePolicy
 from tokensmith.refresh.rotation import (
     Attempt,
+    Concurrent,
     GraceRetry,
     Reuse,
     Rotation,
@@ -31,19 +33,35 @@ from tokensmith.refresh.rotation import (
 )
 from tokensmith.refresh.secret import SecretSource
 from tokensmith.revocation.cache import RevocationCache
-from tokensmith.settings import MAX_REUSE_GRACE, Settings
+from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken
 
 T = TypeVar("T")
 logger = logging.getLogger("tokensmith.refresh")
 
-__all__ = ["RefreshService", "RequestContext", "Session"]
+__all__ = ["PendingSession", "RefreshService", "RequestContext", "Session"]
 
 _NO_CONTEXT = RequestContext()
 MAX_ID_LENGTH = 64
 # Upper bound on cleanup batches in one call, so a cleanup can never spin forever.
 MAX_CLEANUP_BATCHES = 10_000
+
+
+class PendingSession:
+    """A started or rotated session whose commit may still be in flight (what
+    :meth:`RefreshService.start` and :meth:`RefreshService.rotate` return): mint with
+    ``session``, then ``durable()`` before handing anything out. ``durable()`` raises if the
+    commit failed, and emits the ``issued``/``rotated`` event once it did not."""
+
+    __slots__ = ("_durable", "session")
+
+    def __init__(self, session: Session, durable: Callable[[], None]) -> None:
+        self.session = session
+        self._durable = durable
+
+    def durable(self) -> None:
+        self._durable()
 
 
 def _scope_set(scope: str) -> list[str]:
@@ -70,17 +88,18 @@ class RefreshService:
         self._clock = clock
         self._events = events
         self._reuse_policy = reuse_policy
-        self._rotation = Rotation(settings, clock)
+        self._recent = RecentRotations()
+        self._rotation = Rotation(settings, clock, self._recent)
         self._secret: bytes | None = (
             settings.refresh_secret.encode("utf-8") if settings.refresh_secret else None
         )
         self._secret_source = secret_source
         self._secret_lock = threading.Lock()
+        # How long a revocation can matter: a token verifies until its exp plus the leeway,
+        # and any verifier sharing this store may allow up to MAX_LEEWAY (SECURITY B4).
+        self._horizon = settings.max_token_lifetime + MAX_LEEWAY
         self.revocations = RevocationCache(
-            store,
-            clock=clock,
-            ttl=settings.revocation_cache_ttl,
-            horizon=settings.max_token_lifetime + settings.leeway,
+            store, clock=clock, ttl=settings.revocation_cache_ttl, horizon=self._horizon
         )
 
     @property
@@ -114,12 +133,10 @@ class RefreshService:
         acr: str | None,
         access_jti: str,
         access_exp: int,
-        context: RequestContext | None = None,
-        prepare: Callable[[Session], None] | None = None,
-    ) -> Session:
+    ) -> PendingSession:
         """Start a new family for a login. Every login gets a new random ``sid`` (SPEC:
-        "a login never reuses an earlier session id"; session regeneration, R7).
-        ``prepare`` as for :meth:`rotate`."""
+        "a login never reuses an earlier session id"; session regeneration, R7). Mint with
+        the returned ``session``, then call ``durable()`` before anything leaves."""
         now = self._clock.now()
         lifetimes = self._settings.lifetimes_for(client_id)
         family = FamilyRecord(
@@ -148,14 +165,15 @@ class RefreshService:
                 tx.insert_token(first)
             tx.record_access_token(access_jti, family.id, access_exp)
 
-        unit = self._store.atomic(work, background=prepare is not None)
-        unit.result()
-        session = session_of(family, family.scope, token, expires_at)
-        if prepare is not None:
-            prepare(session)
-        unit.committed()
-        self._events.emit("issued", now, family_id=family.id, subject=subject, client_id=client_id)
-        return session
+        pending = self._store.pending(work)
+
+        def durable() -> None:
+            pending.durable()
+            self._events.emit(
+                "issued", now, family_id=family.id, subject=subject, client_id=client_id
+            )
+
+        return PendingSession(session_of(family, family.scope, token, expires_at), durable)
 
     # -- rotation -----------------------------------------------------------------------------
     def rotate(
@@ -167,13 +185,13 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         context: RequestContext | None = None,
-        prepare: Callable[[Session], None] | None = None,
-    ) -> Session:
+    ) -> PendingSession:
         """RFC 6749 §6 with rotation (RFC 9700 §4.14.2): consume the token, issue its child.
 
-        ``prepare(session)`` runs once the rotation is decided, while its commit may still
-        be in flight (the facade signs the new JWTs there); whatever it makes must not leave
-        before ``rotate`` returned, because a failed commit makes ``rotate`` raise.
+        Returns once the rotation is decided, while its commit may still be in flight: mint
+        with the returned ``session`` (the facade signs the new JWTs meanwhile), then call
+        ``durable()``, which raises if the commit failed; nothing may leave before it
+        returned.
 
         Raises ``InvalidGrant`` for unknown, malformed, expired, revoked or other clients'
         tokens; ``InvalidScope`` for a wider scope; ``RefreshTokenReused`` (after the family
@@ -190,44 +208,73 @@ class RefreshService:
         grace = lifetimes.refresh_reuse_grace > 0
         secret = self._server_secret() if grace else None  # may do I/O once: before the clock
         now = self._clock.now()
+        ctx = context or _NO_CONTEXT
+        sent_at = now if ctx.received_at is None else min(ctx.received_at, now)
         digest = token_hash(refresh_token)
         salt, child = new_child(secret, digest)
         attempt = Attempt(
             digest=digest,
             secret=secret,
             now=now,
+            sent_at=sent_at,
             lifetimes=lifetimes,
             client_id=client_id,
             requested=requested,
             access_jti=access_jti,
             access_exp=access_exp,
-            ctx=context or _NO_CONTEXT,
+            ctx=ctx,
             salt=salt,
             child=child,
             child_hash=token_hash(child),
         )
-        unit = self._store.atomic(
-            lambda tx: self._rotation.run(tx, attempt), background=prepare is not None
-        )
-        outcome = unit.result()
+        try:
+            pending = self._store.pending(lambda tx: self._rotation.run(tx, attempt))
+        except BaseException:
+            self._recent.failed(digest, attempt.child_hash)
+            raise
+        outcome = pending.value
         if isinstance(outcome, Reuse):
-            unit.committed()  # R2: the revocation stands before the request fails
+            pending.durable()  # R2: the revocation stands before the request fails
             self._after_reuse(outcome, now)
             raise RefreshTokenReused("refresh token was already used")
+        if isinstance(outcome, Concurrent):
+            # Answered once the batch that decided it is durable (it read the winner's rows).
+            pending.durable()
+            self._events.emit(
+                "refresh_conflict",
+                now,
+                family_id=outcome.family_id,
+                client_id=client_id,
+                token=hash_prefix(digest),
+            )
+            raise InvalidGrant("refresh token was used concurrently")
         retry = isinstance(outcome, GraceRetry)
         session = outcome.session if isinstance(outcome, GraceRetry) else outcome
-        if prepare is not None:
-            prepare(session)
-        unit.committed()
-        self._events.emit(
-            "rotated",
-            now,
-            family_id=session.family_id,
-            client_id=client_id,
-            token=hash_prefix(attempt.digest),
-            grace_retry=retry,
-        )
-        return session
+
+        def durable() -> None:
+            try:
+                pending.durable()
+            except BaseException:
+                self._recent.failed(digest, attempt.child_hash)
+                raise
+            if not retry:
+                self._recent.durable(digest, attempt.child_hash, self._clock.now())
+            self._events.emit(
+                "rotated",
+                now,
+                family_id=session.family_id,
+                client_id=client_id,
+                token=hash_prefix(digest),
+                grace_retry=retry,
+            )
+
+        return PendingSession(session, durable)
+
+    def answered(self, refresh_token: str) -> None:
+        """The server sent the answer to a refresh of ``refresh_token`` (this instance's
+        rotation of it): a presentation of the same token that arrived before this moment
+        is a concurrent loser, not a replay (SECURITY B3)."""
+        self._recent.answered(token_hash(refresh_token), self._clock.now())
 
     def _after_reuse(self, outcome: Reuse, now: float) -> None:
         incident = outcome.incident
@@ -266,13 +313,8 @@ class RefreshService:
 
     # -- revocation ---------------------------------------------------------------------------
     def _write(self, work: Callable[[RefreshTransaction], T]) -> T:
-        """``work``'s result once it committed. It queues with the refreshes: on SQLite a
-        transaction of its own would have to win the database lock between two group
-        commits, polling in SQLite's busy handler (measured: up to 0.4 s under load)."""
-        unit = self._store.atomic(work)
-        value = unit.result()
-        unit.committed()
-        return value
+        """``work``'s result once it is durable."""
+        return self._store.atomic(work)
 
     def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:
         """RFC 7009 §2.1: revoke the token's whole family (and its access tokens). Unknown or
@@ -331,8 +373,28 @@ class RefreshService:
         self._events.emit("subject_revoked", now, subject=subject, families=len(family_ids))
         return len(family_ids)
 
+    def revoke_client(self, client_id: str) -> int:
+        """End every live family of ``client_id`` (its refresh tokens are refused and the
+        access tokens they issued denied), as when the client is deleted."""
+        now = self._clock.now()
+        actor = f"client:{client_id}"
+
+        def work(tx: RefreshTransaction) -> list[FamilyRecord]:
+            revoked = (
+                tx.revoke_family(family_id, now, "client_deleted", actor)
+                for family_id in tx.client_families(client_id, now)
+            )
+            return [family for family in revoked if family is not None]
+
+        families = self._write(work)
+        for family in families:
+            self.revocations.revoke_family(family.id)
+            self._family_revoked(family, now, "client_deleted")
+        return len(families)
+
     def revoke_access_token(self, jti: str, expires_at: int) -> None:
-        """Deny one access token by ``jti`` until its ``exp`` (never by token string, V5)."""
+        """Deny one access token by ``jti`` until it can no longer verify, ``expires_at`` +
+        ``MAX_LEEWAY`` (never by token string, V5; SECURITY B4)."""
         self._write(lambda tx: tx.deny_access_token(jti, float(expires_at)))
         self.revocations.deny_jti(jti)
 
@@ -364,11 +426,10 @@ class RefreshService:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         now = self._clock.now()
-        horizon = self._settings.max_token_lifetime + self._settings.leeway
         # Salts outlive no grace window (SECURITY B1): past the longest one allowed, no
         # retry can use them.
         _batches(lambda: self._store.clear_salts(now - MAX_REUSE_GRACE, batch_size))
-        return _batches(lambda: self._store.purge_expired(now, batch_size, horizon))
+        return _batches(lambda: self._store.purge_expired(now, batch_size, self._horizon))
 
 
 def _batches(batch: Callable[[], int]) -> int:

@@ -1,17 +1,34 @@
-"""The small Protocols the refresh and revocation services depend on.
+"""The small Protocols the core depends on: what it needs from storage, never how a
+backend batches or locks.
 
-A unit of work (``RefreshStore.atomic``) runs in one transaction: everything done through
-its :class:`RefreshTransaction` commits together when it returns and rolls back completely
-if it raises (SECURITY R4). Backends translate their own failures into :class:`StoreError`
-or, for conflicts a retry will fix, :class:`tokensmith.errors.TemporarilyUnavailable`.
+A unit of work (``RefreshStore.atomic`` or ``RefreshStore.pending``) runs in one
+transaction: everything done through its :class:`RefreshTransaction` commits together and
+rolls back completely if it raises (SECURITY R4). ``pending`` hands the result back before
+the commit may be durable, so the caller can sign its tokens meanwhile; whatever it makes
+leaves only after ``durable()`` returned. Backends translate their own failures into
+:class:`StoreError` or, for conflicts a retry will fix,
+:class:`tokensmith.errors.TemporarilyUnavailable`.
+
+Implementations: :class:`tokensmith.store.memory.MemoryStore` (the reference) and
+:class:`tokensmith.store.sql.SqlStore`; ``tests/contract/`` runs one suite over both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
-from tokensmith.store.records import FamilyRecord, NewToken, RevocationSnapshot, TokenRecord
+from tokensmith.store.records import (
+    FamilyRecord,
+    FamilySummary,
+    NewToken,
+    Pending,
+    RevocationSnapshot,
+    TokenRecord,
+)
+
+if TYPE_CHECKING:
+    from tokensmith.clients import ClientRegistry
 
 
 class RefreshTransaction(Protocol):
@@ -21,8 +38,6 @@ class RefreshTransaction(Protocol):
         ...
 
     def get_child(self, parent_hash: bytes) -> TokenRecord | None: ...
-
-    def get_family(self, family_id: str) -> FamilyRecord | None: ...
 
     def insert_family(self, family: FamilyRecord) -> None: ...
 
@@ -42,9 +57,13 @@ class RefreshTransaction(Protocol):
     def revoke_family(
         self, family_id: str, now: float, reason: str, actor: str | None
     ) -> FamilyRecord | None:
-        """Revoke the family and all its tokens, deny its unexpired access tokens and write
-        an audit row. Returns the family if this call revoked it, ``None`` if it was unknown
-        or already revoked."""
+        """Revoke the family and all its tokens, deny its access tokens that may still verify
+        (``exp`` + ``MAX_LEEWAY`` not passed) and write an audit row. Returns the family if
+        this call revoked it, ``None`` if it was unknown or already revoked."""
+        ...
+
+    def client_families(self, client_id: str, now: float) -> list[str]:
+        """Ids of ``client_id``'s live families, locked like :meth:`get_token`'s."""
         ...
 
     def revoke_subject(self, subject: str, now: float) -> list[str]:
@@ -55,38 +74,32 @@ class RefreshTransaction(Protocol):
 
 
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
-
-
-class UnitOfWork(Protocol[T_co]):
-    """A unit of work handed to :meth:`RefreshStore.atomic`."""
-
-    def result(self) -> T_co:
-        """What the work returned (or raise what it raised; its writes are then undone).
-        May be available before the writes are durable."""
-        ...
-
-    def committed(self) -> None:
-        """Return once the work's writes are durable; raise if they were rolled back.
-        Nothing derived from the result may leave the process before this returned."""
-        ...
 
 
 class RevocationSource(Protocol):
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
-        """Denied jtis not yet expired, and families/not-before times newer than
-        ``now - horizon`` (older ones can only concern access tokens that have expired)."""
+        """Denied jtis of tokens that may still verify (``exp`` + ``MAX_LEEWAY`` of
+        ``tokensmith.settings`` not passed: no verifier of ours accepts one later), and
+        families/not-before times newer than ``now - horizon`` (older ones can only concern
+        access tokens that have expired)."""
         ...
 
 
 class RefreshStore(RevocationSource, Protocol):
-    def atomic(
-        self, work: Callable[[RefreshTransaction], T], *, background: bool = False
-    ) -> UnitOfWork[T]:
-        """Run ``work`` in a transaction of its own or, where the backend groups commits,
-        in a savepoint of a shared one; either way it commits or rolls back as a whole.
-        ``background``: the caller has work to do before it waits in ``committed``; a
-        backend may commit on another thread meanwhile (or ignore the hint)."""
+    def atomic(self, work: Callable[[RefreshTransaction], T]) -> T:
+        """Run ``work`` as one unit of work and return its result once it is durable; raise
+        what it raised (its writes undone) or why the commit failed."""
+        ...
+
+    def pending(self, work: Callable[[RefreshTransaction], T]) -> Pending[T]:
+        """Run ``work`` as one unit of work and return its result, whose commit may still be
+        in flight: the caller has work to do (signing) before it waits in ``durable()``.
+        Raises what ``work`` raised (its writes undone)."""
+        ...
+
+    def family_tokens(self, family_id: str) -> list[TokenRecord]:
+        """Every stored token of the family in issue order, as last committed (an audit
+        read: a session's rotation chain)."""
         ...
 
     def find_token(self, token_hash: bytes) -> TokenRecord | None:
@@ -101,5 +114,22 @@ class RefreshStore(RevocationSource, Protocol):
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
         """Delete one batch of rows of families expired ``horizon`` seconds before ``now``
-        and of expired denylist entries; returns rows deleted (0 when nothing is left)."""
+        and of denylist entries whose token can no longer verify (``exp`` + ``MAX_LEEWAY``
+        passed); returns rows deleted (0 when nothing is left)."""
         ...
+
+
+class AuditReader(Protocol):
+    def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:
+        """The newest ``limit`` sessions of ``subject``, each with its revocation trail."""
+        ...
+
+
+@runtime_checkable
+class Registries(Protocol):
+    """A store that also keeps the client registry and the audit trail (both stores here
+    do), so a ``refresh_store`` given to the facade brings them along."""
+
+    def client_registry(self) -> ClientRegistry: ...
+
+    def audit_reader(self) -> AuditReader: ...

@@ -6,12 +6,24 @@ family is expired at exactly its ``expires_at`` (SECURITY R6).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from tokensmith.errors import StoreError
 
-__all__ = ["FamilyRecord", "NewToken", "RevocationSnapshot", "StoreError", "TokenRecord"]
+__all__ = [
+    "FamilyRecord",
+    "FamilySummary",
+    "NewToken",
+    "Pending",
+    "Revocation",
+    "RevocationSnapshot",
+    "StoreError",
+    "TokenRecord",
+]
+
+T = TypeVar("T")
 
 
 # The records read and written by every rotation are named tuples: as immutable as a frozen
@@ -66,3 +78,60 @@ class RevocationSnapshot:
     denied_jtis: frozenset[str]
     revoked_families: frozenset[str]
     subject_not_before: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """One entry of a family's revocation audit trail."""
+
+    revoked_at: float
+    reason: str
+    actor: str | None
+
+
+@dataclass(frozen=True)
+class FamilySummary:
+    """A session as an operator sees it (``tokensmith families``), with its audit trail."""
+
+    family_id: str
+    subject: str
+    client_id: str
+    scope: str
+    created_at: float
+    expires_at: float
+    revoked_at: float | None
+    revoke_reason: str | None
+    revocations: tuple[Revocation, ...]
+
+    @classmethod
+    def of(cls, family: FamilyRecord, revocations: tuple[Revocation, ...]) -> FamilySummary:
+        return cls(
+            family.id,
+            family.subject,
+            family.client_id,
+            family.scope,
+            family.created_at,
+            family.expires_at,
+            family.revoked_at,
+            family.revoke_reason,
+            revocations,
+        )
+
+
+def _already_durable() -> None:
+    return None
+
+
+class Pending(Generic[T]):
+    """A unit of work that ran: its ``value`` is known, its commit may still be in flight
+    (a group commit's fsync). Nothing derived from ``value`` may leave the process before
+    :meth:`durable` returned; it raises if the commit failed and the writes were undone."""
+
+    __slots__ = ("_durable", "value")
+
+    def __init__(self, value: T, durable: Callable[[], None] = _already_durable) -> None:
+        self.value = value
+        self._durable = durable
+
+    def durable(self) -> None:
+        self._durable()

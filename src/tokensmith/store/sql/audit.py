@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import Engine, bindparam, select
 
+from tokensmith.store.records import FamilySummary, Revocation
 from tokensmith.store.sql.models import families, family_revocations
-
-
-@dataclass(frozen=True)
-class Revocation:
-    revoked_at: float
-    reason: str
-    actor: str | None
-
-
-@dataclass(frozen=True)
-class FamilySummary:
-    family_id: str
-    subject: str
-    client_id: str
-    scope: str
-    created_at: float
-    expires_at: float
-    revoked_at: float | None
-    revoke_reason: str | None
-    revocations: tuple[Revocation, ...]
-
 
 _FAMILIES = (
     select(families)
@@ -42,8 +20,18 @@ _REVOCATIONS = (
 )
 
 
-def list_families(engine: Engine, subject: str, limit: int = 100) -> list[FamilySummary]:
-    """The newest ``limit`` sessions of ``subject`` with every revocation recorded for each."""
+class SqlAuditReader:
+    """Implements :class:`tokensmith.store.AuditReader` over the store's tables."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:
+        """The newest ``limit`` sessions of ``subject`` with every revocation recorded."""
+        return _list_families(self._engine, subject, limit)
+
+
+def _list_families(engine: Engine, subject: str, limit: int) -> list[FamilySummary]:
     with engine.connect() as conn:
         rows = conn.execute(_FAMILIES, {"subject": subject, "limit": limit}).all()
         trail: dict[str, list[Revocation]] = {}

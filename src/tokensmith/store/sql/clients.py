@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, Engine, LargeBinary, String, Table, bindparam, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Engine,
+    LargeBinary,
+    String,
+    Table,
+    bindparam,
+    select,
+    true,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -26,13 +36,27 @@ class ClientRow(Base):
     allowed_origins: Mapped[list[str]] = mapped_column(JSON)
     cookie_mode: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[float]
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    previous_secret_expires_at: Mapped[float | None]
 
 
 clients = cast(Table, ClientRow.__table__)
 _GET = select(clients).where(clients.c.client_id == bindparam("client_id"))
 _LIST = select(clients).order_by(clients.c.client_id)
 _INSERT = clients.insert()
+_UPDATE = clients.update().where(clients.c.client_id == bindparam("id"))
+_DELETE = clients.delete().where(clients.c.client_id == bindparam("id"))
 _TUPLES = ("grant_types", "scopes", "audiences", "redirect_uris", "allowed_origins")
+_SCALARS = (
+    "confidential",
+    "secret_hash",
+    "cookie_mode",
+    "created_at",
+    "enabled",
+    "previous_secret_hash",
+    "previous_secret_expires_at",
+)
 
 
 def _client(row: Any) -> Client:
@@ -40,6 +64,13 @@ def _client(row: Any) -> Client:
     for name in _TUPLES:
         data[name] = tuple(data[name])
     return Client(**data)
+
+
+def _values(client: Client) -> dict[str, Any]:
+    return {
+        **{name: getattr(client, name) for name in _SCALARS},
+        **{name: list(getattr(client, name)) for name in _TUPLES},
+    }
 
 
 class SqlClientRegistry:
@@ -52,19 +83,21 @@ class SqlClientRegistry:
         return None if row is None else _client(row)
 
     def add_client(self, client: Client) -> None:
-        values = {
-            "client_id": client.client_id,
-            "confidential": client.confidential,
-            "secret_hash": client.secret_hash,
-            "cookie_mode": client.cookie_mode,
-            "created_at": client.created_at,
-            **{name: list(getattr(client, name)) for name in _TUPLES},
-        }
         try:
             with self._engine.begin() as conn:
-                conn.execute(_INSERT, values)
+                conn.execute(_INSERT, {"client_id": client.client_id, **_values(client)})
         except IntegrityError:
             raise InvalidRequest(f"client {client.client_id!r} already exists") from None
+
+    def update_client(self, client: Client) -> None:
+        with self._engine.begin() as conn:
+            updated = conn.execute(_UPDATE, {"id": client.client_id, **_values(client)}).rowcount
+        if not updated:
+            raise InvalidRequest(f"no client {client.client_id!r}")
+
+    def delete_client(self, client_id: str) -> bool:
+        with self._engine.begin() as conn:
+            return bool(conn.execute(_DELETE, {"id": client_id}).rowcount)
 
     def list_clients(self) -> list[Client]:
         with self._engine.connect() as conn:

@@ -16,7 +16,7 @@ the fsync is in flight (the SQLite driver lets go of the GIL there) and not whil
 leader, whom everybody waits for, still needs the GIL. A leader that has tokens to sign
 too hands the commit to a committer thread, which then leads the batches queued meanwhile
 itself for as long as there are any: under load no caller has to be woken to lead. No
-caller may let anything out before ``committed`` returned: a failed commit undoes every
+caller may let anything out before ``durable`` returned: a failed commit undoes every
 unit of the batch.
 """
 
@@ -73,7 +73,7 @@ class Ticket(Generic[T]):
             raise self._error
         return self._value  # type: ignore[return-value]  # set before the turn was released
 
-    def committed(self) -> None:
+    def durable(self) -> None:
         """Returns once the unit's writes are durable; raises if its batch rolled back."""
         _wait(self._settled)
         if self._commit_error is not None:
@@ -230,7 +230,7 @@ class GroupCommitter:
 class _Committer:
     """A thread that runs the batches' ends one after the other. Started on demand, it exits
     after ``IDLE_SECONDS`` with nothing to do, so an idle store keeps no thread. It is a
-    daemon: a caller waiting in ``committed`` keeps the interpreter alive until its commit
+    daemon: a caller waiting in ``durable`` keeps the interpreter alive until its commit
     ended, and a commit nobody waits for is atomic in SQLite all the same."""
 
     IDLE_SECONDS = 1.0

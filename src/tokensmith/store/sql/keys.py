@@ -276,7 +276,7 @@ class SqlKeyStore:
         return self._secret
 
     def adopt_refresh_secret(self, secret: bytes) -> bool:
-        """Keep ``secret`` (moved out of ``ts_meta`` by migration 0004) unless the store has
+        """Keep ``secret`` (moved out of ``ts_meta`` by migration 0005) unless the store has
         one already; true if it was kept."""
         self._secret = self._keep_secret(lambda _n: secret)
         return self._secret == secret

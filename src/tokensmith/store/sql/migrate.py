@@ -22,7 +22,7 @@ from tokensmith.errors import ConfigError
 from tokensmith.store.sql.engine import create_private_sqlite_file
 
 VERSION_TABLE = "tokensmith_alembic_version"
-# config.attributes key: where migration 0004 hands a refresh secret it takes out of ts_meta.
+# config.attributes key: where migration 0005 hands a refresh secret it takes out of ts_meta.
 REFRESH_SECRET_SINK = "refresh_secret_sink"
 # pg_advisory_lock key that serialises concurrent migrations ("tokensmith" in ASCII, cut).
 _LOCK_KEY = 0x746F6B656E73
@@ -56,7 +56,7 @@ def upgrade(
     """Migrate to ``revision``. Several processes may call this at once (every ``serve``
     instance sets up at start): they take turns, and the later ones find nothing to do.
     ``refresh_secret_sink`` receives a refresh secret found in the database before it is
-    deleted there (migration 0004), to keep it with the keys."""
+    deleted there (migration 0005), to keep it with the keys."""
     with _migration_lock(database_url):
         config = alembic_config(database_url)
         config.attributes[REFRESH_SECRET_SINK] = refresh_secret_sink

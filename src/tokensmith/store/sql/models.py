@@ -55,7 +55,8 @@ class Family(Base):
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     subject: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
-    client_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    # Deleting a client revokes its families.
+    client_id: Mapped[str] = mapped_column(String(NAME_LENGTH), index=True)
     scope: Mapped[str] = mapped_column(Text)
     audience: Mapped[list[str]] = mapped_column(JSON)
     auth_time: Mapped[int]
@@ -127,7 +128,7 @@ class SubjectNotBefore(Base):
 
 class Meta(Base):
     """Store-wide values. It no longer holds the refresh secret: that lives with the keys
-    (SECURITY B1; migration 0004 moves it out)."""
+    (SECURITY B1; migration 0005 moves it out)."""
 
     __tablename__ = "ts_meta"
 

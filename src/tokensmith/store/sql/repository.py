@@ -12,20 +12,24 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache, partial
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from tokensmith.errors import TemporarilyUnavailable
+from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
     FamilyRecord,
     NewToken,
+    Pending,
     RevocationSnapshot,
     StoreError,
     TokenRecord,
 )
+from tokensmith.store.sql.audit import SqlAuditReader
+from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
 from tokensmith.store.sql.group import GroupCommitter, Ticket
@@ -117,10 +121,6 @@ class SqlTransaction:
         row = self._one("select_child", {"h": parent_hash})
         return None if row is None else _token(row)
 
-    def get_family(self, family_id: str) -> FamilyRecord | None:
-        row = self._one("select_family", {"fid": family_id})
-        return None if row is None else _family(row)
-
     def insert_family(self, family: FamilyRecord) -> None:
         self._run(
             "insert_family",
@@ -174,9 +174,13 @@ class SqlTransaction:
         if row is None:
             return None
         self._run("revoke_family_tokens", {"fid": family_id, "now": now})
-        self._run("deny_family_access", {"fid": family_id, "now": now})
+        self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
         return _family(row)
+
+    def client_families(self, client_id: str, now: float) -> list[str]:
+        self._cursor.execute(self._sql["client_families"], {"client_id": client_id, "now": now})
+        return [row[0] for row in self._cursor.fetchall()]
 
     def revoke_subject(self, subject: str, now: float) -> list[str]:
         self._cursor.execute(self._sql["subject_families"], {"sub": subject, "now": now})
@@ -193,21 +197,6 @@ class SqlTransaction:
 
     def deny_access_token(self, jti: str, expires_at: float) -> None:
         self._run("deny", {"jti": jti, "expires_at": expires_at})
-
-
-class _Committed(Generic[T]):
-    """The answer of a unit of work that already committed in the caller's thread."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: T) -> None:
-        self._value = value
-
-    def result(self) -> T:
-        return self._value
-
-    def committed(self) -> None:
-        return None
 
 
 def _after_fork_in_child(ref: weakref.ReferenceType[SqlStore]) -> None:
@@ -269,17 +258,27 @@ class SqlStore:
         finally:
             raw.close()
 
-    def atomic(
-        self, work: Callable[[SqlTransaction], T], *, background: bool = False
-    ) -> Ticket[T] | _Committed[T]:
-        """Run ``work`` as one unit of work. On SQLite it joins the group commit (see
-        :mod:`tokensmith.store.sql.group`): the ticket's ``result`` may come before the commit
-        is durable, and with ``background`` the commit runs on another thread while the
-        caller goes on. Elsewhere it commits here, before returning."""
-        if self._group is not None:
-            return self._group.submit(work, background=background)
-        with self.transaction() as tx:
-            return _Committed(work(tx))
+    def atomic(self, work: Callable[[SqlTransaction], T]) -> T:
+        """Run ``work`` as one unit of work; its result once durable. On SQLite it joins the
+        group commit (:mod:`tokensmith.store.sql.group`) and its commit runs in this thread
+        should it lead the batch: it has nothing else to do meanwhile."""
+        if self._group is None:
+            with self.transaction() as tx:
+                return work(tx)
+        ticket = self._group.submit(work)
+        value = ticket.result()
+        ticket.durable()
+        return value
+
+    def pending(self, work: Callable[[SqlTransaction], T]) -> Pending[T]:
+        """Run ``work`` as one unit of work; its result at once. On SQLite the commit may
+        still be in flight, on the committer thread should this caller lead the batch: the
+        caller signs its tokens meanwhile, then waits in ``durable()``. Elsewhere the commit
+        is done before this returns."""
+        if self._group is None:
+            return Pending(self.atomic(work))
+        ticket = self._group.submit(work, background=True)
+        return Pending(ticket.result(), ticket.durable)
 
     def _run_batch(self, tickets: list[Ticket[Any]]) -> Callable[[], None] | None:
         """A group leader's transaction: every ticket's unit under its own savepoint (none
@@ -418,6 +417,17 @@ class SqlStore:
         except DBAPIError as exc:
             raise self._error(exc, None) from exc
 
+    def family_tokens(self, family_id: str) -> list[TokenRecord]:
+        with self._connection(read_only=True) as conn:
+            sql = SQL[self._dialect]["family_tokens"]
+            return [_token(row) for row in conn.exec_driver_sql(sql, {"fid": family_id})]
+
+    def client_registry(self) -> SqlClientRegistry:
+        return SqlClientRegistry(self.engine)
+
+    def audit_reader(self) -> SqlAuditReader:
+        return SqlAuditReader(self.engine)
+
     def find_token(self, token_hash: bytes) -> TokenRecord | None:
         """The token and its family as last committed, read without a row lock or SQLite's
         write lock: introspection must not queue behind refreshes."""
@@ -429,14 +439,16 @@ class SqlStore:
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
         since = now - horizon
         with self._connection(read_only=True) as conn:
-            denied = frozenset(conn.execute(LOAD_DENIED, {"now": now}).scalars())
+            verifiable = {"verifiable_after": now - MAX_LEEWAY}
+            denied = frozenset(conn.execute(LOAD_DENIED, verifiable).scalars())
             families = frozenset(conn.execute(LOAD_FAMILIES, {"since": since}).scalars())
             not_before = {row[0]: row[1] for row in conn.execute(LOAD_NOT_BEFORE, {"since": since})}
         return RevocationSnapshot(denied, families, not_before)
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
         """One batch: families expired ``horizon`` seconds ago (so every access token they
-        issued has expired too) with their rows, expired denylist rows, stale not-befores."""
+        issued has expired too) with their rows, denylist rows of tokens that can no longer
+        verify (``exp`` + ``MAX_LEEWAY`` passed, SECURITY B4), stale not-befores."""
         cutoff = now - horizon
         deleted = 0
         with self._connection() as conn:
@@ -445,9 +457,9 @@ class SqlStore:
                 ids = [row[0] for row in fids]
                 for stmt in PURGE:
                     deleted += conn.execute(stmt, {"fids": ids}).rowcount
-            deleted += conn.execute(PURGE_DENIED, {"now": now, "n": batch_size}).rowcount
-            params = {"cutoff": cutoff, "n": batch_size}
-            deleted += conn.execute(PURGE_NOT_BEFORE, params).rowcount
+            denied = {"verifiable_after": now - MAX_LEEWAY, "n": batch_size}
+            deleted += conn.execute(PURGE_DENIED, denied).rowcount
+            deleted += conn.execute(PURGE_NOT_BEFORE, {"cutoff": cutoff, "n": batch_size}).rowcount
         return deleted
 
     def clear_salts(self, cutoff: float, batch_size: int) -> int:

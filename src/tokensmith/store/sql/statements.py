@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy import (
     BindParameter,
+    ColumnElement,
+    Select,
     bindparam,
     delete,
     exists,
@@ -72,7 +74,9 @@ PEEK_TOKEN = _TOKEN_AND_FAMILY.where(rt.c.token_hash == bindparam("h"))
 # SQLite ignores the clause; BEGIN IMMEDIATE already serialises writers there.
 SELECT_TOKEN = PEEK_TOKEN.with_for_update(key_share=True, of=f)
 SELECT_CHILD = _TOKEN_AND_FAMILY.where(rt.c.parent_hash == bindparam("h"))
-SELECT_FAMILY = select(*FAMILY_COLS).where(f.c.id == bindparam("fid"))
+FAMILY_TOKENS = _TOKEN_AND_FAMILY.where(rt.c.family_id == bindparam("fid")).order_by(
+    rt.c.issued_at, rt.c.token_hash
+)
 INSERT_FAMILY = insert(f)
 INSERT_TOKEN = insert(rt)
 INSERT_ACCESS = insert(at)
@@ -109,11 +113,13 @@ REVOKE_FAMILY_TOKENS = (
     .where(rt.c.family_id == bindparam("fid"), rt.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"), salt=null())
 )
+# "verifiable_after" is now - MAX_LEEWAY: a token that expired less than that ago may still
+# verify somewhere, so it is denied and its row kept (SECURITY B4).
 DENY_FAMILY_ACCESS = insert(dl).from_select(
     ["jti", "expires_at"],
     select(at.c.jti, at.c.expires_at).where(
         at.c.family_id == bindparam("fid"),
-        at.c.expires_at > bindparam("now"),
+        at.c.expires_at > bindparam("verifiable_after"),
         ~exists().where(dl.c.jti == at.c.jti),
     ),
 )
@@ -123,15 +129,19 @@ AUDIT = insert(fr).values(
     reason=bindparam("reason"),
     actor=bindparam("actor"),
 )
-SUBJECT_FAMILIES = (
-    select(f.c.id)
-    .where(
-        f.c.subject == bindparam("sub"),
-        f.c.revoked_at.is_(None),
-        f.c.expires_at > bindparam("now"),
+
+
+def _live_families(owner: ColumnElement[bool]) -> Select[tuple[str]]:
+    """Ids of ``owner``'s unrevoked, unexpired families, locked against rotation."""
+    return (
+        select(f.c.id)
+        .where(owner, f.c.revoked_at.is_(None), f.c.expires_at > bindparam("now"))
+        .with_for_update(key_share=True)
     )
-    .with_for_update(key_share=True)
-)
+
+
+SUBJECT_FAMILIES = _live_families(f.c.subject == bindparam("sub"))
+CLIENT_FAMILIES = _live_families(f.c.client_id == bindparam("client_id"))
 DENY = {
     "postgresql": pg.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
     "sqlite": sqlite.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
@@ -147,7 +157,7 @@ SET_NOT_BEFORE = {
     ),
 }
 
-LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("now"))
+LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("verifiable_after"))
 LOAD_FAMILIES = select(f.c.id).where(f.c.revoked_at > bindparam("since"))
 LOAD_NOT_BEFORE = select(nb.c.subject, nb.c.not_before).where(nb.c.not_before > bindparam("since"))
 
@@ -168,7 +178,11 @@ PURGE = (
     delete(f).where(f.c.id.in_(FIDS)),
 )
 PURGE_DENIED = delete(dl).where(
-    dl.c.jti.in_(select(dl.c.jti).where(dl.c.expires_at <= bindparam("now")).limit(bindparam("n")))
+    dl.c.jti.in_(
+        select(dl.c.jti)
+        .where(dl.c.expires_at <= bindparam("verifiable_after"))
+        .limit(bindparam("n"))
+    )
 )
 # Salts past every grace window, oldest first, through the partial index on salted rows.
 CLEAR_SALTS = (
@@ -201,7 +215,7 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "select_token": SELECT_TOKEN,
     "peek_token": PEEK_TOKEN,
     "select_child": SELECT_CHILD,
-    "select_family": SELECT_FAMILY,
+    "family_tokens": FAMILY_TOKENS,
     "insert_family": INSERT_FAMILY,
     "insert_token": INSERT_TOKEN,
     "insert_access": INSERT_ACCESS,
@@ -212,6 +226,7 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "deny_family_access": DENY_FAMILY_ACCESS,
     "audit": AUDIT,
     "subject_families": SUBJECT_FAMILIES,
+    "client_families": CLIENT_FAMILIES,
     "deny": DENY,
     "set_not_before": SET_NOT_BEFORE,
 }

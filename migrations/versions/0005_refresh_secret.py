@@ -6,8 +6,8 @@ A secret found in ``ts_meta`` is handed to the caller's sink (``tokensmith db up
 only makes grace retries of refreshes made before the upgrade fail, which the code refuses
 safely (``invalid_grant``, nothing forked).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02
 """
 
@@ -20,8 +20,8 @@ from alembic import context, op
 
 from tokensmith.store.sql.migrate import REFRESH_SECRET_SINK
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,351 @@
+"""The reference in-memory store: the executable definition of the storage contract.
+
+It implements :class:`tokensmith.store.RefreshStore`, the client registry and the audit
+reader over plain dictionaries, with the same semantics as the SQL store (the contract suite
+in ``tests/contract/`` runs the same tests over both), the way fosite's
+``storage/memory.go`` and node-oidc-provider's memory adapter do. Use it for tests and
+demos (``database_url="memory://"``): it is **not durable** and not shared between
+processes.
+
+Every unit of work holds one lock for its whole run, so writers are serialised like
+SQLite's, and records an undo step for each write: a unit that raises leaves nothing behind
+(SECURITY R4).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tokensmith.clients import Client
+from tokensmith.errors import InvalidRequest, StoreError
+from tokensmith.settings import MAX_LEEWAY
+from tokensmith.store.records import (
+    FamilyRecord,
+    FamilySummary,
+    NewToken,
+    Pending,
+    Revocation,
+    RevocationSnapshot,
+    TokenRecord,
+)
+
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(slots=True)
+class _Token:
+    token_hash: bytes
+    family_id: str
+    parent_hash: bytes | None
+    salt: bytes | None
+    issued_at: float
+    expires_at: float
+    used_at: float | None = None
+    revoked_at: float | None = None
+    grace_retries: int = 0
+    used_ip: str | None = None
+    used_user_agent: str | None = None
+
+
+class _Tables:
+    """Everything the SQL store keeps in its tables, as dictionaries."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, FamilyRecord] = {}
+        self.tokens: dict[bytes, _Token] = {}
+        self.children: dict[bytes, bytes] = {}
+        self.family_tokens: dict[str, list[bytes]] = {}
+        self.access: dict[str, tuple[str, float]] = {}
+        self.family_access: dict[str, list[str]] = {}
+        self.denied: dict[str, float] = {}
+        self.not_before: dict[str, float] = {}
+        self.revocations: dict[str, list[Revocation]] = {}
+        self.clients: dict[str, Client] = {}
+
+
+class MemoryTransaction:
+    """One unit of work over the tables; implements :class:`RefreshTransaction`."""
+
+    def __init__(self, tables: _Tables) -> None:
+        self._t = tables
+        self._undo: list[Callable[[], object]] = []
+
+    def rollback(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _set(self, table: dict[K, V], key: K, value: V) -> None:
+        if key in table:
+            old = table[key]
+            self._undo.append(lambda: table.__setitem__(key, old))
+        else:
+            self._undo.append(lambda: table.pop(key))
+        table[key] = value
+
+    def _append(self, table: dict[str, list[T]], key: str, value: T) -> None:
+        items = table.setdefault(key, [])
+        items.append(value)
+        self._undo.append(items.pop)
+
+    def _update(self, row: _Token, **changes: object) -> None:
+        old = {name: getattr(row, name) for name in changes}
+
+        def undo() -> None:
+            for name, value in old.items():
+                setattr(row, name, value)
+
+        for name, value in changes.items():
+            setattr(row, name, value)
+        self._undo.append(undo)
+
+    def _record(self, row: _Token) -> TokenRecord:
+        return _token_record(row, self._t.families[row.family_id])
+
+    # -- RefreshTransaction -------------------------------------------------------------------
+    def get_token(self, token_hash: bytes) -> TokenRecord | None:
+        row = self._t.tokens.get(token_hash)
+        return None if row is None else self._record(row)
+
+    def get_child(self, parent_hash: bytes) -> TokenRecord | None:
+        child = self._t.children.get(parent_hash)
+        return None if child is None else self._record(self._t.tokens[child])
+
+    def insert_family(self, family: FamilyRecord) -> None:
+        if family.id in self._t.families:
+            raise StoreError("duplicate family id")
+        self._set(self._t.families, family.id, family)
+
+    def insert_token(self, token: NewToken) -> None:
+        if token.token_hash in self._t.tokens or token.family_id not in self._t.families:
+            raise StoreError("duplicate token or unknown family")
+        row = _Token(*token)
+        self._set(self._t.tokens, token.token_hash, row)
+        self._append(self._t.family_tokens, token.family_id, token.token_hash)
+        if token.parent_hash is not None:
+            self._set(self._t.children, token.parent_hash, token.token_hash)
+
+    def mark_used(self, token_hash: bytes, now: float, ip: str | None, ua: str | None) -> bool:
+        row = self._t.tokens.get(token_hash)
+        if row is None or row.used_at is not None or row.revoked_at is not None:
+            return False
+        # A used token's salt has served: a grace retry needs an unused child (SECURITY B1).
+        self._update(row, used_at=now, used_ip=ip, used_user_agent=ua, salt=None)
+        return True
+
+    def count_grace_retry(self, token_hash: bytes, limit: int) -> bool:
+        row = self._t.tokens.get(token_hash)
+        if row is None or row.revoked_at is not None or row.grace_retries >= limit:
+            return False
+        self._update(row, grace_retries=row.grace_retries + 1)
+        return True
+
+    def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
+        if jti in self._t.access:
+            raise StoreError("duplicate jti")
+        self._set(self._t.access, jti, (family_id, expires_at))
+        self._append(self._t.family_access, family_id, jti)
+
+    def revoke_family(
+        self, family_id: str, now: float, reason: str, actor: str | None
+    ) -> FamilyRecord | None:
+        revoked = self._revoke(family_id, now, reason, actor)
+        if revoked is not None:
+            for jti in self._t.family_access.get(family_id, ()):
+                expires_at = self._t.access[jti][1]
+                if expires_at > now - MAX_LEEWAY and jti not in self._t.denied:
+                    self._set(self._t.denied, jti, expires_at)
+        return revoked
+
+    def _revoke(
+        self, family_id: str, now: float, reason: str, actor: str | None
+    ) -> FamilyRecord | None:
+        family = self._t.families.get(family_id)
+        if family is None or family.revoked_at is not None:
+            return None
+        revoked = family._replace(revoked_at=now, revoke_reason=reason)
+        self._set(self._t.families, family_id, revoked)
+        for token_hash in self._t.family_tokens.get(family_id, ()):
+            row = self._t.tokens[token_hash]
+            if row.revoked_at is None:
+                self._update(row, revoked_at=now)
+        self._append(self._t.revocations, family_id, Revocation(now, reason, actor))
+        return revoked
+
+    def _live(self, now: float, owner: Callable[[FamilyRecord], bool]) -> list[str]:
+        return [
+            f.id
+            for f in self._t.families.values()
+            if owner(f) and f.revoked_at is None and f.expires_at > now
+        ]
+
+    def client_families(self, client_id: str, now: float) -> list[str]:
+        return self._live(now, lambda f: f.client_id == client_id)
+
+    def revoke_subject(self, subject: str, now: float) -> list[str]:
+        ids = self._live(now, lambda f: f.subject == subject)
+        revoked = [fid for fid in ids if self._revoke(fid, now, "subject_revoked", None)]
+        self._set(self._t.not_before, subject, now)
+        return revoked
+
+    def deny_access_token(self, jti: str, expires_at: float) -> None:
+        if jti not in self._t.denied:
+            self._set(self._t.denied, jti, expires_at)
+
+
+def _token_record(row: _Token, family: FamilyRecord) -> TokenRecord:
+    return TokenRecord(
+        token_hash=row.token_hash,
+        parent_hash=row.parent_hash,
+        salt=row.salt,
+        issued_at=row.issued_at,
+        expires_at=row.expires_at,
+        used_at=row.used_at,
+        revoked_at=row.revoked_at,
+        grace_retries=row.grace_retries,
+        used_ip=row.used_ip,
+        used_user_agent=row.used_user_agent,
+        family=family,
+    )
+
+
+class MemoryStore:
+    """Refresh store, client registry and audit reader in this process's memory."""
+
+    def __init__(self) -> None:
+        self._t = _Tables()
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def _unit(self) -> Iterator[MemoryTransaction]:
+        with self._lock:
+            tx = MemoryTransaction(self._t)
+            try:
+                yield tx
+            except BaseException:
+                tx.rollback()
+                raise
+
+    # -- RefreshStore -------------------------------------------------------------------------
+    def atomic(self, work: Callable[[MemoryTransaction], T]) -> T:
+        with self._unit() as tx:
+            return work(tx)
+
+    def pending(self, work: Callable[[MemoryTransaction], T]) -> Pending[T]:
+        return Pending(self.atomic(work))
+
+    def find_token(self, token_hash: bytes) -> TokenRecord | None:
+        with self._unit() as tx:
+            return tx.get_token(token_hash)
+
+    def family_tokens(self, family_id: str) -> list[TokenRecord]:
+        with self._lock:
+            family = self._t.families.get(family_id)
+            if family is None:
+                return []
+            rows = (self._t.tokens[h] for h in self._t.family_tokens.get(family_id, ()))
+            return sorted((_token_record(r, family) for r in rows), key=_issue_order)
+
+    def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
+        since = now - horizon
+        with self._lock:
+            return RevocationSnapshot(
+                frozenset(j for j, exp in self._t.denied.items() if exp > now - MAX_LEEWAY),
+                frozenset(
+                    f.id
+                    for f in self._t.families.values()
+                    if f.revoked_at is not None and f.revoked_at > since
+                ),
+                {s: t for s, t in self._t.not_before.items() if t > since},
+            )
+
+    def clear_salts(self, cutoff: float, batch_size: int) -> int:
+        with self._lock:
+            salted = [r for r in self._t.tokens.values() if r.salt is not None]
+            stale = [r for r in salted if r.issued_at <= cutoff][:batch_size]
+            for row in stale:
+                row.salt = None
+            return len(stale)
+
+    def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
+        cutoff = now - horizon
+        t = self._t
+        with self._lock:
+            expired = sorted(
+                (f for f in t.families.values() if f.expires_at <= cutoff),
+                key=lambda f: f.expires_at,
+            )[:batch_size]
+            deleted = 0
+            for family in expired:
+                for jti in t.family_access.pop(family.id, ()):
+                    del t.access[jti]
+                    deleted += 1
+                for token_hash in t.family_tokens.pop(family.id, ()):
+                    row = t.tokens.pop(token_hash)
+                    if row.parent_hash is not None:
+                        t.children.pop(row.parent_hash, None)
+                    deleted += 1
+                deleted += len(t.revocations.pop(family.id, ())) + 1
+                del t.families[family.id]
+            deleted += _drop(t.denied, lambda exp: exp <= now - MAX_LEEWAY, batch_size)
+            deleted += _drop(t.not_before, lambda nb: nb <= cutoff, batch_size)
+            return deleted
+
+    # -- ClientRegistry -----------------------------------------------------------------------
+    def client_registry(self) -> MemoryStore:
+        return self
+
+    def audit_reader(self) -> MemoryStore:
+        return self
+
+    def get_client(self, client_id: str) -> Client | None:
+        return self._t.clients.get(client_id)
+
+    def add_client(self, client: Client) -> None:
+        with self._lock:
+            if client.client_id in self._t.clients:
+                raise InvalidRequest(f"client {client.client_id!r} already exists")
+            self._t.clients[client.client_id] = client
+
+    def list_clients(self) -> list[Client]:
+        with self._lock:
+            return sorted(self._t.clients.values(), key=lambda c: c.client_id)
+
+    def update_client(self, client: Client) -> None:
+        with self._lock:
+            if client.client_id not in self._t.clients:
+                raise InvalidRequest(f"no client {client.client_id!r}")
+            self._t.clients[client.client_id] = client
+
+    def delete_client(self, client_id: str) -> bool:
+        with self._lock:
+            return self._t.clients.pop(client_id, None) is not None
+
+    # -- AuditReader --------------------------------------------------------------------------
+    def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:
+        with self._lock:
+            mine = [f for f in self._t.families.values() if f.subject == subject]
+            mine.sort(key=lambda f: f.created_at, reverse=True)
+            return [
+                FamilySummary.of(f, tuple(self._t.revocations.get(f.id, ()))) for f in mine[:limit]
+            ]
+
+
+def _issue_order(record: TokenRecord) -> tuple[float, bytes]:
+    return record.issued_at, record.token_hash
+
+
+def _drop(table: dict[str, float], expired: Callable[[float], bool], limit: int) -> int:
+    gone = [key for key, value in table.items() if expired(value)][:limit]
+    for key in gone:
+        del table[key]
+    return len(gone)
+
+
+__all__ = ["MemoryStore", "MemoryTransaction"]
