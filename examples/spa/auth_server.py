@@ -32,7 +32,6 @@ from tokensmith.http import create_app
 from tokensmith.http.cookies import check_browser_request, set_refresh_cookie
 from tokensmith.http.errors import NO_STORE, OAuthError
 from tokensmith.http.forms import read_form
-from tokensmith.refresh.service import RequestContext
 
 #: The SPA's public, cookie-mode client.
 CLIENT_ID = "spa-demo"
@@ -61,17 +60,12 @@ async def demo_login(request: Request) -> Response:
     username = form.get("username", "")
     if not _USERNAME.fullmatch(username):
         raise InvalidRequest("username: 1-64 of letters, digits, '.', '_', '@', '-'")
-    context = RequestContext(
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-    )
     result = await run_in_threadpool(
         lambda: ts.issue(
             subject=username,
             client_id=CLIENT_ID,
             scope=SCOPE,
             audience=AUDIENCE,
-            context=context,
         )
     )
     body = result.to_dict()
