@@ -28,6 +28,7 @@ from tokensmith.keys import KeyManager
 from tokensmith.keys import lifecycle as lifecycle_module
 from tokensmith.settings import Settings
 from tokensmith.store.sql import SqlKeyStore
+from tokensmith.store.sql import keys as sql_keys
 from tokensmith.store.sql.models import metadata
 
 ISSUER = "https://as.example.com"
@@ -355,3 +356,54 @@ def test_rotate_retires_a_key_of_an_algorithm_no_longer_configured(
     open_store: StoreFactory, clock: ManualClock
 ) -> None:
     alg_change.operator_rotation_retires_the_old_algorithm(_restart(open_store, clock))
+
+
+# -- KDF cost and the refresh secret (SECURITY B1, B6) -----------------------------------
+def test_a_new_store_seals_at_scrypt_n_2_17_and_keeps_the_refresh_secret_sealed(
+    keys: KeyManager, open_store: StoreFactory
+) -> None:
+    store: SqlKeyStore = keys.store  # type: ignore[assignment]
+    assert _raw(store, "SELECT scrypt_n FROM ts_key_store") == [(2**17,)]
+    secret = store.refresh_secret()
+    ((sealed,),) = _raw(store, "SELECT secret FROM ts_key_store")
+    assert len(secret) == 32 and secret not in bytes(sealed)
+    assert open_store().refresh_secret() == secret  # every instance reads the first one
+
+
+def test_a_store_sealed_at_the_old_cost_opens_and_reencrypt_reseals_it(
+    open_store: StoreFactory, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old_version:
+        old_version.setattr(sql_keys, "SCRYPT_N", 2**15)
+        legacy = open_store()
+        km = _manager(legacy, clock)
+        km.ensure_active()
+        secret = legacy.refresh_secret()
+    assert _raw(legacy, "SELECT scrypt_n FROM ts_key_store") == [(2**15,)]
+    kids = [r.kid for r in km.records()]
+    store = open_store()
+    assert all(store.load_private_key(kid) for kid in kids)
+    said: list[str] = []
+    assert store.reencrypt("a new passphrase", said.append) == 2
+    assert sorted(said[:-1]) == sorted(f"re-encrypted key {kid}" for kid in kids)
+    assert said[-1] == "re-encrypted the refresh secret"
+    assert _raw(store, "SELECT scrypt_n FROM ts_key_store") == [(2**17,)]
+    reopened = open_store("a new passphrase")
+    assert all(reopened.load_private_key(kid) for kid in kids)
+    assert reopened.refresh_secret() == secret
+    with pytest.raises(ConfigError, match="wrong passphrase"):
+        open_store().load_private_key(kids[0])
+
+
+def test_an_instance_running_through_a_reencrypt_seals_and_opens_keys_as_it_resealed(
+    open_store: StoreFactory, clock: ManualClock
+) -> None:
+    running = open_store()
+    km = _manager(running, clock)
+    km.ensure_active()
+    open_store().reencrypt(None, lambda _line: None)
+    km.rotate()  # the running instance seals the new pending key
+    assert all(open_store().load_private_key(r.kid) for r in km.records())
+    elsewhere = _manager(open_store(), clock)
+    elsewhere.rotate()  # and opens a key made after the reencrypt elsewhere
+    assert all(running.load_private_key(r.kid) for r in elsewhere.records())

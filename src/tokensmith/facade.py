@@ -100,6 +100,8 @@ class Tokensmith:
         registry and the audit reader come from the refresh store when it keeps them (both
         stores here do: :class:`tokensmith.store.Registries`), or are given here.
         ``database_url="memory://"`` opens the in-memory store (tests, demos; not durable).
+        A key store with ``refresh_secret()`` (:class:`tokensmith.refresh.SecretSource`)
+        keeps the grace-retry secret unless ``settings.refresh_secret`` is set (SECURITY B1).
         ``reuse_policy`` runs after a detected reuse has revoked the family (SPEC: e.g.
         ``tokensmith.refresh.revoke_subject_on_reuse`` logs the user out everywhere)."""
         self.settings = settings

@@ -88,7 +88,8 @@ class Settings:
     revocation_cache_ttl: float = 5.0
     # How long a process trusts a looked-up client registration before reading it again.
     client_cache_ttl: float = 5.0
-    # Server secret for deriving grace-retry children; generated and stored when absent.
+    # Server secret for deriving grace-retry children; when absent the key store keeps one
+    # (never the database: SECURITY B1).
     refresh_secret: str | None = field(default=None, repr=False)
     # What one client may hold of ``tokensmith serve`` (SECURITY.md 4b B2): request head
     # bytes (h11 allows 16 KiB, nginx 8 KiB), seconds to send the head and the body, idle

@@ -37,7 +37,7 @@ def new_salt() -> bytes:
     return os.urandom(SALT_BYTES)
 
 
-def derive_key(passphrase: str, salt: bytes, n: int = SCRYPT_N) -> bytes:
+def derive_key(passphrase: str, salt: bytes, n: int) -> bytes:
     """The 256-bit AES key for ``passphrase`` and the store's ``salt`` (slow by design)."""
     kdf = Scrypt(salt=salt, length=32, n=n, r=SCRYPT_R, p=SCRYPT_P)
     return kdf.derive(passphrase.encode("utf-8"))
@@ -58,7 +58,7 @@ class KeySealer:
         self._aead = AESGCM(key)
 
     @classmethod
-    def from_passphrase(cls, passphrase: str, salt: bytes, n: int = SCRYPT_N) -> KeySealer:
+    def from_passphrase(cls, passphrase: str, salt: bytes, n: int) -> KeySealer:
         return cls(derive_key(passphrase, salt, n))
 
     def seal(self, kid: str, key: PrivateKey) -> tuple[bytes, bytes]:

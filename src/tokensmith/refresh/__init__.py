@@ -9,6 +9,7 @@ from tokensmith.refresh.reuse import (
     ReusePolicy,
     revoke_subject_on_reuse,
 )
+from tokensmith.refresh.secret import SecretSource
 from tokensmith.refresh.service import RefreshService, Session
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "ReuseIncident",
     "ReuseKind",
     "ReusePolicy",
+    "SecretSource",
     "Session",
     "revoke_subject_on_reuse",
 ]

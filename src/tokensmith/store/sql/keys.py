@@ -139,8 +139,10 @@ class SqlKeyStore(LocalKeys):
         self._passphrase = require_passphrase(passphrase)
         self._reader = engine.execution_options(**{READ_ONLY: True})
         self._sealer: KeySealer | None = None
+        self._salt: bytes | None = None  # the one self._sealer was derived with
         self._sealer_lock = threading.Lock()
         self._secret: bytes | None = None
+        self._secret_lock = threading.Lock()  # not the sealer's: it is taken inside
         # The connection of the update() running on this thread, for save_private_key.
         self._local = threading.local()
 
@@ -163,6 +165,8 @@ class SqlKeyStore(LocalKeys):
         self._open_sealer()
         with _schema_hint(), self.engine.begin() as conn:
             conn.execute(_LOCK).scalar_one()
+            # After a `keys reencrypt` elsewhere, new keys are sealed the way it resealed.
+            self._follow_reseal(conn.execute(_STATE).one())
             records, next_position = _load(conn)
             self._local.conn = conn
             try:
@@ -188,7 +192,14 @@ class SqlKeyStore(LocalKeys):
             row = conn.execute(_LOAD_KEY, {"b_kid": kid}).first()
         if row is None:
             raise KeyStoreError(f"private key {kid} is missing from the key store")
-        return sealer.open(kid, row.nonce, row.ciphertext)
+        try:
+            return sealer.open(kid, row.nonce, row.ciphertext)
+        except KeyStoreError:
+            with self._reader.connect() as conn:
+                state = conn.execute(_STATE).one()
+            if not self._follow_reseal(state):
+                raise
+            return self._open_sealer().open(kid, row.nonce, row.ciphertext)
 
     def delete_key(self, kid: str) -> None:
         try:
@@ -224,7 +235,7 @@ class SqlKeyStore(LocalKeys):
             # First use of this database: make the salt. Another instance racing us wins
             # or loses on the primary key; the loser uses the winner's salt.
             salt = new_salt()
-            sealer = KeySealer.from_passphrase(self._passphrase, salt)
+            sealer = KeySealer.from_passphrase(self._passphrase, salt, SCRYPT_N)
             check_nonce, check_value = sealer.check_value()
             state = {
                 "id": _STATE_ROW,
@@ -237,18 +248,30 @@ class SqlKeyStore(LocalKeys):
             try:
                 with self.engine.begin() as conn:
                     conn.execute(_INSERT_STATE, state)
+                self._salt = salt
                 return sealer
             except IntegrityError:
                 with self._reader.connect() as conn:
                     row = conn.execute(_STATE).one()
+        self._salt = bytes(row.salt)
         return _opened(row, self._passphrase)
+
+    def _follow_reseal(self, state: Any) -> bool:
+        """Derive the sealer again if ``keys reencrypt`` gave the store a new salt since
+        ours (a changed passphrase then fails here, loudly); true if it did."""
+        if bytes(state.salt) == self._salt:
+            return False
+        sealer = _opened(state, self._passphrase)
+        with self._sealer_lock:
+            self._sealer, self._salt = sealer, bytes(state.salt)
+        return True
 
     # -- refresh secret -------------------------------------------------------------------
     def refresh_secret(self) -> bytes:
         """The grace-retry secret (:class:`tokensmith.refresh.secret.SecretSource`), sealed
         in ``ts_key_store``; the first instance to need it creates it."""
         if self._secret is None:
-            with self._sealer_lock:
+            with self._secret_lock:
                 if self._secret is None:
                     self._secret = self._keep_secret(secrets.token_bytes)
         return self._secret
@@ -274,12 +297,12 @@ class SqlKeyStore(LocalKeys):
     def reencrypt(self, new_passphrase: str | None, progress: Progress) -> int:
         """Reseal every private key and the refresh secret under a new salt at the current
         scrypt cost (SECURITY B6), with ``new_passphrase`` when given, in one transaction:
-        it commits whole or not at all. Every instance must restart afterwards (with the
-        new passphrase): their derived key no longer opens the store. Returns the number
-        of private keys resealed."""
+        it commits whole or not at all. Running instances follow on their next key change
+        or load; after a passphrase change they fail loudly until restarted with the new
+        one. Returns the number of private keys resealed."""
         passphrase = require_passphrase(new_passphrase or self._passphrase)
         salt = new_salt()
-        sealer = KeySealer.from_passphrase(passphrase, salt)
+        sealer = KeySealer.from_passphrase(passphrase, salt, SCRYPT_N)
         check_nonce, check_value = sealer.check_value()
         done = 0
         with _schema_hint(), self.engine.begin() as conn:
@@ -298,7 +321,8 @@ class SqlKeyStore(LocalKeys):
                 values["secret_nonce"], values["secret"] = sealer.seal_secret(plain)
                 progress("re-encrypted the refresh secret")
             conn.execute(_RESEAL.values(**values))
-        self._passphrase, self._sealer = passphrase, sealer
+        with self._sealer_lock:
+            self._passphrase, self._sealer, self._salt = passphrase, sealer, salt
         return done
 
 
