@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from tokensmith.errors import InvalidRequest
+from tokensmith.grants import GRANTS
 
 SECRET_PREFIX = "tss_"
-GRANT_TYPES = ("refresh_token", "client_credentials")
 # RFC 9068 §5: a client_credentials token's ``sub`` must never equal a user's. ``:`` is not
 # allowed in a client id, so ``client:<id>`` names exactly one client; user ids may not
 # start with it (``Tokensmith.issue`` refuses them).
@@ -130,11 +130,12 @@ def validated(client: Client) -> Client:
     the one check behind registration and ``update``."""
     if not _CLIENT_ID.fullmatch(client.client_id):
         raise InvalidRequest("client id: 1-64 of letters, digits, '.', '_', '-'")
-    unknown = set(client.grant_types) - set(GRANT_TYPES)
+    unknown = set(client.grant_types) - GRANTS.keys()
     if unknown:
         raise InvalidRequest(f"unsupported grant types: {', '.join(sorted(unknown))}")
-    if "client_credentials" in client.grant_types and not client.confidential:
-        raise InvalidRequest("client_credentials needs a confidential client (RFC 6749 §4.4)")
+    for name in client.grant_types:
+        if GRANTS[name].confidential_only and not client.confidential:
+            raise InvalidRequest(f"{name} needs a confidential client (RFC 6749 §4.4)")
     for scope in client.scopes:
         if not _SCOPE_TOKEN.fullmatch(scope):
             raise InvalidRequest(f"scope {scope!r} is not an RFC 6749 §3.3 scope token")
@@ -162,7 +163,8 @@ def new_client(
     cookie_mode: bool = False,
 ) -> tuple[Client, str | None]:
     """Validate and build a client; returns it with its secret (``None`` when public)."""
-    grants = tuple(grant_types or (GRANT_TYPES if confidential else ("refresh_token",)))
+    every = tuple(g.name for g in GRANTS.values() if confidential or not g.confidential_only)
+    grants = tuple(grant_types or every)
     secret = new_secret() if confidential else None
     client = Client(
         client_id=client_id,

@@ -9,6 +9,7 @@ import click
 
 from tokensmith.cli.main import cli, echo_json, facade
 from tokensmith.clients import Client
+from tokensmith.grants import GRANTS
 
 
 @cli.group()
@@ -45,7 +46,7 @@ def _lists(f: Callable[..., None]) -> Callable[..., None]:
         click.option("--aud", "audiences", multiple=True, help="Allowed audience; repeatable."),
         click.option("--origin", "allowed_origins", multiple=True, help="Allowed browser origin."),
         click.option(
-            "--grant", "grant_types", multiple=True, help="refresh_token, client_credentials."
+            "--grant", "grant_types", multiple=True, help=f"One of {', '.join(GRANTS)}; repeatable."
         ),
     )
     for option in reversed(options):

@@ -9,40 +9,30 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokensmith.clients import GRANT_TYPES, Client
-from tokensmith.errors import InvalidRequest, InvalidScope
+from tokensmith.clients import Client
 from tokensmith.facade import Tokensmith
+from tokensmith.grants import GRANTS
 from tokensmith.http.clientauth import authenticate
 from tokensmith.http.cookies import (
     COOKIE_NAME,
     check_browser_request,
     clear_refresh_cookie,
     cors_headers,
-    set_refresh_cookie,
 )
 from tokensmith.http.errors import NO_STORE, OAuthError
 from tokensmith.http.forms import read_form, required
+from tokensmith.http.grants import HANDLERS, ROTATED
 from tokensmith.http.serving import ARRIVED
 from tokensmith.http.threads import in_thread
-from tokensmith.refresh.service import RequestContext
 
 
 def _ts(request: Request) -> Tokensmith:
     ts: Tokensmith = request.app.state.tokensmith
     return ts
-
-
-def _context(request: Request) -> RequestContext:
-    return RequestContext(
-        ip=request.client.host if request.client else None,
-        user_agent=request.headers.get("user-agent"),
-        received_at=request.state.received_at,
-    )
 
 
 def _client(request: Request, form: dict[str, str]) -> Client:
@@ -51,8 +41,6 @@ def _client(request: Request, form: dict[str, str]) -> Client:
 
 
 _Handler = Callable[[Request, dict[str, str]], Response]
-# ``request.state`` attribute naming the refresh token a successful refresh consumed.
-ROTATED = "rotated_token"
 
 
 def _received_at(request: Request, ts: Tokensmith) -> float:
@@ -83,67 +71,16 @@ def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]
     return endpoint
 
 
-def _json(body: dict[str, Any], request: Request, client: Client | None = None) -> Response:
-    headers = dict(NO_STORE)
-    if client is not None and client.cookie_mode:
-        headers.update(cors_headers(request, set(client.allowed_origins)))
-    return JSONResponse(body, headers=headers)
-
-
 @_form_endpoint
 def token(request: Request, form: dict[str, str]) -> Response:
+    """RFC 6749 §3.2: dispatch on ``grant_type`` through the grant table (``http/grants.py``)."""
     client = _client(request, form)
     grant_type = required(form, "grant_type")
-    if grant_type not in GRANT_TYPES:
+    if grant_type not in GRANTS:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"client may not use {grant_type}")
-    if grant_type == "client_credentials":
-        return _client_credentials(request, form, client)
-    return _refresh(request, form, client)
-
-
-def _refresh(request: Request, form: dict[str, str], client: Client) -> Response:
-    ts = _ts(request)
-    if client.cookie_mode:
-        # Origin and CSRF are checked before anything else, so neither a cookie nor a
-        # refresh_token form field can be used from a foreign page (SECURITY H4).
-        check_browser_request(request, client)
-        if "refresh_token" in form:
-            raise InvalidRequest("this client sends its refresh token in the cookie")
-        refresh_token = request.cookies.get(COOKIE_NAME, "")
-        if not refresh_token:
-            raise InvalidRequest("missing refresh token cookie")
-    else:
-        refresh_token = required(form, "refresh_token")
-    scope = form.get("scope")
-    if scope is not None and not client.allows_scope(scope):
-        raise InvalidScope("scope not allowed for this client")
-    result = ts.refresh(
-        refresh_token, client_id=client.client_id, scope=scope, context=_context(request)
-    )
-    setattr(request.state, ROTATED, refresh_token)
-    body = result.to_dict()
-    if not client.cookie_mode or result.refresh_token is None:
-        return _json(body, request, client)
-    del body["refresh_token"]
-    response = _json(body, request, client)
-    max_age = (result.refresh_expires_at or 0) - int(ts.clock.now())
-    set_refresh_cookie(response, result.refresh_token, max_age)
-    return response
-
-
-def _client_credentials(request: Request, form: dict[str, str], client: Client) -> Response:
-    """RFC 6749 §4.4: an access token for the client itself; no refresh token (§4.4.3)."""
-    ts = _ts(request)
-    scope = " ".join(form.get("scope", "").split())
-    if not client.allows_scope(scope):
-        raise InvalidScope("scope not allowed for this client")
-    audience = form.get("audience") or form.get("resource")
-    if audience is not None and not client.allows_audience(audience):
-        raise InvalidRequest("audience not allowed for this client")
-    result = ts.issue_client_token(client_id=client.client_id, scope=scope, audience=audience)
-    return _json(result.to_dict(), request, client)
+    return HANDLERS[grant_type](_ts(request), request, form, client)
 
 
 @_form_endpoint

@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from tokensmith.clients import GRANT_TYPES
 from tokensmith.facade import Tokensmith
+from tokensmith.grants import GRANTS
 from tokensmith.http.clientauth import AUTH_METHODS, SECRET_AUTH_METHODS
 from tokensmith.http.threads import in_thread
 from tokensmith.keys.lifecycle import JwksDocument
@@ -94,7 +94,7 @@ async def openid_configuration(request: Request) -> Response:
         "token_endpoint": f"{issuer}/token",
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
-        "grant_types_supported": list(GRANT_TYPES),
+        "grant_types_supported": list(GRANTS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "introspection_endpoint_auth_methods_supported": list(SECRET_AUTH_METHODS),
