@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import pytest
+from sqlalchemy.pool import QueuePool
 
 from tokensmith import ClientLifetimes, ConfigError, Settings
+from tokensmith.http.resource import BearerGuard
+from tokensmith.store.sql import open_store
+from tokensmith.tokens.verify import AccessTokenVerifier
 
 ISSUER = "https://as.example.com"
 
@@ -118,3 +124,38 @@ def test_settings_are_frozen() -> None:
     s = Settings(issuer=ISSUER)
     with pytest.raises(AttributeError):
         s.issuer = "https://evil"  # type: ignore[misc]
+
+
+def test_the_sql_store_takes_its_connection_settings_from_settings(tmp_path: Path) -> None:
+    """Issue #12 item 6: the store's busy timeout, pool size and durability come from
+    ``Settings`` (``TOKENSMITH_DATABASE_*``), not from defaults of its own."""
+    env = {
+        "TOKENSMITH_DATABASE_URL": f"sqlite:///{tmp_path / 'ts.db'}",
+        "TOKENSMITH_DATABASE_BUSY_TIMEOUT": "0.25",
+        "TOKENSMITH_DATABASE_POOL_SIZE": "3",
+        "TOKENSMITH_SQLITE_SYNCHRONOUS": "NORMAL",
+    }
+    store = open_store(Settings.from_env(env))
+    try:
+        assert isinstance(store.engine.pool, QueuePool) and store.engine.pool.size() == 3
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 250
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    finally:
+        store.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("database_pool_size", 0), ("database_busy_timeout", math.inf)]
+)
+def test_sql_connection_settings_are_validated(name: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings(issuer=ISSUER, **{name: value})
+
+
+@pytest.mark.parametrize("target", [AccessTokenVerifier, BearerGuard])
+def test_verifiers_default_to_the_settings_defaults(target: object) -> None:
+    params = inspect.signature(target).parameters  # type: ignore[arg-type]
+    assert params["leeway"].default == Settings.leeway
+    assert params["max_lifetime"].default == Settings.max_token_lifetime
+    assert params["max_bytes"].default == Settings.max_token_bytes

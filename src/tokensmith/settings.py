@@ -88,6 +88,11 @@ class Settings:
     revocation_cache_ttl: float = 5.0
     # How long a process trusts a looked-up client registration before reading it again.
     client_cache_ttl: float = 5.0
+    # SQL store connections: how long a writer waits for SQLite's lock, the pool per process
+    # (PostgreSQL may open twice as many more under load), and SQLite's durability level.
+    database_busy_timeout: float = 10.0
+    database_pool_size: int = 10
+    sqlite_synchronous: str = "FULL"
     # Server secret for deriving grace-retry children; when absent the key store keeps one
     # (never the database: SECURITY B1).
     refresh_secret: str | None = field(default=None, repr=False)
@@ -126,6 +131,7 @@ class Settings:
             raise ConfigError(f"leeway must be a finite number between 0 and {MAX_LEEWAY} s")
         for name in (*_TTL_FIELDS, "max_token_lifetime", "max_token_bytes"):
             _require_int(name, getattr(self, name), minimum=1)
+        _require_int("database_pool_size", self.database_pool_size, minimum=1)
         for name in ("jwks_max_age", "key_rotation_period", "refresh_grace_retries"):
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("max_header_bytes", "keep_alive_timeout", "max_connections"):
@@ -138,7 +144,7 @@ class Settings:
         if self.metrics_port > 65535:
             raise ConfigError("metrics_port must be a TCP port (0 for none)")
         _require_grace(self.refresh_reuse_grace)
-        for name in ("revocation_cache_ttl", "client_cache_ttl"):
+        for name in ("revocation_cache_ttl", "client_cache_ttl", "database_busy_timeout"):
             value = getattr(self, name)
             if not _finite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite non-negative number")

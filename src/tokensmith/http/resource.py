@@ -40,6 +40,7 @@ from tokensmith.errors import (
 )
 from tokensmith.http.remote_jwks import RemoteJwks
 from tokensmith.keys.lifecycle import VerificationKey
+from tokensmith.settings import Settings
 from tokensmith.tokens.jws import KeyLookup
 from tokensmith.tokens.verify import DEFAULT_ALGS, AccessTokenVerifier, Claims
 
@@ -105,9 +106,9 @@ class BearerGuard:
         scopes: Iterable[str] = (),
         realm: str = "api",
         check_revoked: bool = True,
-        leeway: float = 60.0,
-        max_lifetime: int = 86_400,
-        max_bytes: int = 8192,
+        leeway: float = Settings.leeway,
+        max_lifetime: int = Settings.max_token_lifetime,
+        max_bytes: int = Settings.max_token_bytes,
         algorithms: Iterable[str] = DEFAULT_ALGS,
     ) -> None:
         if not isinstance(audience, str) or not audience:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tokensmith.clock import Clock
 from tokensmith.errors import ConfigError, InvalidToken, TokenExpired
-from tokensmith.settings import MAX_LEEWAY, SUPPORTED_ALGS
+from tokensmith.settings import MAX_LEEWAY, SUPPORTED_ALGS, Settings
 from tokensmith.tokens.jws import CompactVerifier, KeyLookup, parse_json_object
 
 # RFC 9068 §4: "application/at+jwt" or its short form, compared case-insensitively.
@@ -39,9 +39,9 @@ class _ClaimsVerifier:
         *,
         issuer: str,
         clock: Clock,
-        leeway: float = 60.0,
-        max_lifetime: int = 86_400,
-        max_bytes: int = 8192,
+        leeway: float = Settings.leeway,
+        max_lifetime: int = Settings.max_token_lifetime,
+        max_bytes: int = Settings.max_token_bytes,
         algorithms: Iterable[str] = DEFAULT_ALGS,
     ) -> None:
         if isinstance(leeway, bool) or not isinstance(leeway, int | float):

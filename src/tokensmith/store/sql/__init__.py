@@ -10,20 +10,24 @@ from tokensmith.store.sql.migrate import downgrade, upgrade
 from tokensmith.store.sql.repository import SqlStore, SqlTransaction
 
 
-def open_store(
-    settings: Settings, *, sqlite_synchronous: str = "FULL", busy_timeout: float = 10.0
-) -> SqlStore:
+def open_store(settings: Settings) -> SqlStore:
     """The SQL store for ``settings.database_url`` (run :func:`upgrade` first)."""
     engine = create_store_engine(
-        settings.database_url, sqlite_synchronous=sqlite_synchronous, busy_timeout=busy_timeout
+        settings.database_url,
+        busy_timeout=settings.database_busy_timeout,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        pool_size=settings.database_pool_size,
     )
     return SqlStore(engine)
 
 
-def open_key_store(settings: Settings, *, busy_timeout: float = 10.0) -> SqlKeyStore:
+def open_key_store(settings: Settings) -> SqlKeyStore:
     """The SQL key store in ``settings.database_url`` (``key_store = "sql"``); its
     private keys are sealed under ``settings.key_passphrase``, which it requires."""
-    engine = create_store_engine(settings.database_url, busy_timeout=busy_timeout, pool_size=2)
+    # Keys are read at start-up and on the rotation schedule: two connections suffice.
+    engine = create_store_engine(
+        settings.database_url, busy_timeout=settings.database_busy_timeout, pool_size=2
+    )
     return SqlKeyStore(engine, settings.key_passphrase)
 
 

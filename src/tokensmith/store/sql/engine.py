@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from tokensmith.errors import ConfigError
+from tokensmith.settings import Settings
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Execution option naming a read-only unit of work (plain deferred BEGIN on SQLite).
@@ -26,12 +27,12 @@ READ_ONLY = "tokensmith_read_only"
 def create_store_engine(
     database_url: str,
     *,
-    busy_timeout: float = 10.0,
-    sqlite_synchronous: str = "FULL",
-    pool_size: int = 10,
+    busy_timeout: float = Settings.database_busy_timeout,
+    sqlite_synchronous: str = Settings.sqlite_synchronous,
+    pool_size: int = Settings.database_pool_size,
     connect_args: dict[str, Any] | None = None,
 ) -> Engine:
-    """An engine configured for the refresh store (STYLE "Decisions already made")."""
+    """An engine configured for the refresh store; the defaults are ``Settings``'."""
     url = make_url(database_url)
     backend = url.get_backend_name()
     args = dict(connect_args or {})
