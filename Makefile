@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean
+.PHONY: run test lint imports typecheck bench clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -20,14 +20,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks migrations examples
 	$(BIN)/ruff format --check src tests benchmarks migrations examples
 
+# The import rules of ARCHITECTURE.md, as contracts in pyproject.toml [tool.importlinter].
+imports: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
-test: $(STAMP) lint typecheck
+test: $(STAMP) lint imports typecheck
 	$(BIN)/pytest -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tokens.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

@@ -13,7 +13,6 @@ secret) at once serialise and agree.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 
 from tokensmith.errors import ConfigError, KeyStoreError
+from tokensmith.filelock import exclusive_lock
 from tokensmith.keys import pbes
 from tokensmith.keys.algorithms import PrivateKey
 from tokensmith.keys.local import LocalKeys
@@ -108,12 +108,8 @@ class FileKeyStore(LocalKeys):
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self._ensure_dir()
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(self._lock_path):
             yield
-        finally:
-            os.close(fd)  # closing releases the flock
 
     def _write_meta(self, records: list[KeyRecord]) -> None:
         body = json.dumps({"version": 1, "keys": [r.to_json() for r in records]}, indent=2)

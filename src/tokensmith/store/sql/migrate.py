@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,8 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Connection, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-import tokensmith
 from tokensmith.errors import ConfigError
+from tokensmith.filelock import exclusive_lock
 from tokensmith.store.sql.engine import create_private_sqlite_file
 
 VERSION_TABLE = "tokensmith_alembic_version"
@@ -29,7 +27,7 @@ _LOCK_KEY = 0x746F6B656E73
 
 
 def migrations_dir() -> Path:
-    package = Path(tokensmith.__file__).resolve().parent
+    package = Path(__file__).resolve().parents[2]  # src/tokensmith/store/sql/migrate.py
     for candidate in (package / "migrations", package.parents[1] / "migrations"):
         if (candidate / "env.py").is_file():
             return candidate
@@ -79,13 +77,8 @@ def _migration_lock(database_url: str) -> Iterator[None]:
             engine.dispose()
     elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         create_private_sqlite_file(url.database)
-        lock_path = Path(f"{url.database}.migrate-lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with exclusive_lock(Path(f"{url.database}.migrate-lock")):
             yield
-        finally:
-            os.close(fd)
     else:
         yield
 
