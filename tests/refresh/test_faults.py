@@ -31,8 +31,9 @@ from .conftest import (
 
 
 class _FaultyTransaction:
-    def __init__(self, tx: SqlTransaction, store: FaultyStore) -> None:
+    def __init__(self, tx: SqlTransaction, cursor: Any, store: FaultyStore) -> None:
         self._tx = tx
+        self._cursor = cursor
         self._store = store
 
     def __getattr__(self, name: str) -> Any:
@@ -43,7 +44,7 @@ class _FaultyTransaction:
             if self._store.fail_after == name and self._store.armed:
                 self._store.armed = False
                 # A real database error on the same connection, mid-transaction.
-                self._tx.execute_sql(self._store.fault_sql)
+                self._cursor.execute(self._store.fault_sql)
             return result
 
         return call
@@ -70,7 +71,7 @@ class FaultyStore(SqlStore):
 
     def _unit(self, cursor: Any) -> Any:
         # Every unit of work, grouped (SQLite) or not, goes through here.
-        return _FaultyTransaction(super()._unit(cursor), self)
+        return _FaultyTransaction(super()._unit(cursor), cursor, self)
 
 
 @pytest.fixture

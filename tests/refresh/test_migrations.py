@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
+from sqlalchemy import Column, Connection, Integer, MetaData, create_engine, inspect, text
 
 from tokensmith import Tokensmith
 from tokensmith.settings import Settings
@@ -21,9 +22,7 @@ from tokensmith.store.sql.migrate import (
     REFRESH_SECRET_SINK,
     VERSION_TABLE,
     alembic_config,
-    downgrade_connection,
     migrations_dir,
-    upgrade_connection,
 )
 from tokensmith.store.sql.models import metadata
 
@@ -32,11 +31,18 @@ from .conftest import Backend
 TABLES = {t.name for t in metadata.sorted_tables}
 
 
+def _on(conn: Connection) -> Config:
+    """The migrations' config, run on ``conn`` (``migrations/env.py`` honours it)."""
+    config = alembic_config()
+    config.attributes["connection"] = conn
+    return config
+
+
 def test_upgrade_head_then_no_drift_then_downgrade_to_base(backend: Backend) -> None:
     engine = backend.engine()
     try:
         with engine.connect() as conn:
-            upgrade_connection(conn)
+            command.upgrade(_on(conn), "head")
             conn.commit()
         with engine.connect() as conn:
             assert TABLES | {VERSION_TABLE} <= set(inspect(conn).get_table_names())
@@ -53,7 +59,7 @@ def test_upgrade_head_then_no_drift_then_downgrade_to_base(backend: Backend) -> 
             head = ScriptDirectory.from_config(alembic_config()).get_current_head()
             assert context.get_current_revision() == head
         with engine.connect() as conn:
-            downgrade_connection(conn)
+            command.downgrade(_on(conn), "base")
             conn.commit()
         with engine.connect() as conn:
             assert not TABLES & set(inspect(conn).get_table_names())
@@ -89,9 +95,9 @@ def test_0005_hands_the_refresh_secret_to_the_sink_and_deletes_it(backend: Backe
     engine = backend.engine()
     try:
         with engine.connect() as conn:
-            upgrade_connection(conn, "0003")
+            command.upgrade(_on(conn), "0003")
             conn.execute(text(_OLD_SECRET_ROW), {"v": old})
-            config = alembic_config(connection=conn)
+            config = _on(conn)
             config.attributes[REFRESH_SECRET_SINK] = moved.append
             command.upgrade(config, "head")
             conn.commit()

@@ -47,21 +47,6 @@ class AlgorithmSpec:
     signature_length: int | None  # fixed for EC (R||S) and Ed25519, None for RSA
     generate: Callable[[], PrivateKey]
 
-    def key_matches(self, key: PublicKey | PrivateKey) -> bool:
-        if self.kty == "EC":
-            return (
-                isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey)
-                and key.curve.name == _EC_CURVES[self.crv or ""].name
-            )
-        if self.kty == "OKP":
-            return isinstance(key, ed25519.Ed25519PublicKey | ed25519.Ed25519PrivateKey)
-        return (
-            isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey) and key.key_size >= MIN_RSA_BITS
-        )
-
-
-_EC_CURVES: dict[str, ec.EllipticCurve] = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1()}
-
 
 class _ECDSA(ECAlgorithm):
     """PyJWT's ``ECAlgorithm`` with a prebuilt ``ECDSA`` object and integer R||S conversion."""

@@ -94,9 +94,6 @@ class KeyManager:
             key = self._snapshot.verification.get(kid)
         return key
 
-    def verification_keys(self) -> dict[str, VerificationKey]:
-        return dict(self._current().verification)
-
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Every pending, active and retired key's public JWK; never a private member."""
         return self.jwks_document().body

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from tokensmith.errors import ConfigError
@@ -34,14 +34,14 @@ def migrations_dir() -> Path:
     raise ConfigError("tokensmith migrations are missing from this installation")
 
 
-def alembic_config(database_url: str | None = None, connection: Connection | None = None) -> Config:
-    """An Alembic config for ``database_url``, or for an open ``connection`` (tests)."""
+def alembic_config(database_url: str | None = None) -> Config:
+    """An Alembic config for ``database_url``; ``migrations/env.py`` also runs on a
+    connection handed over in ``config.attributes["connection"]``."""
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     if database_url is not None:
         # ConfigParser interpolation would eat a literal % in a password.
         config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    config.attributes["connection"] = connection
     return config
 
 
@@ -85,11 +85,3 @@ def _migration_lock(database_url: str) -> Iterator[None]:
 
 def downgrade(database_url: str, revision: str = "base") -> None:
     command.downgrade(alembic_config(database_url), revision)
-
-
-def upgrade_connection(connection: Connection, revision: str = "head") -> None:
-    command.upgrade(alembic_config(connection=connection), revision)
-
-
-def downgrade_connection(connection: Connection, revision: str = "base") -> None:
-    command.downgrade(alembic_config(connection=connection), revision)

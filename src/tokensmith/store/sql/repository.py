@@ -100,11 +100,6 @@ class SqlTransaction:
     def __init__(self, cursor: Any, dialect_name: str) -> None:
         self._cursor = cursor
         self._sql = SQL[dialect_name]
-        self.dialect_name = dialect_name
-
-    def execute_sql(self, sql: str) -> None:
-        """Run a literal statement inside this unit of work (tools and fault-injection tests)."""
-        self._cursor.execute(sql)
 
     def _one(self, name: str, params: dict[str, Any]) -> Any:
         self._cursor.execute(self._sql[name], params)
