@@ -39,11 +39,11 @@ from tokensmith.store.sql.statements import (
     LOAD_DENIED,
     LOAD_FAMILIES,
     LOAD_NOT_BEFORE,
-    NT,
     PURGE,
     PURGE_DENIED,
     PURGE_NOT_BEFORE,
     SQL,
+    TOKEN_WIDTH,
 )
 
 T = TypeVar("T")
@@ -60,36 +60,64 @@ def _json_list(value: Any) -> tuple[str, ...]:
     return _parse_json_list(value) if isinstance(value, str) else tuple(value)
 
 
-def _family(row: Sequence[Any], at_: int = 0) -> FamilyRecord:
+def _family(row: Sequence[Any]) -> FamilyRecord:
+    """A ``FAMILY_COLS`` row, in that order (``statements.py``)."""
+    (
+        family_id,
+        subject,
+        client_id,
+        scope,
+        audience,
+        auth_time,
+        amr,
+        acr,
+        created_at,
+        expires_at,
+        revoked_at,
+        revoke_reason,
+    ) = row
     return FamilyRecord(
-        id=row[at_],
-        subject=row[at_ + 1],
-        client_id=row[at_ + 2],
-        scope=row[at_ + 3],
-        audience=_json_list(row[at_ + 4]),
-        auth_time=row[at_ + 5],
-        amr=_json_list(row[at_ + 6]),
-        acr=row[at_ + 7],
-        created_at=row[at_ + 8],
-        expires_at=row[at_ + 9],
-        revoked_at=row[at_ + 10],
-        revoke_reason=row[at_ + 11],
+        id=family_id,
+        subject=subject,
+        client_id=client_id,
+        scope=scope,
+        audience=_json_list(audience),
+        auth_time=auth_time,
+        amr=_json_list(amr),
+        acr=acr,
+        created_at=created_at,
+        expires_at=expires_at,
+        revoked_at=revoked_at,
+        revoke_reason=revoke_reason,
     )
 
 
 def _token(row: Sequence[Any]) -> TokenRecord:
+    """A ``TOKEN_COLS`` + ``FAMILY_COLS`` row, in that order (``statements.py``)."""
+    (
+        token_hash,
+        parent_hash,
+        salt,
+        issued_at,
+        expires_at,
+        used_at,
+        revoked_at,
+        grace_retries,
+        used_ip,
+        used_user_agent,
+    ) = row[:TOKEN_WIDTH]
     return TokenRecord(
-        token_hash=bytes(row[0]),
-        parent_hash=None if row[1] is None else bytes(row[1]),
-        salt=None if row[2] is None else bytes(row[2]),
-        issued_at=row[3],
-        expires_at=row[4],
-        used_at=row[5],
-        revoked_at=row[6],
-        grace_retries=row[7],
-        used_ip=row[8],
-        used_user_agent=row[9],
-        family=_family(row, NT),
+        token_hash=bytes(token_hash),
+        parent_hash=None if parent_hash is None else bytes(parent_hash),
+        salt=None if salt is None else bytes(salt),
+        issued_at=issued_at,
+        expires_at=expires_at,
+        used_at=used_at,
+        revoked_at=revoked_at,
+        grace_retries=grace_retries,
+        used_ip=used_ip,
+        used_user_agent=used_user_agent,
+        family=_family(row[TOKEN_WIDTH:]),
     )
 
 

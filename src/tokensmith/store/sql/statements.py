@@ -29,60 +29,67 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import ClauseElement
 
-from tokensmith.store.sql import models
-
-f = models.families
-rt = models.refresh_tokens
-at = models.access_tokens
-dl = models.denylist
-nb = models.subject_not_before
-fr = models.family_revocations
+from tokensmith.store.sql.models import (
+    access_tokens,
+    denylist,
+    families,
+    family_revocations,
+    refresh_tokens,
+    subject_not_before,
+)
 
 FAMILY_COLS = (
-    f.c.id,
-    f.c.subject,
-    f.c.client_id,
-    f.c.scope,
-    f.c.audience,
-    f.c.auth_time,
-    f.c.amr,
-    f.c.acr,
-    f.c.created_at,
-    f.c.expires_at,
-    f.c.revoked_at,
-    f.c.revoke_reason,
+    families.c.id,
+    families.c.subject,
+    families.c.client_id,
+    families.c.scope,
+    families.c.audience,
+    families.c.auth_time,
+    families.c.amr,
+    families.c.acr,
+    families.c.created_at,
+    families.c.expires_at,
+    families.c.revoked_at,
+    families.c.revoke_reason,
 )
 TOKEN_COLS = (
-    rt.c.token_hash,
-    rt.c.parent_hash,
-    rt.c.salt,
-    rt.c.issued_at,
-    rt.c.expires_at,
-    rt.c.used_at,
-    rt.c.revoked_at,
-    rt.c.grace_retries,
-    rt.c.used_ip,
-    rt.c.used_user_agent,
+    refresh_tokens.c.token_hash,
+    refresh_tokens.c.parent_hash,
+    refresh_tokens.c.salt,
+    refresh_tokens.c.issued_at,
+    refresh_tokens.c.expires_at,
+    refresh_tokens.c.used_at,
+    refresh_tokens.c.revoked_at,
+    refresh_tokens.c.grace_retries,
+    refresh_tokens.c.used_ip,
+    refresh_tokens.c.used_user_agent,
 )
-NT = len(TOKEN_COLS)
-_TOKEN_AND_FAMILY = select(*TOKEN_COLS, *FAMILY_COLS).join_from(rt, f, rt.c.family_id == f.c.id)
+# A token row is TOKEN_COLS followed by FAMILY_COLS: where its family part starts.
+TOKEN_WIDTH = len(TOKEN_COLS)
+_TOKEN_AND_FAMILY = select(*TOKEN_COLS, *FAMILY_COLS).join_from(
+    refresh_tokens, families, refresh_tokens.c.family_id == families.c.id
+)
 # A plain read of the token (introspection): no lock, no write transaction.
-PEEK_TOKEN = _TOKEN_AND_FAMILY.where(rt.c.token_hash == bindparam("h"))
+PEEK_TOKEN = _TOKEN_AND_FAMILY.where(refresh_tokens.c.token_hash == bindparam("h"))
 # PostgreSQL: the family row is locked for the whole unit of work, so a concurrent family
 # revocation either happened before (we see it) or waits for us and then also revokes the
 # child we insert (CWE-367). NO KEY UPDATE does not block the foreign-key checks of inserts.
 # SQLite ignores the clause; BEGIN IMMEDIATE already serialises writers there.
-SELECT_TOKEN = PEEK_TOKEN.with_for_update(key_share=True, of=f)
-SELECT_CHILD = _TOKEN_AND_FAMILY.where(rt.c.parent_hash == bindparam("h"))
-FAMILY_TOKENS = _TOKEN_AND_FAMILY.where(rt.c.family_id == bindparam("fid")).order_by(
-    rt.c.issued_at, rt.c.token_hash
+SELECT_TOKEN = PEEK_TOKEN.with_for_update(key_share=True, of=families)
+SELECT_CHILD = _TOKEN_AND_FAMILY.where(refresh_tokens.c.parent_hash == bindparam("h"))
+FAMILY_TOKENS = _TOKEN_AND_FAMILY.where(refresh_tokens.c.family_id == bindparam("fid")).order_by(
+    refresh_tokens.c.issued_at, refresh_tokens.c.token_hash
 )
-INSERT_FAMILY = insert(f)
-INSERT_TOKEN = insert(rt)
-INSERT_ACCESS = insert(at)
+INSERT_FAMILY = insert(families)
+INSERT_TOKEN = insert(refresh_tokens)
+INSERT_ACCESS = insert(access_tokens)
 MARK_USED = (
-    update(rt)
-    .where(rt.c.token_hash == bindparam("h"), rt.c.used_at.is_(None), rt.c.revoked_at.is_(None))
+    update(refresh_tokens)
+    .where(
+        refresh_tokens.c.token_hash == bindparam("h"),
+        refresh_tokens.c.used_at.is_(None),
+        refresh_tokens.c.revoked_at.is_(None),
+    )
     # A used token's salt has served: a grace retry needs an unused child (SECURITY B1).
     .values(
         used_at=bindparam("now"),
@@ -90,40 +97,40 @@ MARK_USED = (
         used_user_agent=bindparam("ua"),
         salt=null(),
     )
-    .returning(rt.c.token_hash)
+    .returning(refresh_tokens.c.token_hash)
 )
 COUNT_GRACE = (
-    update(rt)
+    update(refresh_tokens)
     .where(
-        rt.c.token_hash == bindparam("h"),
-        rt.c.revoked_at.is_(None),
-        rt.c.grace_retries < bindparam("limit"),
+        refresh_tokens.c.token_hash == bindparam("h"),
+        refresh_tokens.c.revoked_at.is_(None),
+        refresh_tokens.c.grace_retries < bindparam("limit"),
     )
-    .values(grace_retries=rt.c.grace_retries + literal_column("1"))
-    .returning(rt.c.grace_retries)
+    .values(grace_retries=refresh_tokens.c.grace_retries + literal_column("1"))
+    .returning(refresh_tokens.c.grace_retries)
 )
 REVOKE_FAMILY = (
-    update(f)
-    .where(f.c.id == bindparam("fid"), f.c.revoked_at.is_(None))
+    update(families)
+    .where(families.c.id == bindparam("fid"), families.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"), revoke_reason=bindparam("reason"))
     .returning(*FAMILY_COLS)
 )
 REVOKE_FAMILY_TOKENS = (
-    update(rt)
-    .where(rt.c.family_id == bindparam("fid"), rt.c.revoked_at.is_(None))
+    update(refresh_tokens)
+    .where(refresh_tokens.c.family_id == bindparam("fid"), refresh_tokens.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"), salt=null())
 )
 # "verifiable_after" is now - MAX_LEEWAY: a token that expired less than that ago may still
 # verify somewhere, so it is denied and its row kept (SECURITY B4).
-DENY_FAMILY_ACCESS = insert(dl).from_select(
+DENY_FAMILY_ACCESS = insert(denylist).from_select(
     ["jti", "expires_at"],
-    select(at.c.jti, at.c.expires_at).where(
-        at.c.family_id == bindparam("fid"),
-        at.c.expires_at > bindparam("verifiable_after"),
-        ~exists().where(dl.c.jti == at.c.jti),
+    select(access_tokens.c.jti, access_tokens.c.expires_at).where(
+        access_tokens.c.family_id == bindparam("fid"),
+        access_tokens.c.expires_at > bindparam("verifiable_after"),
+        ~exists().where(denylist.c.jti == access_tokens.c.jti),
     ),
 )
-AUDIT = insert(fr).values(
+AUDIT = insert(family_revocations).values(
     family_id=bindparam("fid"),
     revoked_at=bindparam("now"),
     reason=bindparam("reason"),
@@ -134,71 +141,80 @@ AUDIT = insert(fr).values(
 def _live_families(owner: ColumnElement[bool]) -> Select[tuple[str]]:
     """Ids of ``owner``'s unrevoked, unexpired families, locked against rotation."""
     return (
-        select(f.c.id)
-        .where(owner, f.c.revoked_at.is_(None), f.c.expires_at > bindparam("now"))
+        select(families.c.id)
+        .where(owner, families.c.revoked_at.is_(None), families.c.expires_at > bindparam("now"))
         .with_for_update(key_share=True)
     )
 
 
-SUBJECT_FAMILIES = _live_families(f.c.subject == bindparam("sub"))
-CLIENT_FAMILIES = _live_families(f.c.client_id == bindparam("client_id"))
+SUBJECT_FAMILIES = _live_families(families.c.subject == bindparam("sub"))
+CLIENT_FAMILIES = _live_families(families.c.client_id == bindparam("client_id"))
 DENY = {
-    "postgresql": pg.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
-    "sqlite": sqlite.insert(dl).on_conflict_do_nothing(index_elements=[dl.c.jti]),
+    "postgresql": pg.insert(denylist).on_conflict_do_nothing(index_elements=[denylist.c.jti]),
+    "sqlite": sqlite.insert(denylist).on_conflict_do_nothing(index_elements=[denylist.c.jti]),
 }
-_pg_nb = pg.insert(nb)
-_sqlite_nb = sqlite.insert(nb)
+_pg_not_before = pg.insert(subject_not_before)
+_sqlite_not_before = sqlite.insert(subject_not_before)
 SET_NOT_BEFORE = {
-    "postgresql": _pg_nb.on_conflict_do_update(
-        index_elements=[nb.c.subject], set_={"not_before": _pg_nb.excluded.not_before}
+    "postgresql": _pg_not_before.on_conflict_do_update(
+        index_elements=[subject_not_before.c.subject],
+        set_={"not_before": _pg_not_before.excluded.not_before},
     ),
-    "sqlite": _sqlite_nb.on_conflict_do_update(
-        index_elements=[nb.c.subject], set_={"not_before": _sqlite_nb.excluded.not_before}
+    "sqlite": _sqlite_not_before.on_conflict_do_update(
+        index_elements=[subject_not_before.c.subject],
+        set_={"not_before": _sqlite_not_before.excluded.not_before},
     ),
 }
 
-LOAD_DENIED = select(dl.c.jti).where(dl.c.expires_at > bindparam("verifiable_after"))
-LOAD_FAMILIES = select(f.c.id).where(f.c.revoked_at > bindparam("since"))
-LOAD_NOT_BEFORE = select(nb.c.subject, nb.c.not_before).where(nb.c.not_before > bindparam("since"))
+LOAD_DENIED = select(denylist.c.jti).where(denylist.c.expires_at > bindparam("verifiable_after"))
+LOAD_FAMILIES = select(families.c.id).where(families.c.revoked_at > bindparam("since"))
+LOAD_NOT_BEFORE = select(subject_not_before.c.subject, subject_not_before.c.not_before).where(
+    subject_not_before.c.not_before > bindparam("since")
+)
 
 # Cleanup (SPEC: small batches; PostgreSQL: FOR UPDATE SKIP LOCKED so concurrent cleaners and
 # live traffic never wait on each other).
 EXPIRED_FAMILIES = (
-    select(f.c.id)
-    .where(f.c.expires_at <= bindparam("cutoff"))
-    .order_by(f.c.expires_at)
+    select(families.c.id)
+    .where(families.c.expires_at <= bindparam("cutoff"))
+    .order_by(families.c.expires_at)
     .limit(bindparam("n"))
     .with_for_update(skip_locked=True)
 )
 FIDS: BindParameter[Any] = bindparam("fids", expanding=True)
 PURGE = (
-    delete(at).where(at.c.family_id.in_(FIDS)),
-    delete(rt).where(rt.c.family_id.in_(FIDS)),
-    delete(fr).where(fr.c.family_id.in_(FIDS)),
-    delete(f).where(f.c.id.in_(FIDS)),
+    delete(access_tokens).where(access_tokens.c.family_id.in_(FIDS)),
+    delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(FIDS)),
+    delete(family_revocations).where(family_revocations.c.family_id.in_(FIDS)),
+    delete(families).where(families.c.id.in_(FIDS)),
 )
-PURGE_DENIED = delete(dl).where(
-    dl.c.jti.in_(
-        select(dl.c.jti)
-        .where(dl.c.expires_at <= bindparam("verifiable_after"))
+PURGE_DENIED = delete(denylist).where(
+    denylist.c.jti.in_(
+        select(denylist.c.jti)
+        .where(denylist.c.expires_at <= bindparam("verifiable_after"))
         .limit(bindparam("n"))
     )
 )
 # Salts past every grace window, oldest first, through the partial index on salted rows.
 CLEAR_SALTS = (
-    update(rt)
+    update(refresh_tokens)
     .where(
-        rt.c.token_hash.in_(
-            select(rt.c.token_hash)
-            .where(rt.c.salt.is_not(None), rt.c.issued_at <= bindparam("cutoff"))
+        refresh_tokens.c.token_hash.in_(
+            select(refresh_tokens.c.token_hash)
+            .where(
+                refresh_tokens.c.salt.is_not(None),
+                refresh_tokens.c.issued_at <= bindparam("cutoff"),
+            )
             .limit(bindparam("n"))
         )
     )
     .values(salt=null())
 )
-PURGE_NOT_BEFORE = delete(nb).where(
-    nb.c.subject.in_(
-        select(nb.c.subject).where(nb.c.not_before <= bindparam("cutoff")).limit(bindparam("n"))
+PURGE_NOT_BEFORE = delete(subject_not_before).where(
+    subject_not_before.c.subject.in_(
+        select(subject_not_before.c.subject)
+        .where(subject_not_before.c.not_before <= bindparam("cutoff"))
+        .limit(bindparam("n"))
     )
 )
 
