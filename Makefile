@@ -27,11 +27,15 @@ imports: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
+# Branch coverage of tokensmith over the whole suite ([tool.coverage] in pyproject.toml);
+# the floor is the level measured when it was set (87.28%), rounded down: raise it, never lower.
+COVERAGE_FLOOR := 87
+
 test: $(STAMP) lint imports typecheck
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_tokens.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache .coverage
