@@ -7,7 +7,8 @@ from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import create_store_engine
 from tokensmith.store.sql.keys import SqlKeyStore
 from tokensmith.store.sql.migrate import downgrade, upgrade
-from tokensmith.store.sql.repository import SqlStore, SqlTransaction
+from tokensmith.store.sql.repository import SqlStore
+from tokensmith.store.sql.transaction import SqlTransaction
 
 
 def open_store(settings: Settings) -> SqlStore:

@@ -1,4 +1,8 @@
-"""The SQL refresh store: one unit of work per transaction, on one pooled connection.
+"""The SQL refresh store: one unit of work per transaction, on one pooled connection; on
+SQLite the units of one process share transactions through the group commit
+(:mod:`tokensmith.store.sql.group`, driven by this store's batch methods). The unit of work
+itself is :mod:`tokensmith.store.sql.transaction`; rows are decoded in
+:mod:`tokensmith.store.sql.rows`.
 
 Statements come precompiled from :mod:`tokensmith.store.sql.statements`; cold paths
 (cleanup, the revocation snapshot) use SQLAlchemy Core directly.
@@ -6,12 +10,11 @@ Statements come precompiled from :mod:`tokensmith.store.sql.statements`; cold pa
 
 from __future__ import annotations
 
-import json
 import os
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
@@ -21,8 +24,6 @@ from sqlalchemy.pool import PoolProxiedConnection
 from tokensmith.errors import TemporarilyUnavailable
 from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
-    FamilyRecord,
-    NewToken,
     Pending,
     RevocationSnapshot,
     StoreError,
@@ -33,6 +34,7 @@ from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
 from tokensmith.store.sql.group import GroupCommitter, Ticket
+from tokensmith.store.sql.rows import token_record
 from tokensmith.store.sql.statements import (
     CLEAR_SALTS,
     EXPIRED_FAMILIES,
@@ -43,183 +45,10 @@ from tokensmith.store.sql.statements import (
     PURGE_DENIED,
     PURGE_NOT_BEFORE,
     SQL,
-    TOKEN_WIDTH,
 )
+from tokensmith.store.sql.transaction import SqlTransaction
 
 T = TypeVar("T")
-
-
-@lru_cache(maxsize=4096)
-def _parse_json_list(value: str) -> tuple[str, ...]:
-    return tuple(json.loads(value))
-
-
-def _json_list(value: Any) -> tuple[str, ...]:
-    # psycopg decodes json columns itself; sqlite3 hands back the text, which repeats a lot
-    # (audiences, amr values), so parsed forms are cached.
-    return _parse_json_list(value) if isinstance(value, str) else tuple(value)
-
-
-def _family(row: Sequence[Any]) -> FamilyRecord:
-    """A ``FAMILY_COLS`` row, in that order (``statements.py``)."""
-    (
-        family_id,
-        subject,
-        client_id,
-        scope,
-        audience,
-        auth_time,
-        amr,
-        acr,
-        created_at,
-        expires_at,
-        revoked_at,
-        revoke_reason,
-    ) = row
-    return FamilyRecord(
-        id=family_id,
-        subject=subject,
-        client_id=client_id,
-        scope=scope,
-        audience=_json_list(audience),
-        auth_time=auth_time,
-        amr=_json_list(amr),
-        acr=acr,
-        created_at=created_at,
-        expires_at=expires_at,
-        revoked_at=revoked_at,
-        revoke_reason=revoke_reason,
-    )
-
-
-def _token(row: Sequence[Any]) -> TokenRecord:
-    """A ``TOKEN_COLS`` + ``FAMILY_COLS`` row, in that order (``statements.py``)."""
-    (
-        token_hash,
-        parent_hash,
-        salt,
-        issued_at,
-        expires_at,
-        used_at,
-        revoked_at,
-        grace_retries,
-        used_ip,
-        used_user_agent,
-    ) = row[:TOKEN_WIDTH]
-    return TokenRecord(
-        token_hash=bytes(token_hash),
-        parent_hash=None if parent_hash is None else bytes(parent_hash),
-        salt=None if salt is None else bytes(salt),
-        issued_at=issued_at,
-        expires_at=expires_at,
-        used_at=used_at,
-        revoked_at=revoked_at,
-        grace_retries=grace_retries,
-        used_ip=used_ip,
-        used_user_agent=used_user_agent,
-        family=_family(row[TOKEN_WIDTH:]),
-    )
-
-
-class SqlTransaction:
-    """One unit of work on one pooled DBAPI connection; implements
-    :class:`tokensmith.store.RefreshTransaction`."""
-
-    def __init__(self, cursor: Any, dialect_name: str) -> None:
-        self._cursor = cursor
-        self._sql = SQL[dialect_name]
-
-    def _one(self, name: str, params: dict[str, Any]) -> Any:
-        self._cursor.execute(self._sql[name], params)
-        return self._cursor.fetchone()
-
-    def _run(self, name: str, params: dict[str, Any]) -> None:
-        self._cursor.execute(self._sql[name], params)
-
-    def get_token(self, token_hash: bytes) -> TokenRecord | None:
-        row = self._one("select_token", {"h": token_hash})
-        return None if row is None else _token(row)
-
-    def get_child(self, parent_hash: bytes) -> TokenRecord | None:
-        row = self._one("select_child", {"h": parent_hash})
-        return None if row is None else _token(row)
-
-    def insert_family(self, family: FamilyRecord) -> None:
-        self._run(
-            "insert_family",
-            {
-                "id": family.id,
-                "subject": family.subject,
-                "client_id": family.client_id,
-                "scope": family.scope,
-                "audience": json.dumps(list(family.audience)),
-                "auth_time": family.auth_time,
-                "amr": json.dumps(list(family.amr)),
-                "acr": family.acr,
-                "created_at": family.created_at,
-                "expires_at": family.expires_at,
-                "revoked_at": None,
-                "revoke_reason": None,
-            },
-        )
-
-    def insert_token(self, token: NewToken) -> None:
-        self._run(
-            "insert_token",
-            {
-                "token_hash": token.token_hash,
-                "family_id": token.family_id,
-                "parent_hash": token.parent_hash,
-                "salt": token.salt,
-                "issued_at": token.issued_at,
-                "expires_at": token.expires_at,
-                "used_at": None,
-                "revoked_at": None,
-                "grace_retries": 0,
-                "used_ip": None,
-                "used_user_agent": None,
-            },
-        )
-
-    def mark_used(self, token_hash: bytes, now: float, ip: str | None, ua: str | None) -> bool:
-        return self._one("mark_used", {"h": token_hash, "now": now, "ip": ip, "ua": ua}) is not None
-
-    def count_grace_retry(self, token_hash: bytes, limit: int) -> bool:
-        return self._one("count_grace", {"h": token_hash, "limit": limit}) is not None
-
-    def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        self._run("insert_access", {"jti": jti, "family_id": family_id, "expires_at": expires_at})
-
-    def revoke_family(
-        self, family_id: str, now: float, reason: str, actor: str | None
-    ) -> FamilyRecord | None:
-        row = self._one("revoke_family", {"fid": family_id, "now": now, "reason": reason})
-        if row is None:
-            return None
-        self._run("revoke_family_tokens", {"fid": family_id, "now": now})
-        self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
-        self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
-        return _family(row)
-
-    def client_families(self, client_id: str, now: float) -> list[str]:
-        self._cursor.execute(self._sql["client_families"], {"client_id": client_id, "now": now})
-        return [row[0] for row in self._cursor.fetchall()]
-
-    def revoke_subject(self, subject: str, now: float) -> list[str]:
-        self._cursor.execute(self._sql["subject_families"], {"sub": subject, "now": now})
-        ids = [row[0] for row in self._cursor.fetchall()]
-        revoked = []
-        for family_id in ids:
-            params = {"fid": family_id, "now": now, "reason": "subject_revoked"}
-            if self._one("revoke_family", params) is not None:
-                self._run("revoke_family_tokens", {"fid": family_id, "now": now})
-                self._run("audit", {**params, "actor": None})
-                revoked.append(family_id)
-        self._run("set_not_before", {"subject": subject, "not_before": now})
-        return revoked
-
-    def deny_access_token(self, jti: str, expires_at: float) -> None:
-        self._run("deny", {"jti": jti, "expires_at": expires_at})
 
 
 def _after_fork_in_child(ref: weakref.ReferenceType[SqlStore]) -> None:
@@ -443,7 +272,7 @@ class SqlStore:
     def family_tokens(self, family_id: str) -> list[TokenRecord]:
         with self._connection(read_only=True) as conn:
             sql = SQL[self._dialect]["family_tokens"]
-            return [_token(row) for row in conn.exec_driver_sql(sql, {"fid": family_id})]
+            return [token_record(row) for row in conn.exec_driver_sql(sql, {"fid": family_id})]
 
     def client_registry(self) -> SqlClientRegistry:
         return SqlClientRegistry(self.engine)
@@ -457,7 +286,7 @@ class SqlStore:
         with self._connection(read_only=True) as conn:
             sql = SQL[self._dialect]["peek_token"]
             row = conn.exec_driver_sql(sql, {"h": token_hash}).first()
-        return None if row is None else _token(row)
+        return None if row is None else token_record(row)
 
     def load_revocations(self, now: float, horizon: float) -> RevocationSnapshot:
         since = now - horizon

@@ -1,0 +1,113 @@
+"""The SQL unit of work: :class:`tokensmith.store.RefreshTransaction` on one DBAPI cursor,
+running the statements precompiled in :mod:`tokensmith.store.sql.statements`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tokensmith.settings import MAX_LEEWAY
+from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
+from tokensmith.store.sql.rows import family_record, token_record
+from tokensmith.store.sql.statements import SQL
+
+
+class SqlTransaction:
+    """One unit of work on one pooled DBAPI connection; implements
+    :class:`tokensmith.store.RefreshTransaction`."""
+
+    def __init__(self, cursor: Any, dialect_name: str) -> None:
+        self._cursor = cursor
+        self._sql = SQL[dialect_name]
+
+    def _one(self, name: str, params: dict[str, Any]) -> Any:
+        self._cursor.execute(self._sql[name], params)
+        return self._cursor.fetchone()
+
+    def _run(self, name: str, params: dict[str, Any]) -> None:
+        self._cursor.execute(self._sql[name], params)
+
+    def get_token(self, token_hash: bytes) -> TokenRecord | None:
+        row = self._one("select_token", {"h": token_hash})
+        return None if row is None else token_record(row)
+
+    def get_child(self, parent_hash: bytes) -> TokenRecord | None:
+        row = self._one("select_child", {"h": parent_hash})
+        return None if row is None else token_record(row)
+
+    def insert_family(self, family: FamilyRecord) -> None:
+        self._run(
+            "insert_family",
+            {
+                "id": family.id,
+                "subject": family.subject,
+                "client_id": family.client_id,
+                "scope": family.scope,
+                "audience": json.dumps(list(family.audience)),
+                "auth_time": family.auth_time,
+                "amr": json.dumps(list(family.amr)),
+                "acr": family.acr,
+                "created_at": family.created_at,
+                "expires_at": family.expires_at,
+                "revoked_at": None,
+                "revoke_reason": None,
+            },
+        )
+
+    def insert_token(self, token: NewToken) -> None:
+        self._run(
+            "insert_token",
+            {
+                "token_hash": token.token_hash,
+                "family_id": token.family_id,
+                "parent_hash": token.parent_hash,
+                "salt": token.salt,
+                "issued_at": token.issued_at,
+                "expires_at": token.expires_at,
+                "used_at": None,
+                "revoked_at": None,
+                "grace_retries": 0,
+                "used_ip": None,
+                "used_user_agent": None,
+            },
+        )
+
+    def mark_used(self, token_hash: bytes, now: float, ip: str | None, ua: str | None) -> bool:
+        return self._one("mark_used", {"h": token_hash, "now": now, "ip": ip, "ua": ua}) is not None
+
+    def count_grace_retry(self, token_hash: bytes, limit: int) -> bool:
+        return self._one("count_grace", {"h": token_hash, "limit": limit}) is not None
+
+    def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
+        self._run("insert_access", {"jti": jti, "family_id": family_id, "expires_at": expires_at})
+
+    def revoke_family(
+        self, family_id: str, now: float, reason: str, actor: str | None
+    ) -> FamilyRecord | None:
+        row = self._one("revoke_family", {"fid": family_id, "now": now, "reason": reason})
+        if row is None:
+            return None
+        self._run("revoke_family_tokens", {"fid": family_id, "now": now})
+        self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
+        self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
+        return family_record(row)
+
+    def client_families(self, client_id: str, now: float) -> list[str]:
+        self._cursor.execute(self._sql["client_families"], {"client_id": client_id, "now": now})
+        return [row[0] for row in self._cursor.fetchall()]
+
+    def revoke_subject(self, subject: str, now: float) -> list[str]:
+        self._cursor.execute(self._sql["subject_families"], {"sub": subject, "now": now})
+        ids = [row[0] for row in self._cursor.fetchall()]
+        revoked = []
+        for family_id in ids:
+            params = {"fid": family_id, "now": now, "reason": "subject_revoked"}
+            if self._one("revoke_family", params) is not None:
+                self._run("revoke_family_tokens", {"fid": family_id, "now": now})
+                self._run("audit", {**params, "actor": None})
+                revoked.append(family_id)
+        self._run("set_not_before", {"subject": subject, "not_before": now})
+        return revoked
+
+    def deny_access_token(self, jti: str, expires_at: float) -> None:
+        self._run("deny", {"jti": jti, "expires_at": expires_at})
