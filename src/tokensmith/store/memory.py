@@ -174,7 +174,8 @@ class MemoryTransaction:
         for token_hash in self._t.family_tokens.get(family_id, ()):
             row = self._t.tokens[token_hash]
             if row.revoked_at is None:
-                self._update(row, revoked_at=now)
+                # No grace retry can follow a revocation: its salt goes (SECURITY B1).
+                self._update(row, revoked_at=now, salt=None)
         self._append(self._t.revocations, family_id, Revocation(now, reason, actor))
         return revoked
 
