@@ -272,12 +272,3 @@ class StatementCounter:
 def rows(store: SqlStore, sql: str, **params: Any) -> list[Any]:
     with store.engine.connect() as conn:
         return list(conn.execute(text(sql), params))
-
-
-def active_tokens(store: SqlStore, family_id: str) -> int:
-    return rows(
-        store,
-        "SELECT count(*) FROM ts_refresh_tokens WHERE family_id = :f"
-        " AND used_at IS NULL AND revoked_at IS NULL",
-        f=family_id,
-    )[0][0]
