@@ -1,4 +1,6 @@
-"""Fixtures for the refresh-store contract suite: every backend, a fresh database each test.
+"""Fixtures for the SQL store's own tests (locks, statements, faults, migrations, processes):
+both SQL backends, a fresh database each test. The backend-neutral contract suite is
+``tests/contract/``, which imports the service helpers below.
 
 SQLite is a real file in ``tmp_path`` (WAL). PostgreSQL gets a random schema per test,
 selected through ``search_path`` and dropped afterwards; its cases are skipped, visibly,
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from tokensmith.clock import ManualClock
 from tokensmith.events import Event, EventBus
 from tokensmith.refresh.service import PendingSession, RefreshService, Session
 from tokensmith.settings import Settings
+from tokensmith.store.protocols import RefreshStore
 from tokensmith.store.sql import SqlStore, create_store_engine
 from tokensmith.store.sql.models import metadata
 
@@ -65,7 +69,14 @@ def _pg_backend() -> Iterator[Backend]:
 )
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """An empty database (no tables)."""
-    if request.param == "sqlite":
+    with database(request.param, tmp_path) as empty:
+        yield empty
+
+
+@contextmanager
+def database(name: str, tmp_path: Path) -> Iterator[Backend]:
+    """A fresh empty database of backend ``name`` (``sqlite`` or ``postgresql``)."""
+    if name == "sqlite":
         yield Backend("sqlite", f"sqlite:///{tmp_path / 'tokensmith.db'}")
     else:
         yield from _pg_backend()
@@ -85,6 +96,13 @@ only_sqlite = pytest.mark.parametrize(
 @pytest.fixture
 def store(backend: Backend) -> Iterator[SqlStore]:
     """A store over a database with the current schema."""
+    with schema_store(backend) as s:
+        yield s
+
+
+@contextmanager
+def schema_store(backend: Backend) -> Iterator[SqlStore]:
+    """A store over ``backend`` once the current schema is created there."""
     s = backend.store()
     metadata.create_all(s.engine)
     try:
@@ -149,7 +167,7 @@ SHARED_SECRET = KeptSecret(secrets.token_bytes(32))
 
 
 def make_service(
-    store: SqlStore, clock: ManualClock, bus: EventBus | None = None, **overrides: Any
+    store: RefreshStore, clock: ManualClock, bus: EventBus | None = None, **overrides: Any
 ) -> RefreshService:
     policy = overrides.pop("reuse_policy", None)
     source = overrides.pop("secret_source", SHARED_SECRET)
@@ -164,7 +182,7 @@ def make_service(
 
 
 @pytest.fixture
-def service(store: SqlStore, clock: ManualClock, bus: EventBus) -> RefreshService:
+def service(store: RefreshStore, clock: ManualClock, bus: EventBus) -> RefreshService:
     return make_service(store, clock, bus)
 
 
@@ -254,12 +272,3 @@ class StatementCounter:
 def rows(store: SqlStore, sql: str, **params: Any) -> list[Any]:
     with store.engine.connect() as conn:
         return list(conn.execute(text(sql), params))
-
-
-def active_tokens(store: SqlStore, family_id: str) -> int:
-    return rows(
-        store,
-        "SELECT count(*) FROM ts_refresh_tokens WHERE family_id = :f"
-        " AND used_at IS NULL AND revoked_at IS NULL",
-        f=family_id,
-    )[0][0]

@@ -1,13 +1,13 @@
-"""Exactly one winner (SECURITY R1; RFC 9700 §4.14.2), with threads and with processes, on
-every backend; with a grace window every caller gets the same child (R3). A process killed
-mid-rotation leaves a consistent database."""
+"""Exactly one winner (SECURITY R1; RFC 9700 §4.14.2) among processes, on both SQL backends;
+with a grace window every caller gets the same child (R3). A process killed mid-rotation
+leaves a consistent database, and a forked child opens connections of its own. The
+thread-based races run on every store in ``tests/contract/test_concurrency.py``."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import signal
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -15,104 +15,11 @@ from typing import Any
 import pytest
 
 from tokensmith.clock import ManualClock
-from tokensmith.errors import InvalidGrant, TemporarilyUnavailable
-from tokensmith.refresh.service import RefreshService
 from tokensmith.store.sql import SqlStore
 
+from ..contract.conftest import JOIN_TIMEOUT, active_tokens, assert_consistent
 from . import workers
-from .conftest import (
-    Backend,
-    active_tokens,
-    login,
-    make_service,
-    new_jti,
-    refresh,
-    rows,
-    settled,
-)
-
-JOIN_TIMEOUT = 60
-
-
-def _race(service: RefreshService, clock: ManualClock, token: str, callers: int) -> Counter[str]:
-    barrier = threading.Barrier(callers, timeout=JOIN_TIMEOUT)
-    outcomes: list[str] = []
-    lock = threading.Lock()
-    # Read here, once: a caller's only clock reading before its rotation is the service's.
-    exp = int(clock.now()) + 300
-
-    def present() -> None:
-        barrier.wait()
-        try:
-            session = settled(
-                service.rotate(
-                    token, client_id="spa", scope=None, access_jti=new_jti(), access_exp=exp
-                )
-            )
-            outcome = f"ok:{session.refresh_token}"
-        except InvalidGrant as exc:
-            outcome = type(exc).__name__
-        except TemporarilyUnavailable:
-            outcome = "TemporarilyUnavailable"
-        with lock:
-            outcomes.append(outcome)
-
-    threads = [threading.Thread(target=present) for _ in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(JOIN_TIMEOUT)
-    assert not any(t.is_alive() for t in threads)
-    return Counter(outcomes)
-
-
-def _consistent(store: SqlStore) -> None:
-    """At most one active token per family, and every used token has its child."""
-    assert (
-        rows(
-            store,
-            "SELECT family_id FROM ts_refresh_tokens WHERE used_at IS NULL AND revoked_at IS NULL"
-            " GROUP BY family_id HAVING count(*) > 1",
-        )
-        == []
-    )
-    assert rows(
-        store,
-        "SELECT count(*) FROM ts_refresh_tokens p WHERE p.used_at IS NOT NULL AND NOT EXISTS"
-        " (SELECT 1 FROM ts_refresh_tokens c WHERE c.parent_hash = p.token_hash)",
-    ) == [(0,)]
-
-
-@pytest.mark.parametrize("callers", [2, 8, 16, 32], ids=lambda n: f"{n} threads")
-def test_concurrent_threads_rotating_one_token_have_exactly_one_winner(
-    store: SqlStore, clock: ManualClock, callers: int
-) -> None:
-    service = make_service(store, clock)
-    session = login(service, clock)
-    outcomes = _race(service, clock, session.refresh_token or "", callers)
-    winners = [o for o in outcomes if o.startswith("ok:")]
-    assert len(winners) == 1 and outcomes[winners[0]] == 1
-    # Losers wait on the lock and then get invalid_grant: not reuse, no revocation.
-    assert outcomes["InvalidGrant"] == callers - 1
-    assert active_tokens(store, session.family_id) == 1
-    assert rows(store, "SELECT revoked_at FROM ts_families") == [(None,)]
-    _consistent(store)
-    # ...and the single winner's child keeps rotating.
-    clock.advance(1)
-    refresh(service, clock, winners[0][3:])
-
-
-@pytest.mark.parametrize("callers", [2, 16], ids=lambda n: f"{n} threads")
-def test_concurrent_threads_inside_the_grace_window_all_get_the_same_child(
-    store: SqlStore, clock: ManualClock, callers: int
-) -> None:
-    service = make_service(store, clock, refresh_reuse_grace=10.0, refresh_grace_retries=64)
-    session = login(service, clock)
-    outcomes = _race(service, clock, session.refresh_token or "", callers)
-    assert len(outcomes) == 1 and next(iter(outcomes)).startswith("ok:"), outcomes
-    assert active_tokens(store, session.family_id) == 1
-    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens")[0][0] == 2
-    _consistent(store)
+from .conftest import Backend, login, make_service, new_jti, refresh, settled
 
 
 def _spawn_race(backend: Backend, token: str, at: float, grace: float, n: int) -> Counter[str]:
@@ -156,7 +63,7 @@ def test_four_processes_rotating_one_token(
     else:
         assert outcomes == Counter({winners[0]: 1, "InvalidGrant": 3})
     assert active_tokens(store, session.family_id) == 1
-    _consistent(store)
+    assert_consistent(store)
 
 
 @pytest.mark.slow
@@ -185,7 +92,7 @@ def test_a_process_killed_mid_rotation_leaves_a_consistent_database(
         os.kill(p.pid, signal.SIGKILL)
         p.join(JOIN_TIMEOUT)
     assert min(c.value for c in progress) >= 30
-    _consistent(store)
+    assert_consistent(store)
     for s in sessions:
         assert active_tokens(store, s.family_id) == 1
 
@@ -235,4 +142,4 @@ def test_a_forked_child_uses_connections_of_its_own(backend: Backend, store: Sql
     process.join(JOIN_TIMEOUT)
     assert process.exitcode == 0
     assert queue.get(timeout=JOIN_TIMEOUT) == (True, True, True, True)
-    _consistent(store)
+    assert_consistent(store, "alice", "bob")

@@ -17,10 +17,10 @@ from tokensmith.refresh.service import RefreshService
 from tokensmith.store.records import StoreError
 from tokensmith.store.sql import SqlStore, SqlTransaction
 
+from ..contract.conftest import active_tokens
 from .conftest import (
     Backend,
     Recorder,
-    active_tokens,
     login,
     make_service,
     only_postgresql,

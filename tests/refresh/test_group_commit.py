@@ -22,10 +22,10 @@ from tokensmith.store.sql import SqlStore, SqlTransaction
 from tokensmith.store.sql import group as group_module
 from tokensmith.store.sql.group import Ticket, _Committer
 
+from ..contract.conftest import active_tokens
 from .conftest import (
     Backend,
     Recorder,
-    active_tokens,
     login,
     make_service,
     only_sqlite,

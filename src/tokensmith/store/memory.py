@@ -125,6 +125,11 @@ class MemoryTransaction:
     def insert_token(self, token: NewToken) -> None:
         if token.token_hash in self._t.tokens or token.family_id not in self._t.families:
             raise StoreError("duplicate token or unknown family")
+        # The SQL store's foreign key and unique parent_hash: a token has at most one child,
+        # so a fork is impossible even under a bug.
+        parent = token.parent_hash
+        if parent is not None and (parent not in self._t.tokens or parent in self._t.children):
+            raise StoreError("unknown parent or a second child")
         row = _Token(*token)
         self._set(self._t.tokens, token.token_hash, row)
         self._append(self._t.family_tokens, token.family_id, token.token_hash)
@@ -147,8 +152,8 @@ class MemoryTransaction:
         return True
 
     def record_access_token(self, jti: str, family_id: str, expires_at: float) -> None:
-        if jti in self._t.access:
-            raise StoreError("duplicate jti")
+        if jti in self._t.access or family_id not in self._t.families:
+            raise StoreError("duplicate jti or unknown family")
         self._set(self._t.access, jti, (family_id, expires_at))
         self._append(self._t.family_access, family_id, jti)
 
@@ -174,7 +179,8 @@ class MemoryTransaction:
         for token_hash in self._t.family_tokens.get(family_id, ()):
             row = self._t.tokens[token_hash]
             if row.revoked_at is None:
-                self._update(row, revoked_at=now)
+                # No grace retry can follow a revocation: its salt goes (SECURITY B1).
+                self._update(row, revoked_at=now, salt=None)
         self._append(self._t.revocations, family_id, Revocation(now, reason, actor))
         return revoked
 

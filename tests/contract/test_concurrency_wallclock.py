@@ -12,10 +12,9 @@ import time
 import pytest
 
 from tokensmith.errors import InvalidGrant, RefreshTokenReused
-from tokensmith.store.sql import SqlStore
 
-from .conftest import active_tokens, login, make_service, new_jti, rows
-from .test_concurrency import _consistent, _race
+from ..refresh.conftest import login, make_service, new_jti
+from .conftest import Store, active_tokens, assert_consistent, race, sessions
 
 
 class OverlapClock:
@@ -46,19 +45,19 @@ class OverlapClock:
 
 @pytest.mark.parametrize("callers", [8, 16], ids=lambda n: f"{n} threads")
 def test_callers_in_flight_during_the_rotation_are_refused_not_treated_as_reuse(
-    store: SqlStore, callers: int
+    store: Store, callers: int
 ) -> None:
     clock = OverlapClock(callers)
     service = make_service(store, clock)  # type: ignore[arg-type]
     session = login(service, clock)  # type: ignore[arg-type]
     clock.armed = True
-    outcomes = _race(service, clock, session.refresh_token or "", callers)  # type: ignore[arg-type]
+    outcomes = race(service, clock, session.refresh_token or "", callers)  # type: ignore[arg-type]
     winners = [o for o in outcomes if o.startswith("ok:")]
     assert len(winners) == 1, outcomes
     assert outcomes["InvalidGrant"] == callers - 1, outcomes
-    assert rows(store, "SELECT revoked_at FROM ts_families") == [(None,)]
+    assert [f.revoked_at for f in sessions(store)] == [None]
     assert active_tokens(store, session.family_id) == 1
-    _consistent(store)
+    assert_consistent(store)
     clock.armed = False
     with pytest.raises(RefreshTokenReused):  # the same token once the rotation is over
         service.rotate(
@@ -72,7 +71,7 @@ def test_callers_in_flight_during_the_rotation_are_refused_not_treated_as_reuse(
 
 @pytest.mark.parametrize("callers", [16], ids=lambda n: f"{n} threads")
 def test_a_burst_on_the_wall_clock_has_one_winner_and_a_consistent_family(
-    store: SqlStore, callers: int
+    store: Store, callers: int
 ) -> None:
     """Unforced timing: some callers may start only after the winner committed (reuse,
     family revoked) — either way one winner, only invalid_grant for the rest, and never
@@ -80,11 +79,11 @@ def test_a_burst_on_the_wall_clock_has_one_winner_and_a_consistent_family(
     clock = OverlapClock(callers)
     service = make_service(store, clock)  # type: ignore[arg-type]
     session = login(service, clock)  # type: ignore[arg-type]
-    outcomes = _race(service, clock, session.refresh_token or "", callers)  # type: ignore[arg-type]
+    outcomes = race(service, clock, session.refresh_token or "", callers)  # type: ignore[arg-type]
     assert sum(1 for o in outcomes if o.startswith("ok:")) == 1, outcomes
     losers = {o for o in outcomes if not o.startswith("ok:")}
     assert losers <= {InvalidGrant.__name__, RefreshTokenReused.__name__}, outcomes
-    revoked = rows(store, "SELECT revoked_at FROM ts_families")[0][0] is not None
+    revoked = sessions(store)[0].revoked_at is not None
     assert revoked == (outcomes[RefreshTokenReused.__name__] > 0)
     assert active_tokens(store, session.family_id) == (0 if revoked else 1)
-    _consistent(store)
+    assert_consistent(store)

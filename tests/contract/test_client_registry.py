@@ -1,4 +1,5 @@
-"""The SQL client registry over every backend: a client's lifecycle round-trips."""
+"""The client registry (README "Clients") over every store: a client's lifecycle
+round-trips through :class:`tokensmith.clients.ClientRegistry`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pytest
 
 from tokensmith.clients import new_client, rotated_secret
 from tokensmith.errors import InvalidRequest
-from tokensmith.store.sql import SqlStore
-from tokensmith.store.sql.clients import SqlClientRegistry
+
+from .conftest import Store
 
 
-def test_update_and_delete_round_trip(store: SqlStore) -> None:
-    registry = SqlClientRegistry(store.engine)
+def test_update_and_delete_round_trip(store: Store) -> None:
+    registry = store.client_registry()
     client, _ = new_client("backend", confidential=True, now=1.0, scopes=["read"])
     registry.add_client(client)
     assert registry.get_client("backend") == client and client.enabled
@@ -27,3 +28,15 @@ def test_update_and_delete_round_trip(store: SqlStore) -> None:
     assert registry.delete_client("backend") is False
     with pytest.raises(InvalidRequest, match="no client"):
         registry.update_client(changed)
+
+
+def test_ids_are_unique_and_clients_are_listed_by_id(store: Store) -> None:
+    registry = store.client_registry()
+    spa, _ = new_client("spa", confidential=False, now=1.0, allowed_origins=["https://a.example"])
+    backend, _ = new_client("backend", confidential=True, now=2.0)
+    registry.add_client(spa)
+    registry.add_client(backend)
+    with pytest.raises(InvalidRequest, match="already exists"):
+        registry.add_client(replace(backend, confidential=False))
+    assert registry.list_clients() == [backend, spa]
+    assert registry.get_client("unknown") is None

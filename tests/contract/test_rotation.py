@@ -1,5 +1,5 @@
 """The refresh-store contract (SPEC "Refresh store semantics"; SECURITY R2, R3, R5, R6),
-run over every backend. Time moves only through the injected ManualClock (R8)."""
+run over every store. Time moves only through the injected ManualClock (R8)."""
 
 from __future__ import annotations
 
@@ -12,39 +12,43 @@ from tokensmith.clock import ManualClock
 from tokensmith.errors import ConfigError, InvalidGrant, InvalidScope, RefreshTokenReused
 from tokensmith.events import EventBus
 from tokensmith.refresh import RequestContext, revoke_subject_on_reuse
-from tokensmith.refresh.opaque import derive_child, token_hash
+from tokensmith.refresh.opaque import derive_child, new_token, token_hash
 from tokensmith.refresh.service import RefreshService
 from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, PCI_DSS_IDLE_TTL, ClientLifetimes
-from tokensmith.store.sql import SqlStore
+from tokensmith.store.records import NewToken
 
-from .conftest import (
-    KeptSecret,
-    Recorder,
-    active_tokens,
-    login,
-    make_service,
-    new_jti,
-    refresh,
-    rows,
-)
+from ..refresh.conftest import KeptSecret, Recorder, login, make_service, new_jti, refresh
+from .conftest import Store, active_tokens, everything_revoked, sessions, tokens
 
 DAY = 86_400
 
 
+def salted(store: Store) -> int:
+    """How many stored tokens still keep a derivation salt (SECURITY B1)."""
+    return sum(t.salt is not None for t in tokens(store))
+
+
+def session_expiry(store: Store, family_id: str) -> float:
+    (family,) = [f for f in sessions(store) if f.family_id == family_id]
+    return family.expires_at
+
+
 # -- issuing ------------------------------------------------------------------------------
 def test_every_login_starts_a_new_family_with_a_random_session_id(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     first, second = login(service, clock), login(service, clock)
     assert first.family_id != second.family_id
     # >= 128 bits of randomness, never a row id
     assert len(first.family_id) >= 22 and not first.family_id.isdigit()
     assert first.refresh_token != second.refresh_token
-    assert rows(store, "SELECT count(*) FROM ts_families")[0][0] == 2
+    assert sorted(f.family_id for f in sessions(store)) == sorted(
+        [first.family_id, second.family_id]
+    )
 
 
 def test_a_session_carries_the_login_and_a_refresh_expiry_capped_by_the_family(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(store, clock, refresh_idle_ttl=DAY, family_ttl=DAY // 2)
     session = login(service, clock)
@@ -56,30 +60,31 @@ def test_a_session_carries_the_login_and_a_refresh_expiry_capped_by_the_family(
 
 
 def test_a_client_configured_without_refresh_tokens_gets_none_but_a_revocable_session(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(
         store, clock, client_lifetimes={"m2m": ClientLifetimes(issue_refresh_token=False)}
     )
     session = login(service, clock, client_id="m2m")
     assert session.refresh_token is None and session.refresh_expires_at is None
-    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens")[0][0] == 0
+    assert tokens(store) == []
     assert service.revoke_family(session.family_id) is True
 
 
 def test_tokens_are_stored_only_as_sha256_hashes(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
-    stored = {bytes(r[0]) for r in rows(store, "SELECT token_hash FROM ts_refresh_tokens")}
+    stored = tokens(store)
+    # Everything kept about the session, as the store hands it out.
+    dump = repr(stored) + repr(sessions(store)) + repr(everything_revoked(store))
     for token in (session.refresh_token, child.refresh_token):
         assert token is not None
-        assert hashlib.sha256(token.encode()).digest() in stored
-    dump = repr(rows(store, "SELECT * FROM ts_refresh_tokens")) + repr(
-        rows(store, "SELECT * FROM ts_families")
-    )
-    assert session.refresh_token not in dump and child.refresh_token not in dump
+        digest = hashlib.sha256(token.encode()).digest()
+        assert digest in {t.token_hash for t in stored}
+        assert store.find_token(digest) in stored
+        assert token not in dump and token[4:20] not in dump
 
 
 # -- rotation -----------------------------------------------------------------------------
@@ -96,20 +101,19 @@ def test_rotation_issues_a_child_in_the_same_family_and_keeps_the_original_auth_
 
 
 def test_rotation_records_the_new_access_token_in_the_same_transaction(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(service, clock)
     refresh(service, clock, session.refresh_token, jti="the-new-jti")
-    assert rows(store, "SELECT family_id FROM ts_access_tokens WHERE jti = 'the-new-jti'") == [
-        (session.family_id,)
-    ]
+    assert "the-new-jti" not in everything_revoked(store).denied_jtis
+    # Recorded with its family: revoking the family denies it.
+    service.revoke_family(session.family_id)
+    assert "the-new-jti" in everything_revoked(store).denied_jtis
 
 
 def test_an_unknown_well_formed_token_is_invalid_grant(
     service: RefreshService, clock: ManualClock
 ) -> None:
-    from tokensmith.refresh.opaque import new_token
-
     with pytest.raises(InvalidGrant) as caught:
         refresh(service, clock, new_token())
     assert not isinstance(caught.value, RefreshTokenReused)
@@ -117,7 +121,7 @@ def test_an_unknown_well_formed_token_is_invalid_grant(
 
 # -- R2 reuse ------------------------------------------------------------------------------
 def test_reuse_after_the_grace_window_revokes_the_family_and_commits_despite_raising(
-    service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+    service: RefreshService, clock: ManualClock, store: Store, recorder: Recorder
 ) -> None:
     session = login(service, clock)
     clock.advance(10)
@@ -125,10 +129,12 @@ def test_reuse_after_the_grace_window_revokes_the_family_and_commits_despite_rai
     clock.advance(10)
     with pytest.raises(RefreshTokenReused):
         refresh(service, clock, session.refresh_token, jti="never-issued")
-    # Committed: a fresh connection sees the revocation.
-    assert rows(store, "SELECT revoke_reason FROM ts_families") == [("reuse_detected",)]
+    # Committed: a fresh read sees the revocation.
+    assert [f.revoke_reason for f in sessions(store)] == ["reuse_detected"]
     assert active_tokens(store, session.family_id) == 0
-    assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti = 'never-issued'") == [(0,)]
+    # The child's access token was recorded (and is now denied); the refused one never was.
+    denied = everything_revoked(store).denied_jtis
+    assert "child-jti" in denied and "never-issued" not in denied
     # The formerly active child is dead too.
     with pytest.raises(InvalidGrant):
         refresh(service, clock, child.refresh_token)
@@ -137,7 +143,7 @@ def test_reuse_after_the_grace_window_revokes_the_family_and_commits_despite_rai
 
 
 def test_reuse_puts_the_familys_unexpired_access_tokens_on_the_denylist(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(service, clock)  # access token expires at +300
     clock.advance(300 + MAX_LEEWAY)
@@ -145,10 +151,10 @@ def test_reuse_puts_the_familys_unexpired_access_tokens_on_the_denylist(
     clock.advance(10)
     with pytest.raises(RefreshTokenReused):
         refresh(service, clock, session.refresh_token)
-    denied = {r[0] for r in rows(store, "SELECT jti FROM ts_denylist")}
+    denied = everything_revoked(store).denied_jtis
     # The first access token expired more than MAX_LEEWAY ago: no verifier accepts it.
     assert denied == {"live-jti"}
-    other = make_service(store, clock)  # a fresh process sees it through the database
+    other = make_service(store, clock)  # a fresh process sees it through the store
     assert other.is_access_token_revoked(
         jti="live-jti", subject="alice", issued_at=int(clock.now()), family_id=None
     )
@@ -156,7 +162,7 @@ def test_reuse_puts_the_familys_unexpired_access_tokens_on_the_denylist(
 
 
 def test_a_reuse_event_carries_classification_and_both_uses(
-    store: SqlStore, clock: ManualClock, bus: EventBus, recorder: Recorder
+    store: Store, clock: ManualClock, bus: EventBus, recorder: Recorder
 ) -> None:
     service = make_service(store, clock, bus)
     session = login(service, clock)
@@ -207,7 +213,7 @@ def test_a_reuse_event_carries_classification_and_both_uses(
     ],
 )
 def test_reuse_is_classified(
-    store: SqlStore,
+    store: Store,
     clock: ManualClock,
     bus: EventBus,
     recorder: Recorder,
@@ -227,7 +233,7 @@ def test_reuse_is_classified(
 
 
 def test_a_reuse_policy_can_end_every_session_of_the_subject(
-    store: SqlStore, clock: ManualClock, recorder: Recorder, bus: EventBus
+    store: Store, clock: ManualClock, recorder: Recorder, bus: EventBus
 ) -> None:
     service = make_service(store, clock, bus, reuse_policy=revoke_subject_on_reuse)
     other_session = login(service, clock)
@@ -243,12 +249,12 @@ def test_a_reuse_policy_can_end_every_session_of_the_subject(
 
 # -- R3 grace ------------------------------------------------------------------------------
 @pytest.fixture
-def grace_service(store: SqlStore, clock: ManualClock, bus: EventBus) -> RefreshService:
+def grace_service(store: Store, clock: ManualClock, bus: EventBus) -> RefreshService:
     return make_service(store, clock, bus, refresh_reuse_grace=30.0, refresh_grace_retries=3)
 
 
 def test_inside_the_grace_window_the_parent_returns_the_same_child_byte_for_byte(
-    grace_service: RefreshService, clock: ManualClock, store: SqlStore, recorder: Recorder
+    grace_service: RefreshService, clock: ManualClock, store: Store, recorder: Recorder
 ) -> None:
     session = login(grace_service, clock)
     child = refresh(grace_service, clock, session.refresh_token)
@@ -257,25 +263,26 @@ def test_inside_the_grace_window_the_parent_returns_the_same_child_byte_for_byte
     assert retry.refresh_token == child.refresh_token
     assert retry.refresh_expires_at == child.refresh_expires_at
     assert active_tokens(store, session.family_id) == 1
-    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens")[0][0] == 2  # no fork
-    assert rows(store, "SELECT count(*) FROM ts_access_tokens WHERE jti='retry-jti'") == [(1,)]
+    assert len(tokens(store)) == 2  # no fork
     assert recorder.named("reuse_detected") == []
     assert [e.data["grace_retry"] for e in recorder.named("rotated")] == [False, True]
     # and the child still rotates normally afterwards
     refresh(grace_service, clock, retry.refresh_token)
+    # The retry's access token was recorded with the family: revoking it denies that token.
+    grace_service.revoke_family(session.family_id)
+    assert "retry-jti" in everything_revoked(store).denied_jtis
 
 
 def test_the_grace_child_is_derived_from_the_kept_secret_which_the_database_never_holds(
-    store: SqlStore, another_store: SqlStore, clock: ManualClock
+    store: Store, another_store: Store, clock: ManualClock
 ) -> None:
     kept = KeptSecret(secrets.token_bytes(32))
     service = make_service(store, clock, refresh_reuse_grace=30.0, secret_source=kept)
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
-    (salt,) = rows(store, "SELECT salt FROM ts_refresh_tokens WHERE parent_hash IS NOT NULL")[0]
+    (salt,) = [t.salt for t in tokens(store) if t.parent_hash is not None]
     parent = token_hash(session.refresh_token or "")
-    assert derive_child(kept.value, bytes(salt), parent) == child.refresh_token
-    assert rows(store, "SELECT count(*) FROM ts_meta")[0][0] == 0  # SECURITY B1
+    assert salt is not None and derive_child(kept.value, salt, parent) == child.refresh_token
     # Another process with the same key store re-derives the same child.
     second_process = make_service(
         another_store, clock, refresh_reuse_grace=30.0, secret_source=KeptSecret(kept.value)
@@ -286,7 +293,7 @@ def test_the_grace_child_is_derived_from_the_kept_secret_which_the_database_neve
 
 
 def test_a_configured_refresh_secret_wins_over_the_key_store(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     kept = KeptSecret(secrets.token_bytes(32))
     service = make_service(
@@ -294,47 +301,47 @@ def test_a_configured_refresh_secret_wins_over_the_key_store(
     )
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
-    (salt,) = rows(store, "SELECT salt FROM ts_refresh_tokens WHERE parent_hash IS NOT NULL")[0]
+    (salt,) = [t.salt for t in tokens(store) if t.parent_hash is not None]
     parent = token_hash(session.refresh_token or "")
-    assert derive_child(b"s3cr3t-value", bytes(salt), parent) == child.refresh_token
+    assert salt is not None and derive_child(b"s3cr3t-value", salt, parent) == child.refresh_token
     assert kept.reads == 0
 
 
 def test_without_a_grace_window_no_salt_is_stored_and_no_secret_is_read(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     kept = KeptSecret(secrets.token_bytes(32))
     service = make_service(store, clock, secret_source=kept)
     session = login(service, clock)
     refresh(service, clock, refresh(service, clock, session.refresh_token).refresh_token)
-    assert rows(store, "SELECT count(*) FROM ts_refresh_tokens WHERE salt IS NOT NULL") == [(0,)]
+    assert salted(store) == 0
     assert kept.reads == 0
 
 
 def test_a_salt_is_kept_only_while_a_grace_retry_can_use_it(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(store, clock, refresh_reuse_grace=10.0)
-    salted = "SELECT count(*) FROM ts_refresh_tokens WHERE salt IS NOT NULL"
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
     grandchild = refresh(service, clock, child.refresh_token)
-    # The child's salt went in the UPDATE that consumed it; the grandchild's is still live.
-    assert rows(store, salted) == [(1,)]
+    # The child's salt went in the write that consumed it; the grandchild's is still live.
+    assert salted(store) == 1
     clock.advance(MAX_REUSE_GRACE - 1)
     service.cleanup()
-    assert rows(store, salted) == [(1,)]
+    assert salted(store) == 1
     clock.advance(1)
     service.cleanup()
-    assert rows(store, salted) == [(0,)]
+    assert salted(store) == 0
     # A revoked family keeps no salt either.
     refresh(service, clock, grandchild.refresh_token)
+    assert salted(store) == 1
     service.revoke_family(session.family_id)
-    assert rows(store, salted) == [(0,)]
+    assert salted(store) == 0
 
 
 def test_a_grace_window_without_any_secret_is_a_config_error(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(store, clock, refresh_reuse_grace=5.0, secret_source=None)
     session = login(service, clock)
@@ -378,7 +385,7 @@ def test_a_grandparent_inside_the_grace_window_is_reuse(
 
 
 def test_a_parent_whose_child_already_rotated_is_reuse_even_inside_the_window(
-    grace_service: RefreshService, clock: ManualClock, store: SqlStore
+    grace_service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(grace_service, clock)
     child = refresh(grace_service, clock, session.refresh_token)
@@ -428,7 +435,7 @@ def test_with_no_grace_a_used_token_is_reuse_one_second_later(
 
 # -- R6 lifetimes --------------------------------------------------------------------------
 def test_idle_expiry_is_enforced_at_exactly_the_expiry_time(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(store, clock, refresh_idle_ttl=3600)
     session = login(service, clock)
@@ -450,7 +457,7 @@ def test_the_default_idle_lifetime_is_fourteen_days(
 
 
 def test_the_pci_dss_profile_expires_idle_tokens_after_fifteen_minutes(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(store, clock, profile="pci-dss")
     session = login(service, clock)
@@ -462,7 +469,7 @@ def test_the_pci_dss_profile_expires_idle_tokens_after_fifteen_minutes(
         refresh(service, clock, child.refresh_token)
 
 
-def test_lifetimes_can_be_set_per_client(store: SqlStore, clock: ManualClock) -> None:
+def test_lifetimes_can_be_set_per_client(store: Store, clock: ManualClock) -> None:
     service = make_service(
         store, clock, client_lifetimes={"kiosk": ClientLifetimes(refresh_idle_ttl=120)}
     )
@@ -474,7 +481,7 @@ def test_lifetimes_can_be_set_per_client(store: SqlStore, clock: ManualClock) ->
     refresh(service, clock, spa.refresh_token)
 
 
-def test_the_family_lifetime_caps_every_descendant(store: SqlStore, clock: ManualClock) -> None:
+def test_the_family_lifetime_caps_every_descendant(store: Store, clock: ManualClock) -> None:
     service = make_service(store, clock, refresh_idle_ttl=DAY, family_ttl=2 * DAY)
     session = login(service, clock)
     family_expiry = int(clock.now()) + 2 * DAY
@@ -492,39 +499,46 @@ def test_the_family_lifetime_caps_every_descendant(store: SqlStore, clock: Manua
 
 
 def test_the_family_expiry_applies_even_when_the_idle_expiry_is_later(
-    store: SqlStore, clock: ManualClock
+    store: Store, clock: ManualClock
 ) -> None:
     service = make_service(store, clock, refresh_idle_ttl=DAY, family_ttl=2 * DAY)
     session = login(service, clock)
     clock.advance(0.9 * DAY)
     child = refresh(service, clock, session.refresh_token)
     clock.advance(0.9 * DAY)
-    child = refresh(service, clock, child.refresh_token)
-    # Make the stored idle expiry outlive the family, as an older configuration might have.
-    from sqlalchemy import text
-
-    with store.engine.begin() as conn:
-        conn.execute(text("UPDATE ts_refresh_tokens SET expires_at = expires_at + 86400"))
+    refresh(service, clock, child.refresh_token)
+    # A token whose stored idle expiry outlives the family, as an older configuration
+    # might have written it.
+    late = new_token()
+    family_expiry = session_expiry(store, session.family_id)
+    store.atomic(
+        lambda tx: tx.insert_token(
+            NewToken(
+                token_hash(late), session.family_id, None, None, clock.now(), family_expiry + DAY
+            )
+        )
+    )
+    assert service.describe(late) is not None
     clock.advance(0.2 * DAY)  # exactly the family's expiry
     with pytest.raises(InvalidGrant):
-        refresh(service, clock, child.refresh_token)
+        refresh(service, clock, late)
 
 
 # -- R5 client binding and scope -------------------------------------------------------------
 def test_another_client_gets_invalid_grant_and_nothing_changes(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(service, clock)
-    before = rows(store, "SELECT * FROM ts_refresh_tokens")
+    before = store.family_tokens(session.family_id)
     with pytest.raises(InvalidGrant) as caught:
         refresh(service, clock, session.refresh_token, client_id="other")
     assert not isinstance(caught.value, RefreshTokenReused)
-    assert rows(store, "SELECT * FROM ts_refresh_tokens") == before
+    assert store.family_tokens(session.family_id) == before
     refresh(service, clock, session.refresh_token)
 
 
 def test_another_client_replaying_a_used_token_changes_nothing_either(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(service, clock)
     child = refresh(service, clock, session.refresh_token)
@@ -536,13 +550,13 @@ def test_another_client_replaying_a_used_token_changes_nothing_either(
 
 
 def test_a_wider_scope_is_invalid_scope_and_nothing_changes(
-    service: RefreshService, clock: ManualClock, store: SqlStore
+    service: RefreshService, clock: ManualClock, store: Store
 ) -> None:
     session = login(service, clock, scope="openid profile")
-    before = rows(store, "SELECT * FROM ts_refresh_tokens")
+    before = store.family_tokens(session.family_id)
     with pytest.raises(InvalidScope):
         refresh(service, clock, session.refresh_token, scope="openid profile admin")
-    assert rows(store, "SELECT * FROM ts_refresh_tokens") == before
+    assert store.family_tokens(session.family_id) == before
     refresh(service, clock, session.refresh_token)
 
 
