@@ -23,7 +23,7 @@ concurrent callers (threads, each rotating its own chain). Columns:
 Each cell is warmed up, then runs ``--rounds`` (3) rounds; in each round (a), (b) and (c) run
 for ``--seconds`` (1 s) or ``--max`` rotations per caller, whichever ends first, in an order
 that alternates between rounds. Rates are medians; ratios are medians of per-round ratios
-(STYLE: quote ratios to the raw driver measured in the same run).
+(ratios to the raw driver measured in the same run carry across machines).
 
     .venv/bin/python benchmarks/bench_refresh.py [--pg postgresql+psycopg://...]
 """

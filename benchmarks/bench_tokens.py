@@ -16,7 +16,7 @@ access-token claim set:
   printed beside local signing with its ratio to ``tokensmith``. SoftHSM2 signs in this
   process, so this is the cost of the PKCS#11 path, not of a hardware HSM's latency.
 
-Method (STYLE.md "Measured performance habits"): each (alg, op, impl) cell is warmed up and
+Method (ARCHITECTURE.md "Cross-cutting choices"): each (alg, op, impl) cell is warmed up and
 calibrated to a fixed iteration count; then ``--repeats`` rounds run every cell once, the four
 implementations of one (alg, op) taking turns in short slices (ABBA order, rotated each round)
 so CPU frequency drift and neighbours hit all of them alike; ``--budget`` bounds the wall time.

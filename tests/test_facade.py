@@ -1,4 +1,5 @@
-"""The facade of SPEC "Python API": issue, refresh, verify, revoke, on a real SQLite file.
+"""The facade of docs/contract.md "Python API": issue, refresh, verify, revoke, on a real SQLite
+file.
 
 The refresh store's own rules are proved on SQLite and PostgreSQL in ``tests/refresh``;
 these tests prove the wiring: which claims each token carries, that ID tokens follow

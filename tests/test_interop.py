@@ -36,7 +36,7 @@ from tokensmith.tokens.mint import (
 from tokensmith.tokens.verify import AccessTokenVerifier, IdTokenVerifier
 
 # joserfc 1.8 warns that the polymorphic name "EdDSA" is deprecated by RFC 9864; we still
-# publish and sign EdDSA (SPEC "Keys"), so that one warning is expected here.
+# publish and sign EdDSA (docs/contract.md "Keys"), so that one warning is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated via RFC 9864")
 
 NOW = int(time.time())

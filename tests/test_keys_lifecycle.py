@@ -1,4 +1,4 @@
-"""SPEC "Keys" and SECURITY K1/K2: lifecycle, publication timing, the file key store."""
+"""docs/contract.md "Keys" and SECURITY K1/K2: lifecycle, publication timing, the file key store."""
 
 from __future__ import annotations
 

@@ -110,3 +110,14 @@ async def test_the_http_service_runs_on_the_memory_store(
     assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")
     r = await http.post("/introspect", data={"token": child}, headers=basic)
     assert r.json() == {"active": False}
+
+
+def test_serve_refuses_several_workers_on_the_memory_store(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tokensmith.cli import cli
+
+    env = {"TOKENSMITH_DATABASE_URL": "memory://", "TOKENSMITH_KEYS_DIR": str(tmp_path / "k")}
+    result = CliRunner().invoke(cli, ["serve", "--workers", "2"], env=env)
+    assert result.exit_code == 2
+    assert "memory:// lives in one process" in result.output

@@ -1,4 +1,4 @@
-"""RFC example values, byte for byte (SECURITY K2; STYLE habit 11).
+"""RFC example values, byte for byte (SECURITY K2).
 
 Fixtures under ``tests/fixtures/`` are named by RFC and section and hold the values as the
 RFCs print them (RFC 7515's examples come as byte arrays there; these are their base64url).

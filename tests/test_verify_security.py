@@ -250,7 +250,8 @@ def test_jku_and_x5u_are_never_fetched(
         attacker, "ES256", {"alg": "ES256", "kid": kid, "typ": "at+jwt", member: url}, {}
     )
     rejects(verify, forged)
-    # Signed by our key, the URL is ignored, not followed (SPEC "Tokens": jku/x5u ignored).
+    # Signed by our key, the URL is ignored, not followed (docs/contract.md "Tokens": jku/x5u
+    # ignored).
     ours = forge_access(es256, header={member: url})
     assert verify.verify(ours, audience="api")["sub"] == "alice"
 

@@ -39,10 +39,10 @@ FIXTURES = Path(__file__).parent / "fixtures" / "wycheproof"
 
 HMAC = (
     "HMAC: tokensmith never accepts a symmetric algorithm or an oct key for verification "
-    "(SPEC 'Dependencies', RFC 8725 §3.2); the key is refused at load time"
+    "(docs/contract.md 'Dependencies', RFC 8725 §3.2); the key is refused at load time"
 )
 UNSUPPORTED_ALG = (
-    "RS384/RS512/PS384/PS512/ES512 are not tokensmith algorithms (SPEC 'Keys': EdDSA, "
+    "RS384/RS512/PS384/PS512/ES512 are not tokensmith algorithms (docs/contract.md 'Keys': EdDSA, "
     "ES256, ES384, RS256, PS256)"
 )
 EMPTY_PAYLOAD = (

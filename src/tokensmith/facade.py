@@ -1,8 +1,8 @@
 """``Tokensmith``: wires settings, keys, the refresh store and verification together.
 
-Synchronous by design (STYLE "Decisions"): usable from Flask, Django, scripts; the ASGI
-app calls it from its thread pool. The facade trusts its caller: client authentication
-is the HTTP layer's job (SPEC "Python API").
+Synchronous by design (ARCHITECTURE.md "Cross-cutting choices"): usable from Flask,
+Django, scripts; the ASGI app calls it from its thread pool. The facade trusts its caller:
+client authentication is the HTTP layer's job (docs/contract.md "Python API").
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ class Tokensmith:
         ``database_url="memory://"`` opens the in-memory store (tests, demos; not durable).
         A key store with ``refresh_secret()`` (:class:`tokensmith.refresh.SecretSource`)
         keeps the grace-retry secret unless ``settings.refresh_secret`` is set (SECURITY B1).
-        ``reuse_policy`` runs after a detected reuse has revoked the family (SPEC: e.g.
+        ``reuse_policy`` runs after a detected reuse has revoked the family (docs/contract.md
+        "Refresh store semantics": e.g.
         ``tokensmith.refresh.revoke_subject_on_reuse`` logs the user out everywhere)."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
@@ -203,8 +204,8 @@ class Tokensmith:
 
     def _refuse_disabled(self, client_id: str) -> None:
         """A registered client that is disabled starts and continues no session, here as at
-        the HTTP endpoints; an unregistered id is the caller's business (SPEC "Python API").
-        Checked before any write, so a refused call changes nothing."""
+        the HTTP endpoints; an unregistered id is the caller's business (docs/contract.md
+        "Python API"). Checked before any write, so a refused call changes nothing."""
         client = self.clients.registered(client_id)
         if client is not None and not client.enabled:
             raise InvalidClient("client is disabled")
@@ -325,7 +326,8 @@ class Tokensmith:
         scope: str | None = None,
         context: RequestContext | None = None,
     ) -> TokenResponse:
-        """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as SPEC says)
+        """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as docs/contract.md
+        says)
         and mint fresh tokens. ``scope`` may narrow, never widen, the grant. A disabled
         registered client gets ``InvalidClient`` and its token stays as it was."""
         self._refuse_disabled(client_id)
@@ -513,7 +515,7 @@ class Tokensmith:
         return self.keys.jwks()
 
     def rotate_keys(self) -> KeyRecord:
-        """Operator's rotation: the pending key signs from now on (SPEC "Keys")."""
+        """Operator's rotation: the pending key signs from now on (docs/contract.md "Keys")."""
         return self.keys.rotate()
 
     def reencrypt_keys(self, new_passphrase: str | None, progress: Callable[[str], None]) -> int:

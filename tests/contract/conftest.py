@@ -1,4 +1,5 @@
-"""The backend-neutral contract suite (STYLE "One contract suite, many stores"): every test
+"""The backend-neutral contract suite (ARCHITECTURE.md "Where to change what": a refresh-store
+backend): every test
 runs on the in-memory reference store, a SQLite file (WAL) and PostgreSQL, and looks at the
 store only through its Protocols (:mod:`tokensmith.store.protocols`) and the services
 built on them: never raw SQL or a table name. The SQL store's own tests (migrations, locks,

@@ -1,4 +1,5 @@
-"""Revocation (SPEC "Revocation list"; RFC 7009 §2.1-2.2) and cleanup, over every store."""
+"""Revocation (docs/contract.md "Revocation list"; RFC 7009 §2.1-2.2) and cleanup, over every
+store."""
 
 from __future__ import annotations
 

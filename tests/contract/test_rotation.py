@@ -1,4 +1,4 @@
-"""The refresh-store contract (SPEC "Refresh store semantics"; SECURITY R2, R3, R5, R6),
+"""The refresh-store contract (docs/contract.md "Refresh store semantics"; SECURITY R2, R3, R5, R6),
 run over every store. Time moves only through the injected ManualClock (R8)."""
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Client lifecycle over HTTP (SPEC "Clients"; SECURITY B5; RFC 9068 §5): deny-by-default
+"""Client lifecycle over HTTP (docs/contract.md "Clients"; SECURITY B5; RFC 9068 §5):
+deny-by-default
 scopes, disable/enable, delete, secret rotation with an overlap, update, and the
 ``client:`` subject namespace."""
 

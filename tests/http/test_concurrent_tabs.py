@@ -1,4 +1,4 @@
-"""Concurrent tabs never kill a session (SECURITY B3; SPEC "Refresh store semantics").
+"""Concurrent tabs never kill a session (SECURITY B3; docs/contract.md "Refresh store semantics").
 
 Two or eight browser tabs that refresh with the same token at once, over real HTTP to a
 live uvicorn on loopback and on both backends, with no grace window: exactly one wins, the

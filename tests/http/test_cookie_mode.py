@@ -1,4 +1,4 @@
-"""SPA cookie mode (SPEC "HTTP service"; SECURITY H4)."""
+"""SPA cookie mode (docs/contract.md "HTTP service"; SECURITY H4)."""
 
 from __future__ import annotations
 

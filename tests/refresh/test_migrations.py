@@ -1,4 +1,5 @@
-"""Migrations (STYLE habit 13): upgrade head on an empty database, no drift between the models
+"""Migrations (ARCHITECTURE.md "Where to change what": the schema): upgrade head on an empty
+database, no drift between the models
 and the migrations (what ``alembic check`` verifies), downgrade to base - on every backend."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Refresh-token format (SPEC "Tokens"; SECURITY R7): strict shape and checksum checked
+"""Refresh-token format (docs/contract.md "Tokens"; SECURITY R7): strict shape and checksum checked
 before any database access; hostile input never reaches SQL."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The ``tokensmith`` command: parse, call the facade, render (STYLE "Thin edges")."""
+"""The ``tokensmith`` command: parse, call the facade, render (ARCHITECTURE.md "Layers")."""
 
 from __future__ import annotations
 

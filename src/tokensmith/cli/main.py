@@ -1,7 +1,7 @@
 """Command group, shared options, and the one-line error contract.
 
 Every command exits non-zero with a single ``error: ...`` line on bad input, never a
-traceback (SPEC "CLI").
+traceback (docs/contract.md "CLI").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class _Group(click.Group):
         except OSError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         except Exception as exc:
-            # A database that is down, a driver error: one line, never a traceback (SPEC
+            # A database that is down, a driver error: one line, never a traceback (docs/contract.md
             # "CLI"). Only the first line of the message; drivers append hints and URLs.
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise click.ClickException(f"{type(exc).__name__}: {first[:300]}") from None

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import click
 
 from tokensmith.cli.main import cli, facade, settings_overrides
-from tokensmith.settings import Settings
+from tokensmith.settings import MEMORY_URL, Settings
 
 if TYPE_CHECKING:
     from tokensmith.http.metrics import Metrics
@@ -101,6 +101,11 @@ def serve(
     if log_json:
         logjson.configure()
     settings = ts.settings
+    if workers > 1 and settings.database_url.startswith(MEMORY_URL):
+        raise click.UsageError(
+            f"{MEMORY_URL} lives in one process: each worker would have its own, empty "
+            "store (use --workers 1, or a database)"
+        )
     if workers > 1 and settings.metrics_port:
         raise click.UsageError(
             "--metrics-port serves one process's metrics: use it with --workers 1, or set "

@@ -1,4 +1,4 @@
-"""SPA cookie mode (SPEC "HTTP service"; SECURITY H4; RFC 6265bis §4.1.3.2).
+"""SPA cookie mode (docs/contract.md "HTTP service"; SECURITY H4; RFC 6265bis §4.1.3.2).
 
 The refresh token lives in a ``__Host-`` cookie: ``Secure; HttpOnly; SameSite=Strict;
 Path=/`` and no ``Domain``, so browsers keep it host-only and JavaScript never reads it.

@@ -1,5 +1,5 @@
 """``serve --metrics-port``: ``/metrics`` on a loopback listener of its own, so the
-public token port never exposes them (SPEC "Serving limits and operations")."""
+public token port never exposes them (docs/contract.md "Serving limits and operations")."""
 
 from __future__ import annotations
 

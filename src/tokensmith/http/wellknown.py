@@ -17,7 +17,7 @@ from tokensmith.keys.lifecycle import JwksDocument
 
 async def jwks(request: Request) -> Response:
     """Every pending, active and retired public key. ``max-age`` follows the key schedule
-    (SPEC "Keys"); ``stale-if-error`` lets verifiers ride out an outage; ETag → 304."""
+    (docs/contract.md "Keys"); ``stale-if-error`` lets verifiers ride out an outage; ETag → 304."""
     ts: Tokensmith = request.app.state.tokensmith
     document = await _key_document(ts)
     max_age = ts.keys.jwks_max_age()

@@ -1,4 +1,4 @@
-"""The signing-key lifecycle (SPEC "Keys").
+"""The signing-key lifecycle (docs/contract.md "Keys").
 
 pending (published, not signing) → active (signs; one per algorithm) → retired (published
 until every token it signed has expired, plus clock skew and the JWKS cache time) → removed.
@@ -111,7 +111,8 @@ class KeyManager:
 
     def jwks_max_age(self) -> int:
         """Seconds a verifier may cache the JWKS: the configured max-age, never past the next
-        scheduled state change (SPEC: derived from the schedule). Uses the keys as last
+        scheduled state change (docs/contract.md "Keys": derived from the schedule). Uses the keys
+        as last
         loaded, never the store."""
         limit = float(self.settings.jwks_max_age)
         due = self._rotation_due_at(self._snapshot.records)

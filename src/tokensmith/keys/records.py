@@ -1,4 +1,4 @@
-"""Key lifecycle records: pending → active → retired → removed (SPEC "Keys")."""
+"""Key lifecycle records: pending → active → retired → removed (docs/contract.md "Keys")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Opaque refresh tokens and the rotation service (SPEC "Refresh store semantics")."""
+"""Opaque refresh tokens and the rotation service (docs/contract.md "Refresh store semantics")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""When did this instance's winning rotations become durable? (SPEC "Refresh store
+"""When did this instance's winning rotations become durable? (docs/contract.md "Refresh store
 semantics": a presentation sent before the winner's rotation was durable is a concurrent
 loser; SECURITY B3.)
 

@@ -1,6 +1,7 @@
 """Opaque refresh-token secrets: format, checksum, hashing and grace-retry derivation.
 
-Format (SPEC "Tokens"; SECURITY R7): ``tsr_`` + base64url(32 bytes, no padding, 43 chars)
+Format (docs/contract.md "Tokens"; SECURITY R7): ``tsr_`` + base64url(32 bytes, no padding, 43
+chars)
 + a 6-character checksum, base64url of the first 4 bytes of SHA-256 over prefix and body.
 The fixed prefix lets secret scanners find leaked tokens; the checksum lets us refuse typos
 and garbage with a strict regex *before* any database query. Only SHA-256 hashes are stored.

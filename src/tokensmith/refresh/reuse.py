@@ -1,4 +1,4 @@
-"""Reuse incidents: classification and the policy hook (SPEC "Refresh store semantics").
+"""Reuse incidents: classification and the policy hook (docs/contract.md "Refresh store semantics").
 
 The default response to reuse is fixed: the whole family is revoked and that revocation is
 committed before ``RefreshTokenReused`` is raised (SECURITY R2; GoTrue commits with error,

@@ -1,4 +1,4 @@
-"""What a rotation decides inside its unit of work (SPEC "Refresh store semantics";
+"""What a rotation decides inside its unit of work (docs/contract.md "Refresh store semantics";
 RFC 9700 §4.14.2; SECURITY R1 to R5): the compare-and-set that consumes a token, scope
 narrowing, grace retries, concurrent losers and reuse.
 

@@ -1,4 +1,4 @@
-"""Where the grace-retry derivation secret comes from (SECURITY B1; SPEC "Refresh store
+"""Where the grace-retry derivation secret comes from (SECURITY B1; docs/contract.md "Refresh store
 semantics": "The derivation secret never lives in the database").
 
 The secret keys the HMAC that re-derives a grace retry's child

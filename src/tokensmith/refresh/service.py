@@ -1,4 +1,4 @@
-"""The refresh-token rotation service (SPEC "Refresh store semantics"; RFC 6749 §6;
+"""The refresh-token rotation service (docs/contract.md "Refresh store semantics"; RFC 6749 §6;
 RFC 9700 §2.2.2 and §4.14.2; SECURITY R1 to R8).
 
 Every state change happens in one store transaction; what a rotation decides inside it lives
@@ -134,7 +134,7 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
     ) -> PendingSession:
-        """Start a new family for a login. Every login gets a new random ``sid`` (SPEC:
+        """Start a new family for a login. Every login gets a new random ``sid`` (docs/contract.md
         "a login never reuses an earlier session id"; session regeneration, R7). Mint with
         the returned ``session``, then call ``durable()`` before anything leaves."""
         now = self._clock.now()
@@ -420,7 +420,7 @@ class RefreshService:
 
     # -- maintenance --------------------------------------------------------------------------
     def cleanup(self, *, batch_size: int = 500) -> int:
-        """Purge rows of expired families in small batches (SPEC: "never in one huge
+        """Purge rows of expired families in small batches (docs/contract.md: "never in one huge
         delete"). Used tokens are kept until their family expires so reuse is still
         detected; a family is purged only once every access token it issued has expired."""
         if batch_size < 1:

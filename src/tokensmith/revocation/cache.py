@@ -1,4 +1,4 @@
-"""In-process cache of the revocation list (SPEC "Revocation list", ``check_revoked``).
+"""In-process cache of the revocation list (docs/contract.md "Revocation list", ``check_revoked``).
 
 Verification must stay fast, so the list is loaded at most every ``ttl`` seconds. A
 revocation made through this process is applied to the cache at once: a reload that

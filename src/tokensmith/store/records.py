@@ -1,6 +1,6 @@
 """Plain records exchanged between the refresh service and a store.
 
-Times are epoch seconds as floats everywhere (SPEC: "times are epoch seconds"); a token or
+Times are epoch seconds as floats everywhere (docs/contract.md "Python API"); a token or
 family is expired at exactly its ``expires_at`` (SECURITY R6).
 """
 
@@ -73,7 +73,7 @@ class NewToken(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class RevocationSnapshot:
-    """What an access-token check needs, loaded in one read (SPEC "Revocation list")."""
+    """What an access-token check needs, loaded in one read (docs/contract.md "Revocation list")."""
 
     denied_jtis: frozenset[str]
     revoked_families: frozenset[str]

@@ -17,7 +17,8 @@ ID_TOKEN_TYP = "JWT"
 
 
 def new_jti() -> str:
-    """A random token id: 128 bits, never a sequence (SPEC "Refresh store semantics")."""
+    """A random token id: 128 bits, never a sequence (docs/contract.md "Refresh store
+    semantics")."""
     return secrets.token_urlsafe(16)
 
 

@@ -100,7 +100,7 @@ key_store_state = cast(Table, KeyStoreState.__table__)
 private_keys = cast(Table, PrivateKeyRow.__table__)
 signing_keys = cast(Table, SigningKeyRow.__table__)
 
-# Statements are built once (STYLE "Measured performance habits").
+# Statements are built once (ARCHITECTURE.md "Cross-cutting choices").
 _S, _P, _K = key_store_state.c, private_keys.c, signing_keys.c
 _GENERATION = select(_S.generation).where(_S.id == _STATE_ROW)
 _LOCK = _GENERATION.with_for_update()  # dropped on SQLite, where BEGIN IMMEDIATE locks

@@ -3,7 +3,7 @@
 Tables are prefixed ``ts_`` because tokensmith often shares a database with its host
 application. Times are epoch seconds as double precision, the same representation the
 service and the injected clock use (no time-zone conversions on the hot path). Token rows
-are keyed by the SHA-256 of the token (SPEC: "stored only as a SHA-256 hash").
+are keyed by the SHA-256 of the token (docs/contract.md "Tokens": stored only as a SHA-256 hash).
 """
 
 from __future__ import annotations

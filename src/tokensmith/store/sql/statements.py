@@ -1,4 +1,4 @@
-"""The refresh store's SQL, built once at import (STYLE "Measured performance habits":
+"""The refresh store's SQL, built once at import (ARCHITECTURE.md "Cross-cutting choices":
 rebuilding Core statements costs more client CPU than the database work).
 
 The Core statements are the single source of truth; the unit of work runs them compiled once
@@ -172,7 +172,8 @@ LOAD_NOT_BEFORE = select(subject_not_before.c.subject, subject_not_before.c.not_
     subject_not_before.c.not_before > bindparam("since")
 )
 
-# Cleanup (SPEC: small batches; PostgreSQL: FOR UPDATE SKIP LOCKED so concurrent cleaners and
+# Cleanup (docs/contract.md: small batches; PostgreSQL: FOR UPDATE SKIP LOCKED so concurrent
+# cleaners and
 # live traffic never wait on each other).
 EXPIRED_FAMILIES = (
     select(families.c.id)
