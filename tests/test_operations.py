@@ -114,7 +114,7 @@ async def test_metrics_count_events_errors_and_latency(tmp_path: Path) -> None:
 async def test_public_metrics_need_the_scrape_token(
     tmp_path: Path, token: str | None, headers: dict[str, str], status: int
 ) -> None:
-    """docs/contract.md "Serving limits": /metrics is not on the public port by default."""
+    """docs/contract.md "Serving limits and operations": /metrics is not public by default."""
     ts = make_tokensmith(tmp_path, ManualClock(1_800_000_000), metrics_token=token)
     transport = httpx.ASGITransport(app=create_app(ts, enable_metrics=True))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:

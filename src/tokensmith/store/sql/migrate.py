@@ -1,4 +1,4 @@
-"""Run the Alembic migrations programmatically (no alembic.ini; docs/contract.md "db upgrade").
+"""Run the Alembic migrations programmatically (no alembic.ini; docs/contract.md "CLI").
 
 ``migrations/`` lives at the top of the source tree and is shipped inside the wheel as
 ``tokensmith/migrations`` (hatch force-include), so both places are searched.
