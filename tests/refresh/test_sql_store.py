@@ -72,7 +72,7 @@ def test_revoking_garbage_is_false_without_an_error_or_a_query(
 def test_cleanup_deletes_families_in_statements_of_one_batch(
     store: SqlStore, clock: ManualClock
 ) -> None:
-    """docs/contract.md "Refresh store semantics" (small batches): one DELETE per batch of families."""
+    """docs/contract.md "Refresh store semantics": one DELETE per batch of families."""
     service = make_service(store, clock, family_ttl=DAY, refresh_idle_ttl=DAY)
     for _ in range(5):
         login(service, clock)
