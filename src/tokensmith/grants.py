@@ -2,8 +2,8 @@
 
 ``GRANTS`` is read by every part that needs the list: client validation
 (``tokensmith.clients``), the token endpoint's dispatch (``tokensmith.http.grants`` keeps
-one handler per entry) and discovery (``grant_types_supported``). Adding a grant is one
-row here and one handler there (ARCHITECTURE.md "Where to change what").
+one handler per entry, named after it) and discovery (``grant_types_supported``). Adding a
+grant is one row here and one handler there (ARCHITECTURE.md "Where to change what").
 """
 
 from __future__ import annotations

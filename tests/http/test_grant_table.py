@@ -49,3 +49,14 @@ async def test_dispatch_discovery_and_validation_all_follow_the_table(
         validated(Client("backend", confidential=True, grant_types=("client_credentials",)))
     r = await env.http.post("/token", data=data, headers=env.basic("backend"))
     assert (r.status_code, r.json()["error"]) == (400, "unsupported_grant_type")
+
+
+def test_a_grant_row_without_a_handler_of_its_name_fails_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tokensmith.grants import GrantType
+    from tokensmith.http import grants
+
+    monkeypatch.setitem(GRANTS, "device_code", GrantType("device_code"))
+    with pytest.raises(ImportError, match="device_code"):
+        grants._handlers()

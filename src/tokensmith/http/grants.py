@@ -1,6 +1,6 @@
-"""One handler per grant type of ``tokensmith.grants.GRANTS``: ``/token`` dispatches on
-this table (RFC 6749 §4.4 and §6). A grant row without a handler fails at import, so the
-two tables cannot drift apart."""
+"""One handler per grant type of ``tokensmith.grants.GRANTS``, named after it: ``/token``
+dispatches on ``HANDLERS`` (RFC 6749 §4.4 and §6). A grant row without a handler fails at
+import, so the table and the handlers cannot drift apart."""
 
 from __future__ import annotations
 
@@ -85,10 +85,13 @@ def client_credentials(
     return _json(result.to_dict(), request, client)
 
 
-HANDLERS: dict[str, GrantHandler] = {
-    "refresh_token": refresh_token,
-    "client_credentials": client_credentials,
-}
+def _handlers() -> dict[str, GrantHandler]:
+    """Each grant's handler is the function of this module named after it, so adding a grant
+    is one row in ``GRANTS`` and one function here; a row without one fails at import."""
+    missing = [name for name in GRANTS if not callable(globals().get(name))]
+    if missing:
+        raise ImportError(f"no handler in tokensmith.http.grants for grant types {missing}")
+    return {name: globals()[name] for name in GRANTS}
 
-if HANDLERS.keys() != GRANTS.keys():
-    raise ImportError(f"grant handlers {sorted(HANDLERS)} do not match GRANTS {sorted(GRANTS)}")
+
+HANDLERS = _handlers()
