@@ -28,8 +28,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict src
 
 # Branch coverage of tokensmith over the whole suite ([tool.coverage] in pyproject.toml);
-# the floor is the level measured when it was set (88.81%), rounded down: raise it, never lower.
-COVERAGE_FLOOR := 88
+# the floor is the level measured in CI when it was set (93.28%, PostgreSQL and SoftHSM2 on), less a point for timing-dependent branches: raise it, never lower.
+COVERAGE_FLOOR := 92
 
 test: $(STAMP) lint imports typecheck
 	$(BIN)/pytest -p no:cacheprovider --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)

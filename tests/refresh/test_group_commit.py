@@ -593,3 +593,37 @@ def test_the_committer_leads_the_batches_queued_during_its_commit(
     finally:
         gated.gate.set()
         gated.engine.dispose()
+
+
+class CommitThreads(CountingStore):
+    """Records the thread each commit ran in."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads: list[str] = []
+
+    def _commit(self, raw: Any) -> None:
+        self.threads.append(threading.current_thread().name)
+        super()._commit(raw)
+
+
+def test_a_caller_that_waits_before_the_committer_thread_woke_commits_itself(
+    backend: Backend, store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pending`` hands a lone leader's commit to the committer thread; a caller with
+    nothing to do meanwhile (no tokens to sign) waits in ``durable`` at once and must not
+    pay for the thread's wake-up: it takes the commit back, and the thread, once it runs,
+    finds nothing left to do."""
+    late: list[Callable[[], None]] = []
+    monkeypatch.setattr(_Committer, "run", lambda _self, job: late.append(job))
+    own = CommitThreads(backend.engine())
+    try:
+        own.pending(lambda tx: tx.deny_access_token("claimed", 2e9)).durable()
+        assert own.threads == [threading.current_thread().name]
+        (job,) = late
+        job()  # the committer thread, waking up late
+        assert own.commits == 1
+        own.atomic(lambda tx: tx.deny_access_token("next", 2e9))  # the lead was passed on
+        assert own.commits == 2
+    finally:
+        own.engine.dispose()

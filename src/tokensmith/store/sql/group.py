@@ -41,6 +41,7 @@ class Ticket(Generic[T]):
     the lock) and ``GroupCommitter._lead`` settles every ticket it took, even on a bug."""
 
     __slots__ = (
+        "_claim",
         "_commit_error",
         "_error",
         "_has_run",
@@ -64,6 +65,7 @@ class Ticket(Generic[T]):
         self._value: T | None = None
         self._error: BaseException | None = None
         self._commit_error: BaseException | None = None
+        self._claim: _Claim | None = None
 
     # -- the caller's side --------------------------------------------------------------------
     def result(self) -> T:
@@ -74,7 +76,13 @@ class Ticket(Generic[T]):
         return self._value  # type: ignore[return-value]  # set before the turn was released
 
     def durable(self) -> None:
-        """Returns once the unit's writes are durable; raises if its batch rolled back."""
+        """Returns once the unit's writes are durable; raises if its batch rolled back. A
+        leader whose commit the committer thread has not started yet runs it here: the
+        caller had nothing to do meanwhile after all, and a thread hand-off costs time."""
+        claim = self._claim
+        if claim is not None:
+            self._claim = None
+            claim.run_here()
         _wait(self._settled)
         if self._commit_error is not None:
             raise self._commit_error
@@ -123,8 +131,8 @@ class GroupCommitter:
     """The queue of one store's units of work in this process. ``run_batch`` runs a batch's
     units in the leader's thread and returns its commit, which settles every ticket. When
     the leader's caller has work of its own to do before it waits (``background``: the
-    facade signs its tokens), the commit runs on the committer thread meanwhile; otherwise
-    in the leader's thread. A batch that failed before its commit comes back settled
+    facade signs its tokens), the commit runs on the committer thread meanwhile, unless the
+    caller comes to wait for it before that thread woke; otherwise in the leader's thread. A batch that failed before its commit comes back settled
     (``None``): the error is known and a rollback costs no fsync."""
 
     def __init__(self, run_batch: Callable[[list[Ticket[Any]]], Callable[[], None] | None]) -> None:
@@ -151,7 +159,7 @@ class GroupCommitter:
                 raise
             if not ticket.promoted:
                 return ticket
-        self._lead(background)
+        self._lead(ticket, background)
         return ticket
 
     def _withdraw(self, ticket: Ticket[Any]) -> None:
@@ -166,7 +174,7 @@ class GroupCommitter:
         if promoted:
             self._hand_over()
 
-    def _lead(self, background: bool) -> None:
+    def _lead(self, ticket: Ticket[Any], background: bool) -> None:
         batch = self._take()
         try:
             end = self._run_batch(batch)
@@ -176,17 +184,31 @@ class GroupCommitter:
         if end is None:
             self._hand_over()
         elif background:
-            self._committer.run(partial(self._lead_on, batch, end))
+            # Whoever comes first commits: the committer thread, while the caller signs, or
+            # the caller itself, should it wait in ``durable`` before the thread woke.
+            claim = _Claim(partial(self._end_here, batch, end))
+            ticket._claim = claim
+            self._committer.run(partial(self._lead_on_claimed, claim, batch, end))
         else:
             # Nothing for this thread to do meanwhile: a hand-over would only cost time.
-            try:
-                end()
-            except BaseException as exc:  # a bug in end: answer everybody all the same
-                self._settle(batch, exc)
-                if not isinstance(exc, Exception):
-                    raise  # an interrupt goes on once the batch is answered
-            else:
-                self._hand_over()
+            self._end_here(batch, end)
+
+    def _end_here(self, batch: list[Ticket[Any]], end: Callable[[], None]) -> None:
+        """End the batch in this thread, then pass the lead on."""
+        try:
+            end()
+        except BaseException as exc:  # a bug in end: answer everybody all the same
+            self._settle(batch, exc)
+            if not isinstance(exc, Exception):
+                raise  # an interrupt goes on once the batch is answered
+        else:
+            self._hand_over()
+
+    def _lead_on_claimed(
+        self, claim: _Claim, batch: list[Ticket[Any]], end: Callable[[], None]
+    ) -> None:
+        if claim.take():
+            self._lead_on(batch, end)
 
     def _lead_on(self, batch: list[Ticket[Any]], end: Callable[[], None] | None) -> None:
         """On the committer thread: end the batch, then lead every batch queued meanwhile
@@ -225,6 +247,27 @@ class GroupCommitter:
                 self._queue[0].promote()
             else:
                 self._leading = False
+
+
+class _Claim:
+    """A batch's commit, run once: by the committer thread, or by the leader's caller in
+    ``Ticket.durable`` if it gets there first."""
+
+    __slots__ = ("_here", "_lock", "_open")
+
+    def __init__(self, here: Callable[[], None]) -> None:
+        self._here = here
+        self._lock = threading.Lock()
+        self._open = True
+
+    def take(self) -> bool:
+        with self._lock:
+            taken, self._open = self._open, False
+        return taken
+
+    def run_here(self) -> None:
+        if self.take():
+            self._here()
 
 
 class _Committer:
