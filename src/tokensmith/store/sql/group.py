@@ -132,8 +132,9 @@ class GroupCommitter:
     units in the leader's thread and returns its commit, which settles every ticket. When
     the leader's caller has work of its own to do before it waits (``background``: the
     facade signs its tokens), the commit runs on the committer thread meanwhile, unless the
-    caller comes to wait for it before that thread woke; otherwise in the leader's thread. A batch that failed before its commit comes back settled
-    (``None``): the error is known and a rollback costs no fsync."""
+    caller comes to wait for it before that thread woke; otherwise in the leader's thread.
+    A batch that failed before its commit comes back settled (``None``): the error is known
+    and a rollback costs no fsync."""
 
     def __init__(self, run_batch: Callable[[list[Ticket[Any]]], Callable[[], None] | None]) -> None:
         self._run_batch = run_batch
