@@ -5,7 +5,7 @@
 ``GET /api/health`` is public; ``GET /api/me`` needs an access token for the audience
 ``example-api`` holding the ``read`` scope, and answers with its claims. The keys and the
 revocation list are those of a local ``Tokensmith`` configured by the ``TOKENSMITH_*``
-environment (``tokensmith token issue --audience example-api --scope read ...`` mints
+environment (``tokensmith token issue --aud example-api --scope read ...`` mints
 one). ``EXAMPLE_PORT`` picks the port (default: a free one); the host is 127.0.0.1.
 """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import django
+import httpx
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -88,6 +90,7 @@ def test_missing_malformed_and_invalid_tokens_are_challenged(ts: Tokensmith) -> 
     r = get("/api/me")
     assert r.status_code == 401
     assert r["WWW-Authenticate"] == 'Bearer realm="example-api"'
+    assert r.json() == {"error_description": "bearer token required"}
     r = get("/api/me", "Basic YWxpY2U6c2VjcmV0")  # another scheme counts as none
     assert r.status_code == 401 and r["WWW-Authenticate"] == 'Bearer realm="example-api"'
 
@@ -171,3 +174,37 @@ def test_the_example_manage_py_runs_the_command(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "tokensmith: database is up to date"
     assert "ts_refresh_tokens" in _tables(tmp_path / "ts.db")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_the_example_serves_with_runserver(ts: Tokensmith, tmp_path: Path) -> None:
+    """``manage.py runserver`` as an operator runs it, on the issuer's database and keys."""
+    env = {**os.environ, **cli_env(tmp_path, issuer=ISSUER)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    url = f"http://127.0.0.1:{_free_port()}/api/me"
+    manage = REPO / "examples" / "django_api" / "manage.py"
+    with subprocess.Popen(
+        [sys.executable, str(manage), "runserver", "--noreload", url.split("/")[2]],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path,
+    ) as proc:  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            with httpx.Client(timeout=10) as http:
+                while True:
+                    try:
+                        assert http.get(url).status_code == 401
+                        break
+                    except httpx.ConnectError:
+                        assert time.monotonic() < deadline and proc.poll() is None
+                        time.sleep(0.1)
+                r = http.get(url, headers={"Authorization": f"Bearer {token(ts)}"})
+                assert r.status_code == 200 and r.json()["sub"] == "alice"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -7,7 +7,7 @@ from typing import Any
 from rest_framework import exceptions
 from rest_framework.permissions import BasePermission
 
-from tokensmith.http.resource import InsufficientScope, error_body
+from tokensmith.http.resource import InsufficientScope, MissingToken, error_body
 from tokensmith.integrations.django import conf
 from tokensmith.integrations.django.authentication import TokenPrincipal
 
@@ -26,7 +26,7 @@ class _ScopeDenied(exceptions.PermissionDenied):
 class HasScope(BasePermission):
     """Allows a request whose bearer token holds every one of ``scopes``. An instance is
     its own factory, so it can stand in ``permission_classes``; a request without a
-    token gets DRF's 401 with the bare Bearer challenge."""
+    token gets 401 with the bare Bearer challenge (RFC 6750 §3.1)."""
 
     def __init__(self, *scopes: str) -> None:
         self.scopes = scopes
@@ -37,7 +37,9 @@ class HasScope(BasePermission):
     def has_permission(self, request: Any, view: Any) -> bool:
         user = request.user
         if not isinstance(user, TokenPrincipal):
-            return False
+            # DRF answers 401 with the bare challenge; the body matches the other guards'.
+            missing = MissingToken("bearer token required")
+            raise exceptions.NotAuthenticated(detail=error_body(missing))
         if not set(self.scopes) <= user.scopes:
             raise _ScopeDenied(self.scopes)
         return True
