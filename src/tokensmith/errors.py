@@ -1,6 +1,7 @@
 """One exception tree. Each class carries its OAuth error code and HTTP status.
 
-Only ``tokensmith.http`` turns these into responses; ``description`` is safe to show a
+Only ``tokensmith.http`` and ``tokensmith.integrations`` turn these into responses;
+``description`` is safe to show a
 client, anything more detailed belongs in logs (fosite's hint/debug split).
 """
 
@@ -83,3 +84,14 @@ class TemporarilyUnavailable(TokensmithError):
 
     error = "temporarily_unavailable"
     status_code = 503
+
+
+def one_line(exc: Exception) -> str:
+    """``exc`` as one line of command output, never a traceback (docs/contract.md "CLI"):
+    a tokensmith error by its code; anything else (a database that is down, a driver error)
+    by its type and the first line of its message, since drivers append hints and URLs."""
+    if isinstance(exc, TokensmithError):
+        return f"{exc.error}: {exc.description}"
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tokensmith.errors import TokensmithError
+from tokensmith.errors import one_line
 from tokensmith.facade import Tokensmith
 from tokensmith.settings import Settings
 
@@ -21,17 +21,12 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except TokensmithError as exc:
-            raise click.ClickException(f"{exc.error}: {exc.description}") from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except OSError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         except Exception as exc:
-            # A database that is down, a driver error: one line, never a traceback (docs/contract.md
-            # "CLI"). Only the first line of the message; drivers append hints and URLs.
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise click.ClickException(f"{type(exc).__name__}: {first[:300]}") from None
+            raise click.ClickException(one_line(exc)) from None
 
 
 @click.group(cls=_Group)

@@ -2,7 +2,8 @@
 
 ``BearerGuard`` holds the policy (audience, required scopes, where keys come from) and
 turns every outcome into an RFC 6750 §3 challenge; ``BearerAuthMiddleware`` is a pure ASGI
-middleware over it, and ``tokensmith.http.fastapi.require_token`` a FastAPI dependency.
+middleware over it, and ``tokensmith.http.fastapi.require_token`` a FastAPI dependency;
+``tokensmith.integrations`` puts it in Flask and Django REST framework.
 
 Responses (RFC 6750 §3.1):
 
@@ -24,7 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -162,7 +164,7 @@ class BearerGuard:
         ``TemporarilyUnavailable``, nothing else."""
         token = bearer_token(authorization)
         required = self.scopes if scopes is None else _scope_tuple(scopes)
-        try:
+        with _fail_closed():
             if self._inline is not None:
                 try:
                     claims = self._inline.verify(token, audience=self.audience)
@@ -172,13 +174,18 @@ class BearerGuard:
                 claims = await run_in_threadpool(self.verify, token, scopes=())
             else:
                 claims = self.verify(token, scopes=())
-        except (InvalidToken, TemporarilyUnavailable):
-            raise
-        except Exception:
-            # Fail closed (SECURITY H6: every verifier exception is a 401), but keep the
-            # traceback for the operator.
-            log.exception("bearer token verification failed unexpectedly")
-            raise InvalidToken("token could not be verified") from None
+        self._check_scopes(claims, required)
+        return claims
+
+    def authenticate_sync(
+        self, authorization: Sequence[str], *, scopes: Iterable[str] | None = None
+    ) -> Claims:
+        """``authenticate`` for WSGI frameworks (Flask, Django): the same outcomes, on the
+        calling thread, which a JWKS fetch or a revocation lookup may block."""
+        token = bearer_token(authorization)
+        required = self.scopes if scopes is None else _scope_tuple(scopes)
+        with _fail_closed():
+            claims = self.verify(token, scopes=())
         self._check_scopes(claims, required)
         return claims
 
@@ -206,6 +213,28 @@ class BearerGuard:
             params.append(f'scope="{_UNSAFE.sub("", " ".join(required))}"')
         headers = {"WWW-Authenticate": "Bearer " + ", ".join(params), "Cache-Control": "no-store"}
         return exc.status_code, headers
+
+
+@contextmanager
+def _fail_closed() -> Iterator[None]:
+    """Fail closed (SECURITY H6: every verifier exception is a 401), but keep the
+    traceback for the operator."""
+    try:
+        yield
+    except (InvalidToken, TemporarilyUnavailable):
+        raise
+    except Exception:
+        log.exception("bearer token verification failed unexpectedly")
+        raise InvalidToken("token could not be verified") from None
+
+
+def error_body(exc: TokensmithError) -> dict[str, str]:
+    """The JSON body of a rejection: ``error`` (absent for a missing token, RFC 6750
+    §3.1) and ``error_description``."""
+    body: dict[str, str] = {"error_description": exc.description}
+    if exc.error:
+        body = {"error": exc.error, **body}
+    return body
 
 
 def bearer_token(authorization: Sequence[str]) -> str:
@@ -289,10 +318,7 @@ class BearerAuthMiddleware:
             # Closing before accept makes the server answer the handshake with 403.
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
             return
-        body: dict[str, str] = {"error_description": exc.description}
-        if exc.error:
-            body = {"error": exc.error, **body}
-        payload = json.dumps(body, separators=(",", ":")).encode("utf-8")
+        payload = json.dumps(error_body(exc), separators=(",", ":")).encode("utf-8")
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw += [
             (b"content-type", b"application/json"),

@@ -1,0 +1,1 @@
+"""A Django REST framework API protected by ``tokensmith.integrations.django``."""
