@@ -5,7 +5,8 @@
 
 Environment: ``EXAMPLE_HOST``, ``EXAMPLE_AUTH_PORT``, ``EXAMPLE_API_PORT``,
 ``EXAMPLE_ACCESS_TOKEN_TTL``, ``EXAMPLE_DATA_DIR``. Loopback only: the demo login checks
-no password, and plain-HTTP ``Secure`` cookies work only on a loopback origin.
+no password, and plain-HTTP ``Secure`` cookies work only on a loopback origin. Port ``0``
+picks a free port; a port in use is a one-line error naming it and its flag.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import argparse
 import ipaddress
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def listen(host: str, port: int, flag: str) -> socket.socket:
+    """A socket bound to ``host:port`` (``0``: a free port) for uvicorn to serve on. Bound
+    before the apps are built, because the issuer URL and the SPA's origin name the port."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        taken = f"{host}:{port} is not available ({exc.strerror})"
+        raise ValueError(f"{taken}: pass {flag} PORT, or 0 for a free one") from None
+    return sock
 
 
 def build(
@@ -105,12 +123,14 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _args(argv)
-    with tempfile.TemporaryDirectory(prefix="tokensmith-example-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tokensmith-example-") as tmp, ExitStack() as stack:
         try:
+            api_sock = stack.enter_context(listen(args.host, args.api_port, "--api-port"))
+            auth_sock = stack.enter_context(listen(args.host, args.auth_port, "--auth-port"))
             example = build(
                 host=args.host,
-                auth_port=args.auth_port,
-                api_port=args.api_port,
+                auth_port=auth_sock.getsockname()[1],
+                api_port=api_sock.getsockname()[1],
                 data_dir=Path(args.data_dir or tmp),
                 access_token_ttl=args.access_token_ttl,
             )
@@ -118,31 +138,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         servers = [
-            uvicorn.Server(uvicorn.Config(app, host=args.host, port=port, log_level="info"))
-            for app, port in (
-                (example.api_app, args.api_port),
-                (example.auth_app, args.auth_port),
-            )
+            (uvicorn.Server(uvicorn.Config(app, log_level="info")), sock)
+            for app, sock in ((example.api_app, api_sock), (example.auth_app, auth_sock))
         ]
         # Both servers run in threads (uvicorn installs no signal handlers there); the
         # main thread waits for Ctrl-C or SIGTERM and then stops both.
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        threads = [threading.Thread(target=s.run, daemon=True) for s in servers]
+        threads = [
+            threading.Thread(target=s.run, kwargs={"sockets": [sock]}, daemon=True)
+            for s, sock in servers
+        ]
         for thread in threads:
             thread.start()
         print(f"SPA + auth server: {example.auth_url}/  (open this in a browser)", flush=True)
         print(f"API:               {example.api_url}/api/me", flush=True)
         print(f"access tokens live {args.access_token_ttl} s; Ctrl-C stops both", flush=True)
         while not stop.wait(0.5):
-            if not all(t.is_alive() for t in threads):  # one failed, e.g. port in use
+            if not all(t.is_alive() for t in threads):  # one failed
                 break
-        for server in servers:
+        for server, _ in servers:
             server.should_exit = True
         for thread in threads:
             thread.join(10)
-        if not all(s.started for s in servers):
+        if not all(s.started for s, _ in servers):
             return 1
     return 0
 

@@ -7,6 +7,7 @@ login's Origin and CSRF checks).
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from examples.fastapi_api.app import AUDIENCE, create_api
-from examples.run import build, is_loopback
+from examples.run import build, is_loopback, listen, main
 from examples.spa.auth_server import CLIENT_ID, create_auth_app, register_spa_client
 from tokensmith import ManualClock, Tokensmith
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
@@ -233,3 +234,21 @@ def test_runner_builds_both_apps(tmp_path: Path) -> None:
     assert client.allowed_origins == (ex.auth_url,)
     assert ex.ts.settings.access_token_ttl == 5
     assert ex.ts.jwks()["keys"]
+
+
+def test_runner_port_zero_is_a_free_port() -> None:
+    with listen("127.0.0.1", 0, "--auth-port") as sock:
+        assert sock.getsockname()[1] > 0
+
+
+def test_runner_names_a_port_in_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["--auth-port", str(port), "--api-port", "0", "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: 127.0.0.1:{port} is not available (Address already in use): "
+        "pass --auth-port PORT, or 0 for a free one"
+    ]

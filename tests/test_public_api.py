@@ -55,3 +55,12 @@ def test_errors_carry_their_oauth_code_and_http_status(
 def test_reuse_is_an_invalid_grant() -> None:
     assert issubclass(errors.RefreshTokenReused, errors.InvalidGrant)
     assert issubclass(errors.TokenExpired, errors.InvalidToken)
+
+
+def test_the_cli_prints_the_package_version() -> None:
+    from click.testing import CliRunner
+
+    from tokensmith.cli import cli
+
+    result = CliRunner().invoke(cli, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"tokensmith {tokensmith.__version__}\n")

@@ -12,7 +12,9 @@ from typing import Any
 
 import click
 
+from tokensmith import __version__
 from tokensmith.errors import one_line
+from tokensmith.extras import missing_extra
 from tokensmith.facade import Tokensmith
 from tokensmith.settings import Settings
 
@@ -23,6 +25,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except ModuleNotFoundError as exc:
+            # e.g. a postgresql+psycopg:// URL on an install without tokensmith[postgres].
+            hint = missing_extra(exc)
+            if hint is None:
+                raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+            raise click.ClickException(hint) from None
         except OSError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         except Exception as exc:
@@ -30,6 +38,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
+@click.version_option(__version__, prog_name="tokensmith", message="%(prog)s %(version)s")
 @click.option("--issuer", envvar="TOKENSMITH_ISSUER", help="Issuer URL (iss).")
 @click.option("--database-url", envvar="TOKENSMITH_DATABASE_URL", help="SQLAlchemy URL.")
 @click.option("--keys-dir", envvar="TOKENSMITH_KEYS_DIR", help="Directory of the key store.")

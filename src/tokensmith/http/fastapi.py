@@ -12,7 +12,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from tokensmith.errors import TokensmithError
+from tokensmith.errors import ConfigError, TokensmithError
+from tokensmith.extras import missing_extra
 from tokensmith.http.resource import STATE_KEY, BearerGuard
 from tokensmith.tokens.verify import Claims
 
@@ -29,7 +30,10 @@ def require_token(
     need different ``scopes``; otherwise the keyword arguments build one. The claims are
     also stored in ``request.state.token_claims``.
     """
-    from fastapi import HTTPException
+    try:
+        from fastapi import HTTPException
+    except ModuleNotFoundError as exc:
+        raise ConfigError(missing_extra(exc) or str(exc)) from None
 
     if guard is None:
         if scopes is not None:
