@@ -4,18 +4,15 @@ from ``/openapi.json`` never get a 5xx, and every response conforms to the docum
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.conftest import cli_env, make_tokensmith
-from tests.scale.cluster import free_port, tokensmith_exe
+from tests.conftest import live_serve, make_tokensmith
 from tokensmith import ManualClock
 
 pytest.importorskip("schemathesis")
@@ -31,37 +28,14 @@ CHECKS = (
 
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A ``tokensmith serve`` on a free loopback port over SQLite in ``tmp_path``, and the
-    ``id:secret`` of a confidential client registered there."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    ts = make_tokensmith(tmp_path, ManualClock(time.time()), issuer=url)
+    """A ``tokensmith serve`` over SQLite in ``tmp_path``, and the ``id:secret`` of a
+    confidential client registered there."""
+    ts = make_tokensmith(tmp_path, ManualClock(time.time()))
     _, secret = ts.register_client(
         "backend", confidential=True, scopes=("read", "write"), audiences=("api",)
     )
-    log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [tokensmith_exe(), "serve", "--port", str(port), "--no-schedule"],
-            env={**os.environ, **cli_env(tmp_path, issuer=url)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.1)
+    with live_serve(tmp_path, "--no-schedule") as url:
         yield url, f"backend:{secret}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_the_live_service_conforms_to_its_openapi_document(
