@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tokensmith import Tokensmith
@@ -71,6 +76,40 @@ def cli_env(tmp_path: Path, *, issuer: str = ISSUER) -> dict[str, str]:
         "TOKENSMITH_KEYS_DIR": keys_dir,
         "TOKENSMITH_DATABASE_URL": database_url,
     }
+
+
+@contextmanager
+def live_serve(tmp_path: Path, *args: str) -> Iterator[str]:
+    """``tokensmith serve *args`` on a free loopback port over the database and keys in
+    ``tmp_path`` (:func:`cli_env`), its URL the issuer; yields that URL once ``/readyz``
+    answers 200. Its output goes to ``tmp_path/serve.log``."""
+    from tests.scale.cluster import free_port, tokensmith_exe
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [tokensmith_exe(), "serve", "--port", str(port), *args],
+            env={**os.environ, **cli_env(tmp_path, issuer=url)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
 
 
 def _store_paths(tmp_path: Path) -> tuple[str, str]:

@@ -129,3 +129,20 @@ async def test_options_build_a_guard_with_its_scopes(keys: KeyManager) -> None:
     assert r.status_code == 200
     r = await request(app, "GET", "/x", Authorization=f"Bearer {mint(keys, 'y')}")
     assert r.status_code == 403
+
+
+def test_routes_declare_the_bearer_scheme_for_swagger_ui(app: Any) -> None:
+    """Swagger UI shows its Authorize button for a scheme the OpenAPI document declares."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        document = client.get("/openapi.json").json()
+        assert client.get("/docs").status_code == 200
+    assert document == app.openapi()
+    schemes = document["components"]["securitySchemes"]
+    assert [s["type"] for s in schemes.values()] == ["http"]
+    assert [s["scheme"] for s in schemes.values()] == ["bearer"]
+    (name,) = schemes
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert operation["security"] == [{name: []}], (path, method)

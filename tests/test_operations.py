@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +17,7 @@ from tokensmith.http import create_app
 from tokensmith.logjson import JsonFormatter
 from tokensmith.maintenance import Maintenance
 
-from .conftest import cli_env, make_tokensmith
+from .conftest import cli_env, live_serve, make_tokensmith
 
 ISSUER = "https://as.example.com"
 
@@ -221,33 +216,9 @@ def test_serve_refuses_a_metrics_port_with_several_workers(tmp_path: Path) -> No
 
 def test_serve_sets_up_a_fresh_directory_and_answers(tmp_path: Path) -> None:
     """What `make run` does, on a free port: database, first key, discovery."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, **cli_env(tmp_path, issuer=f"http://127.0.0.1:{port}")}
-    exe = Path(sys.executable).with_name("tokensmith")
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), "--log-json"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "serve did not come up"
-                time.sleep(0.1)
-        assert r.json()["issuer"] == f"http://127.0.0.1:{port}"
-        jwks = httpx.get(f"http://127.0.0.1:{port}/.well-known/jwks.json").json()
+    with live_serve(tmp_path, "--log-json") as url:
+        r = httpx.get(f"{url}/.well-known/openid-configuration")
+        assert r.json()["issuer"] == url
+        jwks = httpx.get(f"{url}/.well-known/jwks.json").json()
         assert len(jwks["keys"]) == 2
         assert (tmp_path / "ts.db").exists()
-    finally:
-        proc.terminate()
-        proc.wait(20)

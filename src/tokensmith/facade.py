@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("tokensmith")
 
+# A token hash no token has (tokens are random; SHA-256 of one is never all zeros): the
+# readiness probe's lookup reads the index and finds nothing.
+_PROBE_HASH = b"\0" * 32
+
 
 @dataclass(frozen=True)
 class TokenResponse:
@@ -509,6 +513,24 @@ class Tokensmith:
 
     def cleanup(self, *, batch_size: int = 500) -> int:
         return self.sessions.cleanup(batch_size=batch_size)
+
+    # -- health ---------------------------------------------------------------------------
+    def ready(self) -> list[str]:
+        """Why this instance cannot serve yet: ``"database"`` when a cheap read of the refresh
+        store fails, ``"signing_key"`` without an active signing key. Empty when ready
+        (``GET /readyz``, README "Operations"). Only short codes: a probe's answer is public."""
+        reasons: list[str] = []
+        try:
+            self.sessions.store.find_token(_PROBE_HASH)
+        except Exception as exc:  # any store failure means "not ready", never a 500
+            logger.warning("readiness: the refresh store is unreachable (%s)", type(exc).__name__)
+            reasons.append("database")
+        try:
+            self.keys.signer()
+        except Exception as exc:  # the key store may be a database or an HSM as well
+            logger.warning("readiness: no active signing key (%s)", type(exc).__name__)
+            reasons.append("signing_key")
+        return reasons
 
     # -- keys -----------------------------------------------------------------------------
     def jwks(self) -> dict[str, list[dict[str, str]]]:

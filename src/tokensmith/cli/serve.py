@@ -81,7 +81,8 @@ def serve(
     workers: int,
     **limits: int | float | None,
 ) -> None:
-    """Serve the JWKS, discovery, token, revocation and introspection endpoints."""
+    """Serve the JWKS, discovery, token, revocation, introspection, health and OpenAPI
+    endpoints."""
     import uvicorn
 
     from tokensmith import logjson

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
-from tokensmith.http import endpoints, metrics, wellknown
+from tokensmith.http import endpoints, health, metrics, openapi, wellknown
 from tokensmith.http.errors import (
     handle_client_disconnect,
     handle_tokensmith_error,
@@ -48,6 +48,8 @@ def create_app(
         Route("/introspect", endpoints.introspect, methods=["POST"]),
         Route("/logout", endpoints.logout, methods=["POST"]),
         Route("/logout", endpoints.preflight, methods=["OPTIONS"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
     ]
     middleware: list[Middleware] = []
     collector: metrics.Metrics | None = None
@@ -59,6 +61,9 @@ def create_app(
             routes.append(
                 Route("/metrics", metrics.scrape_endpoint(collector, token), methods=["GET"])
             )
+    described = openapi.endpoint(r.path for r in routes)
+    routes.append(Route(openapi.PATH, described, methods=["GET"]))
+    if collector is not None:
         paths = {r.path for r in routes}
         middleware.append(Middleware(metrics.LatencyMiddleware, metrics=collector, routes=paths))
 

@@ -2,7 +2,8 @@
 
 FastAPI is imported only when ``require_token`` is called, so the rest of tokensmith never
 needs it. The dependency returns the verified claims and raises ``HTTPException`` with the
-same status and ``WWW-Authenticate`` challenge as ``BearerAuthMiddleware`` (RFC 6750 §3).
+same status and ``WWW-Authenticate`` challenge as ``BearerAuthMiddleware`` (RFC 6750 §3),
+and declares an HTTP Bearer security scheme in the app's OpenAPI document.
 """
 
 from __future__ import annotations
@@ -31,9 +32,14 @@ def require_token(
     also stored in ``request.state.token_claims``.
     """
     try:
-        from fastapi import HTTPException
+        from fastapi import HTTPException, Security
+        from fastapi.security import HTTPBearer
     except ModuleNotFoundError as exc:
         raise ConfigError(missing_extra(exc) or str(exc)) from None
+
+    # Declares the scheme in the app's OpenAPI (Swagger UI's Authorize button); the guard
+    # still reads the header itself, so a missing or doubled one gets RFC 6750 §3 answers.
+    bearer = Security(HTTPBearer(auto_error=False, description="An access token (RFC 6750)"))
 
     if guard is None:
         if scopes is not None:
@@ -45,7 +51,7 @@ def require_token(
     active = guard
     required = None if scopes is None else list(scopes)
 
-    async def dependency(request: Request) -> Claims:
+    async def dependency(request: Request, _credentials: object = bearer) -> Claims:
         try:
             claims = await active.authenticate(
                 request.headers.getlist("authorization"), scopes=required
