@@ -9,27 +9,14 @@ from tokensmith.refresh.service import RefreshService
 from tokensmith.store.records import FamilyRecord
 from tokensmith.tokens.claims import SessionClaims
 
-from ..refresh.conftest import make_service, new_jti, refresh, settled
+from ..refresh.conftest import login, make_service, new_jti, refresh, settled
 from .conftest import Store
 
 LOGIN_CLAIMS = SessionClaims({"roles": ["admin", "editor"], "tenant": 7}, {"locale": "fr-CA"})
 
 
 def _login(service: RefreshService, clock: ManualClock) -> str:
-    session = settled(
-        service.start(
-            subject="alice",
-            client_id="spa",
-            scope="openid",
-            audience=("api",),
-            auth_time=int(clock.now()),
-            amr=(),
-            acr=None,
-            access_jti=new_jti(),
-            access_exp=int(clock.now()) + 300,
-            claims=LOGIN_CLAIMS,
-        )
-    )
+    session = login(service, clock, claims=LOGIN_CLAIMS)
     assert session.claims == LOGIN_CLAIMS
     assert session.refresh_token is not None
     return session.refresh_token
@@ -79,18 +66,6 @@ def test_recomputed_claims_are_used_and_stored_for_the_next_rotations(
 
 
 def test_a_family_without_claims_has_none(service: RefreshService, clock: ManualClock) -> None:
-    session = settled(
-        service.start(
-            subject="alice",
-            client_id="spa",
-            scope="",
-            audience=("api",),
-            auth_time=int(clock.now()),
-            amr=(),
-            acr=None,
-            access_jti=new_jti(),
-            access_exp=int(clock.now()) + 300,
-        )
-    )
+    session = login(service, clock)
     assert session.claims is None
     assert refresh(service, clock, session.refresh_token).claims is None
