@@ -13,10 +13,10 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from tokensmith import InvalidRequest, ManualClock, Tokensmith
+from tokensmith import ClaimsRequest, InvalidRequest, ManualClock, Tokensmith
 from tokensmith.cli import cli
 from tokensmith.http import create_app
-from tokensmith.tokens.claims import MAX_CLAIMS_BYTES, PROTECTED_CLAIMS, ClaimsRequest
+from tokensmith.tokens.claims import MAX_CLAIMS_BYTES, PROTECTED_CLAIMS
 from tokensmith.tokens.jws import parse_json_object
 
 from .conftest import ISSUER, cli_env, make_tokensmith
