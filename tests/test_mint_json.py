@@ -18,6 +18,15 @@ from tokensmith.tokens.mint import (
 
 text = st.text(max_size=40)
 ints = st.integers(min_value=0, max_value=2**53)
+# Application claims (tokensmith.tokens.claims): JSON values under non-protocol names.
+json_values = st.recursive(
+    st.none() | st.booleans() | ints | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=8,
+)
+extras = st.none() | st.dictionaries(
+    st.text(min_size=1, max_size=10).map("x-".__add__), json_values, max_size=4
+)
 
 
 @given(
@@ -30,6 +39,7 @@ ints = st.integers(min_value=0, max_value=2**53)
     expires_at=ints,
     jti=text,
     sid=st.none() | text,
+    extra=extras,
 )
 def test_access_token_json_is_what_json_writes(
     issuer: str,
@@ -41,6 +51,7 @@ def test_access_token_json_is_what_json_writes(
     expires_at: int,
     jti: str,
     sid: str | None,
+    extra: dict[str, object] | None,
 ) -> None:
     claims = AccessTokenClaims(
         subject=subject,
@@ -51,6 +62,7 @@ def test_access_token_json_is_what_json_writes(
         expires_at=expires_at,
         jti=jti,
         session_id=sid,
+        extra=extra,
     )
     expected: dict[str, object] = {
         "iss": issuer,
@@ -65,6 +77,7 @@ def test_access_token_json_is_what_json_writes(
     }
     if sid is not None:
         expected["sid"] = sid
+    expected.update(extra or {})
     assert _access_token_json(issuer, claims) == _encode_json(expected)
 
 
@@ -78,6 +91,7 @@ def test_access_token_json_is_what_json_writes(
     acr=st.none() | text,
     token_hash=st.none() | text,
     sid=st.none() | text,
+    extra=extras,
 )
 def test_id_token_json_is_what_json_writes(
     issuer: str,
@@ -89,6 +103,7 @@ def test_id_token_json_is_what_json_writes(
     acr: str | None,
     token_hash: str | None,
     sid: str | None,
+    extra: dict[str, object] | None,
 ) -> None:
     issued_at, expires_at, auth_time = times
     claims = IdTokenClaims(
@@ -101,6 +116,7 @@ def test_id_token_json_is_what_json_writes(
         nonce=nonce,
         amr=amr,
         acr=acr,
+        extra=extra,
     )
     expected = _id_token_payload(issuer, claims, token_hash)
     assert _id_token_json(issuer, claims, token_hash) == _encode_json(expected)

@@ -27,10 +27,12 @@ from tokensmith.events import Event, EventBus
 from tokensmith.facade import TokenResponse, Tokensmith
 from tokensmith.keys import Signer
 from tokensmith.settings import ClientLifetimes, Settings
+from tokensmith.tokens.claims import ClaimsRequest
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClaimsRequest",
     "ClientLifetimes",
     "Clock",
     "ConfigError",

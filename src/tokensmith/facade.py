@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tokensmith.clients import (
@@ -45,12 +46,19 @@ from tokensmith.tokens import (
     mint_id_token,
     new_jti,
 )
+from tokensmith.tokens.claims import (
+    ClaimsHook,
+    ClaimsRequest,
+    SessionClaims,
+    checked_claims,
+    session_claims,
+)
 
 if TYPE_CHECKING:
     from tokensmith.refresh.reuse import ReusePolicy
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
     from tokensmith.store.protocols import RefreshStore
-    from tokensmith.store.records import FamilySummary
+    from tokensmith.store.records import FamilyRecord, FamilySummary
 
 logger = logging.getLogger("tokensmith")
 
@@ -132,6 +140,7 @@ class Tokensmith:
         self._refresh: RefreshService | None = None
         self._clients: CachedClientRegistry | None = None
         self._refresh_lock = threading.Lock()
+        self._claims_hook: ClaimsHook | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -279,6 +288,25 @@ class Tokensmith:
         """Register an event hook (``issued``, ``rotated``, ``reuse_detected``, ...)."""
         return self.events.register(hook)
 
+    def on_refresh_claims(self, hook: ClaimsHook) -> ClaimsHook:
+        """Register the refresh claims hook: at every refresh it gets the session's subject,
+        client, scope and current access-token claims and returns the new ones (``None``
+        keeps them); they are stored on the family and carried on from there. ID-token
+        claims stay as issued (OIDC Core §12.2). A second call replaces the hook."""
+        self._claims_hook = hook
+        return hook
+
+    def _recompute_claims(self, family: FamilyRecord) -> SessionClaims | None:
+        assert self._claims_hook is not None
+        stored = family.claims or SessionClaims({}, {})
+        request = ClaimsRequest(
+            family.subject, family.client_id, family.scope, MappingProxyType(stored.access)
+        )
+        claims = self._claims_hook(request)
+        if claims is None:
+            return None
+        return SessionClaims(checked_claims(claims, "refresh claims hook result"), stored.id_token)
+
     # -- issuing --------------------------------------------------------------------------
     def issue(
         self,
@@ -291,9 +319,13 @@ class Tokensmith:
         auth_time: datetime | float | None = None,
         amr: Sequence[str] | None = None,
         acr: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+        id_token_claims: Mapping[str, Any] | None = None,
     ) -> TokenResponse:
         """Start a new session (a new family; a login never reuses a ``sid``) and mint its
-        tokens. An ID token is issued only when ``scope`` contains ``openid``."""
+        tokens. An ID token is issued only when ``scope`` contains ``openid``. ``claims``
+        and ``id_token_claims`` are application claims for the access and the ID tokens,
+        kept on the family for every refresh (:mod:`tokensmith.tokens.claims`)."""
         for name, value in (("subject", subject), ("client_id", client_id)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"{name} must be a non-empty string")
@@ -302,6 +334,7 @@ class Tokensmith:
         self._refuse_disabled(client_id)
         if not isinstance(scope, str):
             raise InvalidRequest("scope must be a space-separated string")
+        extra = session_claims(claims, id_token_claims)
         signer = self.keys.signer()
         now = int(self.clock.now())
         lifetimes = self.settings.lifetimes_for(client_id)
@@ -316,6 +349,7 @@ class Tokensmith:
             acr=acr,
             access_jti=jti,
             access_exp=now + lifetimes.access_token_ttl,
+            claims=extra,
         )
         # Signed while the commit may be in flight; handed out once it is durable.
         minted = self._mint(signer, pending.session, now, jti, nonce=nonce)
@@ -345,6 +379,7 @@ class Tokensmith:
             access_jti=jti,
             access_exp=now + self.settings.lifetimes_for(client_id).access_token_ttl,
             context=context,
+            recompute=None if self._claims_hook is None else self._recompute_claims,
         )
         minted = self._mint(signer, pending.session, now, jti, nonce=None)
         pending.durable()
@@ -379,6 +414,7 @@ class Tokensmith:
     ) -> TokenResponse:
         lifetimes = self.settings.lifetimes_for(session.client_id)
         audience = session.audience[0] if len(session.audience) == 1 else session.audience
+        extra = session.claims or _NO_CLAIMS
         access = mint_access_token(
             signer,
             self.settings.issuer,
@@ -391,6 +427,7 @@ class Tokensmith:
                 expires_at=now + lifetimes.access_token_ttl,
                 jti=jti,
                 session_id=session.family_id,
+                extra=extra.access,
             ),
         )
         id_token = None
@@ -411,6 +448,7 @@ class Tokensmith:
                     amr=session.amr or None,
                     acr=session.acr,
                     access_token=access,
+                    extra=extra.id_token,
                 ),
             )
         return TokenResponse(
@@ -549,6 +587,9 @@ class Tokensmith:
             raise ConfigError("this key store cannot re-encrypt its keys")
         count: int = reencrypt(new_passphrase, progress)
         return count
+
+
+_NO_CLAIMS = SessionClaims({}, {})
 
 
 def _in_memory(settings: Settings) -> bool:

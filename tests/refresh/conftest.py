@@ -27,6 +27,7 @@ from tokensmith.settings import Settings
 from tokensmith.store.protocols import RefreshStore
 from tokensmith.store.sql import SqlStore, create_store_engine
 from tokensmith.store.sql.models import metadata
+from tokensmith.tokens.claims import SessionClaims
 
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 ISSUER = "https://as.example.com"
@@ -200,6 +201,7 @@ def login(
     client_id: str = "spa",
     subject: str = "alice",
     scope: str = "openid profile email",
+    claims: SessionClaims | None = None,
 ) -> Session:
     return settled(
         service.start(
@@ -212,6 +214,7 @@ def login(
             acr="urn:acr:2",
             access_jti=new_jti(),
             access_exp=int(clock.now()) + 300,
+            claims=claims,
         )
     )
 

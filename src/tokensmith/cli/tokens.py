@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import click
 
 from tokensmith.cli.main import cli, echo_json, facade, token_value
@@ -18,6 +21,14 @@ def token() -> None:
 @click.option("--client", "client_id", required=True, help="Client id.")
 @click.option("--scope", default="openid", show_default=True, help="Space-separated scopes.")
 @click.option("--aud", "audience", multiple=True, help="Audience; repeat for several.")
+@click.option(
+    "--claim",
+    "claim_args",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Access-token claim; VALUE is JSON if it parses, else a string. Repeatable.",
+)
+@click.option("--claims-json", help="Access-token claims as one JSON object.")
 @click.option("--json", "as_json", is_flag=True, help="Print the token endpoint's JSON body.")
 @click.pass_context
 def issue(
@@ -26,17 +37,45 @@ def issue(
     client_id: str,
     scope: str,
     audience: tuple[str, ...],
+    claim_args: tuple[str, ...],
+    claims_json: str | None,
     as_json: bool,
 ) -> None:
-    """Start a session for SUB and print its tokens (a new refresh-token family)."""
+    """Start a session for SUB and print its tokens (a new refresh-token family). Claims
+    given are kept with the session and carried to every refreshed token."""
     response = facade(ctx).issue(
-        subject=subject, client_id=client_id, scope=scope, audience=audience or None
+        subject=subject,
+        client_id=client_id,
+        scope=scope,
+        audience=audience or None,
+        claims=_claims(claims_json, claim_args) or None,
     )
     if as_json:
         echo_json(response.to_dict())
         return
     for name, value in response.to_dict().items():
         click.echo(f"{name}: {value}")
+
+
+def _claims(claims_json: str | None, claim_args: tuple[str, ...]) -> dict[str, Any]:
+    """``--claims-json``'s object, then each ``--claim`` on top of it."""
+    claims: dict[str, Any] = {}
+    if claims_json is not None:
+        try:
+            claims = json.loads(claims_json)
+        except ValueError:
+            raise click.BadParameter("not valid JSON", param_hint="--claims-json") from None
+        if not isinstance(claims, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--claims-json")
+    for arg in claim_args:
+        name, sep, text = arg.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{arg!r} is not NAME=VALUE", param_hint="--claim")
+        try:
+            claims[name] = json.loads(text)
+        except ValueError:
+            claims[name] = text
+    return claims
 
 
 @token.command()

@@ -21,6 +21,7 @@ from tokensmith.refresh.reuse import RequestContext, ReuseIncident, classify
 from tokensmith.settings import Lifetimes, Settings
 from tokensmith.store.protocols import RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
+from tokensmith.tokens.claims import SessionClaims
 
 MAX_CONTEXT_LENGTH = 255
 
@@ -40,6 +41,7 @@ class Session:
     acr: str | None
     refresh_token: str | None
     refresh_expires_at: int | None
+    claims: SessionClaims | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class Attempt(NamedTuple):
     salt: bytes | None
     child: str
     child_hash: bytes
+    # Recomputed by the refresh claims hook (None: keep the family's); stored by the winner.
+    claims: SessionClaims | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,7 @@ def session_of(
         acr=family.acr,
         refresh_token=token,
         refresh_expires_at=None if expires_at is None else int(expires_at),
+        claims=family.claims,
     )
 
 
@@ -132,6 +137,8 @@ class Rotation:
             if record is None:
                 raise InvalidGrant("invalid refresh token")
             family = record.family
+            if a.claims is not None:
+                family = family._replace(claims=a.claims)
             # Bound to its client (SECURITY R5): nothing changes for another client.
             if family.client_id != a.client_id:
                 raise InvalidGrant("invalid refresh token")
@@ -160,6 +167,8 @@ class Rotation:
                 NewToken(a.child_hash, family.id, a.digest, a.salt, issued, child_expires)
             )
             tx.record_access_token(a.access_jti, family.id, a.access_exp)
+            if a.claims is not None and a.claims != record.family.claims:
+                tx.set_family_claims(family.id, a.claims)
             return session_of(family, narrowed, a.child, child_expires)
         # Still losing after re-reading: a conflict, not an answer about this token.
         return Concurrent(family.id)

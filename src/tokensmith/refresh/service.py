@@ -36,6 +36,7 @@ from tokensmith.revocation.cache import RevocationCache
 from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken
+from tokensmith.tokens.claims import SessionClaims
 
 T = TypeVar("T")
 logger = logging.getLogger("tokensmith.refresh")
@@ -133,6 +134,7 @@ class RefreshService:
         acr: str | None,
         access_jti: str,
         access_exp: int,
+        claims: SessionClaims | None = None,
     ) -> PendingSession:
         """Start a new family for a login. Every login gets a new random ``sid`` (docs/contract.md
         "a login never reuses an earlier session id"; session regeneration, R7). Mint with
@@ -150,6 +152,7 @@ class RefreshService:
             acr=acr,
             created_at=now,
             expires_at=now + lifetimes.family_ttl,
+            claims=claims,
         )
         token: str | None = None
         expires_at: float | None = None
@@ -185,8 +188,11 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         context: RequestContext | None = None,
+        recompute: Callable[[FamilyRecord], SessionClaims | None] | None = None,
     ) -> PendingSession:
         """RFC 6749 §6 with rotation (RFC 9700 §4.14.2): consume the token, issue its child.
+        ``recompute`` gives the family's new application claims (``None`` keeps them); the
+        rotation stores them with the child.
 
         Returns once the rotation is decided, while its commit may still be in flight: mint
         with the returned ``session`` (the facade signs the new JWTs meanwhile), then call
@@ -207,10 +213,11 @@ class RefreshService:
         # child is plain random, and nothing kept anywhere can compute it again.
         grace = lifetimes.refresh_reuse_grace > 0
         secret = self._server_secret() if grace else None  # may do I/O once: before the clock
+        digest = token_hash(refresh_token)
+        claims = None if recompute is None else self._recomputed(digest, client_id, recompute)
         now = self._clock.now()
         ctx = context or _NO_CONTEXT
         sent_at = now if ctx.received_at is None else min(ctx.received_at, now)
-        digest = token_hash(refresh_token)
         salt, child = new_child(secret, digest)
         attempt = Attempt(
             digest=digest,
@@ -226,6 +233,7 @@ class RefreshService:
             salt=salt,
             child=child,
             child_hash=token_hash(child),
+            claims=claims,
         )
         try:
             pending = self._store.pending(lambda tx: self._rotation.run(tx, attempt))
@@ -269,6 +277,20 @@ class RefreshService:
             )
 
         return PendingSession(session, durable)
+
+    def _recomputed(
+        self,
+        digest: bytes,
+        client_id: str,
+        recompute: Callable[[FamilyRecord], SessionClaims | None],
+    ) -> SessionClaims | None:
+        # Read and run before the unit of work, like the secret above: the hook is
+        # application code (it may ask a user directory) and must not hold the store's
+        # transaction or the group-commit leader. The rotation re-reads and decides.
+        record = self._store.find_token(digest)
+        if record is None or record.family.client_id != client_id:
+            return None  # the rotation refuses this token (SECURITY R5)
+        return recompute(record.family)
 
     def answered(self, refresh_token: str) -> None:
         """The server sent the answer to a refresh of ``refresh_token`` (this instance's

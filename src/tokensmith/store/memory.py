@@ -32,6 +32,7 @@ from tokensmith.store.records import (
     RevocationSnapshot,
     TokenRecord,
 )
+from tokensmith.tokens.claims import SessionClaims
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -183,6 +184,12 @@ class MemoryTransaction:
                 self._update(row, revoked_at=now, salt=None)
         self._append(self._t.revocations, family_id, Revocation(now, reason, actor))
         return revoked
+
+    def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
+        family = self._t.families.get(family_id)
+        if family is None:
+            raise StoreError("unknown family")
+        self._set(self._t.families, family_id, family._replace(claims=claims))
 
     def _live(self, now: float, owner: Callable[[FamilyRecord], bool]) -> list[str]:
         return [

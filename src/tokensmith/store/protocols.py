@@ -26,6 +26,7 @@ from tokensmith.store.records import (
     RevocationSnapshot,
     TokenRecord,
 )
+from tokensmith.tokens.claims import SessionClaims
 
 if TYPE_CHECKING:
     from tokensmith.clients import ClientRegistry
@@ -60,6 +61,10 @@ class RefreshTransaction(Protocol):
         """Revoke the family and all its tokens, deny its access tokens that may still verify
         (``exp`` + ``MAX_LEEWAY`` not passed) and write an audit row. Returns the family if
         this call revoked it, ``None`` if it was unknown or already revoked."""
+        ...
+
+    def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
+        """Replace the family's application claims (a refresh claims hook recomputed them)."""
         ...
 
     def client_families(self, client_id: str, now: float) -> list[str]:

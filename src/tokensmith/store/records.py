@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 from tokensmith.errors import StoreError
+from tokensmith.tokens.claims import SessionClaims
 
 __all__ = [
     "FamilyRecord",
@@ -44,6 +45,8 @@ class FamilyRecord(NamedTuple):
     expires_at: float
     revoked_at: float | None = None
     revoke_reason: str | None = None
+    # Application claims carried to every token of the session (README "Custom claims").
+    claims: SessionClaims | None = None
 
 
 class TokenRecord(NamedTuple):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from typing import Any
 
 from tokensmith.keys.algorithms import spec_for
 from tokensmith.keys.signer import Signer
-from tokensmith.tokens.jws import b64encode, header_segment, sign_compact, sign_json
+from tokensmith.tokens.jws import _encode_json, b64encode, header_segment, sign_compact, sign_json
 
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 ID_TOKEN_TYP = "JWT"
@@ -39,12 +39,20 @@ class AccessTokenClaims:
     expires_at: int
     jti: str
     session_id: str | None = None
+    # Application claims (tokensmith.tokens.claims), written after the protocol claims.
+    extra: Mapping[str, Any] | None = None
+
+
+def _extra_members(extra: Mapping[str, Any] | None) -> str:
+    """``extra``'s members as JSON text to append inside the payload object ("" if none)."""
+    return "," + _encode_json(extra)[1:-1] if extra else ""
 
 
 # The payload of mint_access_token's dict below, in its member order, as json.dumps with
-# separators=(",", ":") and ensure_ascii=False writes it; the last %s is "" or the sid member.
+# separators=(",", ":") and ensure_ascii=False writes it; the last two %s are "" or the sid
+# member, and "" or the application claims' members.
 _ACCESS_JSON = (
-    '{"iss":%s,"sub":%s,"aud":%s,"exp":%s,"iat":%s,"nbf":%s,"jti":%s,"client_id":%s,"scope":%s%s}'
+    '{"iss":%s,"sub":%s,"aud":%s,"exp":%s,"iat":%s,"nbf":%s,"jti":%s,"client_id":%s,"scope":%s%s%s}'
 )
 
 
@@ -76,6 +84,7 @@ def _access_token_json(issuer: str, c: AccessTokenClaims) -> str | None:
         encode_basestring(c.client_id),
         encode_basestring(c.scope),
         "" if sid is None else ',"sid":' + encode_basestring(sid),
+        _extra_members(c.extra),
     )
 
 
@@ -97,6 +106,8 @@ def mint_access_token(signer: Signer, issuer: str, c: AccessTokenClaims) -> str:
     }
     if c.session_id is not None:
         payload["sid"] = c.session_id
+    if c.extra:
+        payload.update(c.extra)
     return sign_compact(signer, header_segment(signer.alg, signer.kid, ACCESS_TOKEN_TYP), payload)
 
 
@@ -112,6 +123,7 @@ class IdTokenClaims:
     amr: Sequence[str] | None = None
     acr: str | None = None
     access_token: str | None = None
+    extra: Mapping[str, Any] | None = None
 
 
 def _id_token_payload(issuer: str, c: IdTokenClaims, token_hash: str | None) -> dict[str, Any]:
@@ -134,6 +146,8 @@ def _id_token_payload(issuer: str, c: IdTokenClaims, token_hash: str | None) -> 
         payload["at_hash"] = token_hash
     if c.session_id is not None:
         payload["sid"] = c.session_id
+    if c.extra:
+        payload.update(c.extra)
     return payload
 
 
@@ -168,6 +182,7 @@ def _id_token_json(issuer: str, c: IdTokenClaims, token_hash: str | None) -> str
         parts.append(f',"at_hash":{encode_basestring(token_hash)}')
     if c.session_id is not None:
         parts.append(f',"sid":{encode_basestring(c.session_id)}')
+    parts.append(_extra_members(c.extra))
     parts.append("}")
     return "".join(parts)
 

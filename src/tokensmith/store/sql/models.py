@@ -67,6 +67,8 @@ class Family(Base):
     expires_at: Mapped[float] = mapped_column(index=True)
     revoked_at: Mapped[float | None] = mapped_column(index=True)
     revoke_reason: Mapped[str | None] = mapped_column(String(64))
+    # tokensmith.tokens.claims.SessionClaims as JSON; NULL when the session has none.
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class RefreshToken(Base):

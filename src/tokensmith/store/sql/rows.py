@@ -13,6 +13,7 @@ from typing import Any
 
 from tokensmith.store.records import FamilyRecord, TokenRecord
 from tokensmith.store.sql.statements import TOKEN_WIDTH
+from tokensmith.tokens.claims import SessionClaims
 
 
 @lru_cache(maxsize=4096)
@@ -41,6 +42,7 @@ def family_record(row: Sequence[Any]) -> FamilyRecord:
         expires_at,
         revoked_at,
         revoke_reason,
+        claims,
     ) = row
     return FamilyRecord(
         id=family_id,
@@ -55,6 +57,7 @@ def family_record(row: Sequence[Any]) -> FamilyRecord:
         expires_at=expires_at,
         revoked_at=revoked_at,
         revoke_reason=revoke_reason,
+        claims=SessionClaims.from_json(claims),
     )
 
 

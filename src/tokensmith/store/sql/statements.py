@@ -51,6 +51,7 @@ FAMILY_COLS = (
     families.c.expires_at,
     families.c.revoked_at,
     families.c.revoke_reason,
+    families.c.claims,
 )
 TOKEN_COLS = (
     refresh_tokens.c.token_hash,
@@ -114,6 +115,9 @@ REVOKE_FAMILY = (
     .where(families.c.id == bindparam("fid"), families.c.revoked_at.is_(None))
     .values(revoked_at=bindparam("now"), revoke_reason=bindparam("reason"))
     .returning(*FAMILY_COLS)
+)
+SET_FAMILY_CLAIMS = (
+    update(families).where(families.c.id == bindparam("fid")).values(claims=bindparam("claims"))
 )
 REVOKE_FAMILY_TOKENS = (
     update(refresh_tokens)
@@ -239,6 +243,7 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "mark_used": MARK_USED,
     "count_grace": COUNT_GRACE,
     "revoke_family": REVOKE_FAMILY,
+    "set_family_claims": SET_FAMILY_CLAIMS,
     "revoke_family_tokens": REVOKE_FAMILY_TOKENS,
     "deny_family_access": DENY_FAMILY_ACCESS,
     "audit": AUDIT,

@@ -10,6 +10,12 @@ from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
 from tokensmith.store.sql.rows import family_record, token_record
 from tokensmith.store.sql.statements import SQL
+from tokensmith.tokens.claims import SessionClaims
+
+
+def _claims_json(claims: SessionClaims | None) -> str | None:
+    # The statements are compiled once and run on the DBAPI cursor, which binds text.
+    return None if claims is None else claims.to_json()
 
 
 class SqlTransaction:
@@ -51,6 +57,7 @@ class SqlTransaction:
                 "expires_at": family.expires_at,
                 "revoked_at": None,
                 "revoke_reason": None,
+                "claims": _claims_json(family.claims),
             },
         )
 
@@ -91,6 +98,9 @@ class SqlTransaction:
         self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
         return family_record(row)
+
+    def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
+        self._run("set_family_claims", {"fid": family_id, "claims": _claims_json(claims)})
 
     def client_families(self, client_id: str, now: float) -> list[str]:
         self._cursor.execute(self._sql["client_families"], {"client_id": client_id, "now": now})
