@@ -64,7 +64,18 @@ def _refresh(url: str, token: str) -> httpx.Response:
 def _login(c: Cluster) -> dict[str, str]:
     return dict(
         json.loads(
-            c.cli("token", "issue", "--sub", "alice", "--client", "spa", "--aud", "api", "--json")
+            c.cli(
+                "token",
+                "issue",
+                "--sub",
+                "alice",
+                "--client",
+                "spa",
+                "--unregistered",
+                "--aud",
+                "api",
+                "--json",
+            )
         )
     )
 
