@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tokensmith.errors import TokensmithError
+from tokensmith.errors import ConfigError, TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.settings import Settings
 
@@ -21,6 +21,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except ConfigError as exc:
+            # The operator's settings, not a server fault: no OAuth code (issue #13).
+            raise click.ClickException(exc.description) from None
         except TokensmithError as exc:
             raise click.ClickException(f"{exc.error}: {exc.description}") from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
