@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import httpx
@@ -127,3 +128,19 @@ async def test_client_credentials_default_to_the_one_registered_audience(
     assert r.status_code == 200
     assert ts.verify_access_token(body["access_token"], audience="api")["aud"] == "api"
     assert "scope" not in body  # never "scope": ""
+
+
+@pytest.mark.postgres
+def test_a_postgres_url_is_postgresql(tmp_path: Path) -> None:
+    pg_url = os.environ.get("TOKENSMITH_TEST_PG_URL")
+    if not pg_url:
+        pytest.skip("TOKENSMITH_TEST_PG_URL is not set")
+    env = {**cli_env(tmp_path), "TOKENSMITH_DATABASE_URL": "postgres://" + pg_url.split("://")[1]}
+    code, out = run(env, "db", "upgrade")
+    assert code == 0 and "up to date" in out, out
+
+
+def test_a_missing_postgresql_driver_says_what_to_install(tmp_path: Path) -> None:
+    url = "postgresql+pg8000://nobody@127.0.0.1:1/none"
+    code, out = run({**cli_env(tmp_path), "TOKENSMITH_DATABASE_URL": url}, "db", "upgrade")
+    assert code == 1 and "pip install 'tokensmith[postgres]'" in out

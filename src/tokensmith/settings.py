@@ -119,6 +119,7 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigError("issuer is required")
+        object.__setattr__(self, "database_url", _with_driver(self.database_url))
         alg = ALG_ALIASES.get(self.signing_alg, self.signing_alg)
         if alg not in SUPPORTED_ALGS:
             raise ConfigError(
@@ -219,6 +220,18 @@ class Settings:
         values.update(overrides)
         values.setdefault("issuer", "http://127.0.0.1:8000")
         return cls(**values)
+
+
+# Heroku-style and driverless PostgreSQL URLs mean psycopg 3, the driver of tokensmith[postgres]
+# (SQLAlchemy knows no ``postgres://`` and would pick psycopg2 for ``postgresql://``).
+_PG_SCHEMES = ("postgres://", "postgresql://")
+
+
+def _with_driver(database_url: str) -> str:
+    for scheme in _PG_SCHEMES:
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg://" + database_url.removeprefix(scheme)
+    return database_url
 
 
 def _pick(override: int | None, default: int) -> int:
