@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,7 @@ def ready(env: dict[str, str]) -> dict[str, str]:
 def _issue(env: dict[str, str], *extra: str) -> dict[str, object]:
     code, out = run(
         env,
-        "token",
-        "issue",
-        "--sub",
-        "alice",
-        "--client",
-        "spa",
-        "--unregistered",
-        "--json",
+        *shlex.split("token issue --sub alice --client spa --unregistered --json"),
         *extra,
     )
     assert code == 0, out

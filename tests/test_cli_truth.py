@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 from pathlib import Path
 
 import httpx
@@ -35,17 +36,7 @@ def ready(tmp_path: Path) -> dict[str, str]:
     assert run(env, "db", "upgrade")[0] == 0
     assert run(env, "keys", "generate")[0] == 0
     code, out = run(
-        env,
-        "clients",
-        "add",
-        "web",
-        "--public",
-        "--scope",
-        "openid",
-        "--scope",
-        "read",
-        "--aud",
-        "api",
+        env, *shlex.split("clients add web --public --scope openid --scope read --aud api")
     )
     assert code == 0, out
     return env

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -63,13 +64,7 @@ def test_workers_log_json_only_and_discovery_advertises_the_port(tmp_path: Path)
                 str(exe),
                 "--issuer",
                 base,
-                "token",
-                "issue",
-                "--sub",
-                "alice",
-                "--client",
-                "spa",
-                "--json",
+                *shlex.split("token issue --sub alice --client spa --json"),
             ],
             env=env,
             check=True,

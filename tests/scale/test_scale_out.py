@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -65,16 +66,7 @@ def _login(c: Cluster) -> dict[str, str]:
     return dict(
         json.loads(
             c.cli(
-                "token",
-                "issue",
-                "--sub",
-                "alice",
-                "--client",
-                "spa",
-                "--unregistered",
-                "--aud",
-                "api",
-                "--json",
+                *shlex.split("token issue --sub alice --client spa --unregistered --aud api --json")
             )
         )
     )
