@@ -135,3 +135,18 @@ def test_a_missing_postgresql_driver_says_what_to_install(tmp_path: Path) -> Non
     url = "postgresql+pg8000://nobody@127.0.0.1:1/none"
     code, out = run({**cli_env(tmp_path), "TOKENSMITH_DATABASE_URL": url}, "db", "upgrade")
     assert code == 1 and "pip install 'tokensmith[postgres]'" in out
+
+
+@pytest.mark.parametrize(
+    "args", [("revoke", "--user", "x"), ("clients", "list"), ("families", "list", "--user", "x")]
+)
+def test_a_database_without_tables_says_run_db_upgrade(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    env = cli_env(tmp_path)
+    assert run(env, "keys", "generate")[0] == 0
+    code, out = run(env, *args)
+    assert code == 1
+    assert (
+        out.strip() == "Error: the database has no tokensmith tables: run `tokensmith db upgrade`"
+    )

@@ -21,20 +21,37 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            # The operator's settings, not a server fault: no OAuth code (issue #13).
-            raise click.ClickException(exc.description) from None
-        except TokensmithError as exc:
-            raise click.ClickException(f"{exc.error}: {exc.description}") from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except OSError as exc:
-            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
         except Exception as exc:
-            # A database that is down, a driver error: one line, never a traceback (docs/contract.md
-            # "CLI"). Only the first line of the message; drivers append hints and URLs.
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise click.ClickException(f"{type(exc).__name__}: {first[:300]}") from None
+            raise click.ClickException(_one_line(exc)) from None
+
+
+def _one_line(exc: Exception) -> str:
+    """The error line for ``exc`` (docs/contract.md "CLI"): never a traceback."""
+    if _missing_tables(exc):
+        return "the database has no tokensmith tables: run `tokensmith db upgrade`"
+    if isinstance(exc, ConfigError):
+        # The operator's settings, not a server fault: no OAuth code (issue #13).
+        return exc.description
+    if isinstance(exc, TokensmithError):
+        return f"{exc.error}: {exc.description}"
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}"
+    # A database that is down, a driver error: only the first line of the message;
+    # drivers append hints and URLs.
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _missing_tables(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an error behind it is SQLite's ``no such table`` or PostgreSQL's
+    ``undefined_table`` (SQLSTATE 42P01): a database that was never migrated."""
+    while exc is not None:
+        if "no such table" in str(exc) or getattr(exc, "sqlstate", None) == "42P01":
+            return True
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None)
+    return False
 
 
 @click.group(cls=_Group)
