@@ -77,7 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         *("--max-connections", str(IDLE + 500), "--metrics-port", str(metrics_port)),
     )
     with live_serve(tmp_path, *args) as live:
-        live.cluster.cli("clients", "add", "spa", "--public")
+        live.cluster.cli("clients", "add", "spa", "--public", "--scope", "openid")
         live.metrics_port = metrics_port
         yield live
 
@@ -88,9 +88,7 @@ def p99(samples: list[float]) -> float:
 
 def latencies(live: Live) -> tuple[float, float]:
     """p99 of JWKS and of refresh (each refresh rotating the last one's token), in s."""
-    issued = live.cluster.cli(
-        "token", "issue", "--sub", "alice", "--client", "spa", "--unregistered", "--json"
-    )
+    issued = live.cluster.cli("token", "issue", "--sub", "alice", "--client", "spa", "--json")
     refresh_token = json.loads(issued)["refresh_token"]
     jwks: list[float] = []
     refresh: list[float] = []
