@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,11 @@ def ready(env: dict[str, str]) -> dict[str, str]:
 
 
 def _issue(env: dict[str, str], *extra: str) -> dict[str, object]:
-    code, out = run(env, "token", "issue", "--sub", "alice", "--client", "spa", "--json", *extra)
+    code, out = run(
+        env,
+        *shlex.split("token issue --sub alice --client spa --unregistered --json"),
+        *extra,
+    )
     assert code == 0, out
     return json.loads(out)  # type: ignore[no-any-return]
 
@@ -75,7 +80,7 @@ def test_revoke_by_token_and_by_family(ready: dict[str, str]) -> None:
     code, out = run(ready, "revoke", "--family", sid)
     assert code == 0 and sid in out
     code, out = run(ready, "revoke", "--family", sid)
-    assert code == 0 and "no active family" in out
+    assert code == 1 and "no active family" in out
 
 
 def test_revoke_needs_exactly_one_target(ready: dict[str, str]) -> None:
@@ -92,7 +97,7 @@ def test_cleanup_reports_what_it_removed(ready: dict[str, str]) -> None:
 
 def test_issue_without_keys_is_a_clear_error(env: dict[str, str]) -> None:
     run(env, "db", "upgrade")
-    code, out = run(env, "token", "issue", "--sub", "a", "--client", "c")
+    code, out = run(env, "token", "issue", "--sub", "a", "--client", "c", "--unregistered")
     assert code == 1 and "keys generate" in out
 
 

@@ -77,7 +77,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         *("--max-connections", str(IDLE + 500), "--metrics-port", str(metrics_port)),
     )
     with live_serve(tmp_path, *args) as live:
-        live.cluster.cli("clients", "add", "spa", "--public")
+        live.cluster.cli("clients", "add", "spa", "--public", "--scope", "openid")
         live.metrics_port = metrics_port
         yield live
 

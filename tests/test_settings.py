@@ -73,7 +73,7 @@ def test_serving_limits_have_safe_defaults_and_come_from_the_environment() -> No
         ({"TOKENSMITH_LEEWAY": "301"}, "leeway"),
         ({"TOKENSMITH_REFRESH_REUSE_GRACE": "61"}, "refresh_reuse_grace"),
         ({"TOKENSMITH_PROFILE": "lax"}, "profile"),
-        ({"TOKENSMITH_ACCESS_TOKEN_TTL": "0"}, "access_token_ttl"),
+        ({"TOKENSMITH_ACCESS_TOKEN_TTL": "0"}, "ACCESS_TOKEN_TTL=.0.: expected whole seconds"),
         ({"TOKENSMITH_MAX_HEADER_BYTES": "0"}, "max_header_bytes"),
         ({"TOKENSMITH_HEADER_TIMEOUT": "nan"}, "header_timeout"),
         ({"TOKENSMITH_BODY_TIMEOUT": "0"}, "body_timeout"),

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from tokensmith.errors import InvalidRequest
+from tokensmith.errors import InvalidRequest, InvalidScope, TokensmithError
 from tokensmith.grants import GRANTS
 
 SECRET_PREFIX = "tss_"
@@ -125,6 +125,20 @@ def rotated_secret(client: Client, *, now: float, overlap: float) -> tuple[Clien
     return rotated, secret
 
 
+def checked_scope(scope: str) -> str:
+    """``scope`` with its tokens separated by single spaces, or ``InvalidScope`` naming the
+    first token that is not an RFC 6749 §3.3 scope-token (``"`` and ``\\`` are not)."""
+    tokens = scope.split()
+    for token in tokens:
+        _require_scope_token(token, InvalidScope)
+    return " ".join(tokens)
+
+
+def _require_scope_token(token: str, error: type[TokensmithError]) -> None:
+    if not _SCOPE_TOKEN.fullmatch(token):
+        raise error(f"scope {token!r} is not an RFC 6749 §3.3 scope token")
+
+
 def validated(client: Client) -> Client:
     """``client`` if its settings are coherent, else ``InvalidRequest`` naming the problem:
     the one check behind registration and ``update``."""
@@ -137,8 +151,7 @@ def validated(client: Client) -> Client:
         if GRANTS[name].confidential_only and not client.confidential:
             raise InvalidRequest(f"{name} needs a confidential client (RFC 6749 §4.4)")
     for scope in client.scopes:
-        if not _SCOPE_TOKEN.fullmatch(scope):
-            raise InvalidRequest(f"scope {scope!r} is not an RFC 6749 §3.3 scope token")
+        _require_scope_token(scope, InvalidRequest)
     for audience in client.audiences:
         if not audience or audience != audience.strip():
             raise InvalidRequest(f"audience {audience!r} must be a non-empty string")

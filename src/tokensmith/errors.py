@@ -88,10 +88,28 @@ class TemporarilyUnavailable(TokensmithError):
 
 def one_line(exc: Exception) -> str:
     """``exc`` as one line of command output, never a traceback (docs/contract.md "CLI"):
-    a tokensmith error by its code; anything else (a database that is down, a driver error)
-    by its type and the first line of its message, since drivers append hints and URLs."""
+    a database never migrated says what to run; a configuration error is the operator's,
+    not a server fault, so it carries no OAuth code; a tokensmith error shows its code;
+    anything else (a database that is down, a driver error) its type and the first line of
+    its message, since drivers append hints and URLs."""
+    if _missing_tables(exc):
+        return "the database has no tokensmith tables: run `tokensmith db upgrade`"
+    if isinstance(exc, ConfigError):
+        return exc.description
     if isinstance(exc, TokensmithError):
         return f"{exc.error}: {exc.description}"
     text = str(exc).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first[:300]}"
+
+
+def _missing_tables(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an error behind it is SQLite's ``no such table`` or PostgreSQL's
+    ``undefined_table`` (SQLSTATE 42P01): a database that was never migrated."""
+    seen = 0
+    while exc is not None and seen < 16:
+        if "no such table" in str(exc) or getattr(exc, "sqlstate", None) == "42P01":
+            return True
+        exc = exc.__cause__ or exc.__context__ or getattr(exc, "orig", None)
+        seen += 1
+    return False

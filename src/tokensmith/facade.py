@@ -20,6 +20,7 @@ from tokensmith.clients import (
     CachedClientRegistry,
     Client,
     ClientRegistry,
+    checked_scope,
     client_subject,
     new_client,
     rotated_secret,
@@ -85,8 +86,10 @@ class TokenResponse:
             "access_token": self.access_token,
             "token_type": self.token_type,
             "expires_in": self.expires_in,
-            "scope": self.scope,
         }
+        # RFC 6749 §3.3: a scope is one or more scope-tokens, so an empty grant has none.
+        if self.scope:
+            body["scope"] = self.scope
         if self.refresh_token is not None:
             body["refresh_token"] = self.refresh_token
         if self.id_token is not None:
@@ -342,7 +345,7 @@ class Tokensmith:
         pending = self.sessions.start(
             subject=subject,
             client_id=client_id,
-            scope=" ".join(scope.split()),
+            scope=checked_scope(scope),
             audience=_audiences(audience, self.settings.issuer),
             auth_time=now if auth_time is None else _epoch(auth_time, "auth_time"),
             amr=tuple(amr or ()),

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.config
 from datetime import UTC, datetime
+from typing import Any
+
+# uvicorn's own loggers (uvicorn/config.py LOGGING_CONFIG) and ours.
+_LOGGERS = ("tokensmith", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,11 +33,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, default=str, separators=(",", ":"))
 
 
+def dict_config(level: int = logging.INFO) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` that sends ours and uvicorn's loggers to stderr as
+    JSON lines. Handed to uvicorn as ``log_config``, every worker process applies it, so
+    ``serve --workers N --log-json`` logs as JSON in each of them (issue #13)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {
+            name: {"handlers": ["stderr"], "level": level, "propagate": False} for name in _LOGGERS
+        },
+    }
+
+
 def configure(level: int = logging.INFO) -> None:
-    """Send the ``tokensmith`` logger hierarchy to stderr as JSON lines."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("tokensmith")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    """Send ours and uvicorn's loggers to stderr as JSON lines, in this process."""
+    logging.config.dictConfig(dict_config(level))

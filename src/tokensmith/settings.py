@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -29,6 +30,13 @@ MAX_LEEWAY = 300
 MEMORY_URL = "memory://"
 MAX_REUSE_GRACE = 60
 _TTL_FIELDS = ("access_token_ttl", "id_token_ttl", "refresh_idle_ttl", "family_ttl")
+ENV_PREFIX = "TOKENSMITH_"
+# Variables read outside ``Settings``: ``tokensmith serve``'s worker hand-off
+# (tokensmith/http/app.py) and the test suite's PostgreSQL URL (tests/conftest.py).
+_OTHER_ENV = frozenset({"TOKENSMITH_SERVE_SCHEDULE", "TOKENSMITH_TEST_PG_URL"})
+logger = logging.getLogger("tokensmith.settings")
+# Unknown variables already warned about: once per process, not once per ``from_env``.
+_warned: set[str] = set()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,6 +119,7 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigError("issuer is required")
+        object.__setattr__(self, "database_url", _with_driver(self.database_url))
         alg = ALG_ALIASES.get(self.signing_alg, self.signing_alg)
         if alg not in SUPPORTED_ALGS:
             raise ConfigError(
@@ -202,14 +211,27 @@ class Settings:
         Keyword overrides win. Without ``TOKENSMITH_ISSUER`` the issuer is the local
         development server."""
         env = os.environ if environ is None else environ
+        _warn_unknown(env, {ENV_PREFIX + f.name.upper() for f in fields(cls)})
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"TOKENSMITH_{f.name.upper()}")
+            raw = env.get(f"{ENV_PREFIX}{f.name.upper()}")
             if raw is not None and f.name != "client_lifetimes":
                 values[f.name] = _parse(f.name, raw, f.default)
         values.update(overrides)
         values.setdefault("issuer", "http://127.0.0.1:8000")
         return cls(**values)
+
+
+# Heroku-style and driverless PostgreSQL URLs mean psycopg 3, the driver of tokensmith[postgres]
+# (SQLAlchemy knows no ``postgres://`` and would pick psycopg2 for ``postgresql://``).
+_PG_SCHEMES = ("postgres://", "postgresql://")
+
+
+def _with_driver(database_url: str) -> str:
+    for scheme in _PG_SCHEMES:
+        if database_url.startswith(scheme):
+            return "postgresql+psycopg://" + database_url.removeprefix(scheme)
+    return database_url
 
 
 def _pick(override: int | None, default: int) -> int:
@@ -242,7 +264,28 @@ def _require_grace(value: object) -> None:
         raise ConfigError(f"refresh_reuse_grace must be between 0 and {MAX_REUSE_GRACE} s")
 
 
+def _warn_unknown(env: Mapping[str, str], known: set[str]) -> None:
+    """An unknown ``TOKENSMITH_*`` variable is a typo more often than not (issue #13)."""
+    for name in sorted(env):
+        if name.startswith(ENV_PREFIX) and name not in known | _OTHER_ENV | _warned:
+            _warned.add(name)
+            logger.warning("warning: %s is not a tokensmith setting; ignored", name)
+
+
+def _expected(name: str, default: object) -> str:
+    """The form a variable's value must have, as its error message says it."""
+    if isinstance(default, bool):
+        return "one of 1, 0, true, false, yes, no"
+    if name in (*_TTL_FIELDS, "max_token_lifetime"):
+        return "whole seconds ≥ 1"
+    if isinstance(default, int):
+        return "a whole number"
+    return "a number"
+
+
 def _parse(name: str, raw: str, default: object) -> Any:
+    """``raw`` as the type of ``default``; else a ``ConfigError`` naming the variable, the
+    value and the expected form (secrets' values are never echoed)."""
     try:
         if isinstance(default, bool):
             lowered = raw.strip().lower()
@@ -250,9 +293,14 @@ def _parse(name: str, raw: str, default: object) -> Any:
                 raise ValueError(raw)
             return lowered in ("1", "true", "yes")
         if isinstance(default, int):
-            return int(raw)
+            value = int(raw)
+            if name in (*_TTL_FIELDS, "max_token_lifetime") and value < 1:
+                raise ValueError(raw)
+            return value
         if isinstance(default, float):
             return float(raw)
     except ValueError:
-        raise ConfigError(f"TOKENSMITH_{name.upper()} has an invalid value") from None
+        raise ConfigError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r}: expected {_expected(name, default)}"
+        ) from None
     return raw

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -43,7 +44,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err
         c.cli("keys", "generate")
-        c.cli("clients", "add", "spa", "--public")
+        c.cli("clients", "add", "spa", "--public", "--scope", "openid", "--aud", "api")
         c.env["RS_SECRET"] = json.loads(c.cli("clients", "add", "rs", "--confidential", "--json"))[
             "client_secret"
         ]
@@ -63,9 +64,7 @@ def _refresh(url: str, token: str) -> httpx.Response:
 
 def _login(c: Cluster) -> dict[str, str]:
     return dict(
-        json.loads(
-            c.cli("token", "issue", "--sub", "alice", "--client", "spa", "--aud", "api", "--json")
-        )
+        json.loads(c.cli(*shlex.split("token issue --sub alice --client spa --aud api --json")))
     )
 
 

@@ -71,7 +71,11 @@ def jwks(ctx: click.Context) -> None:
 @click.pass_context
 def revoke(ctx: click.Context, kid: str) -> None:
     """Emergency: stop publishing KID at once; if it was signing, the next key signs."""
-    removed = facade(ctx).keys.revoke(kid)
+    ts = facade(ctx)
+    # A mistyped kid is the operator's error, not the server's.
+    if kid not in {r.kid for r in ts.keys.records()}:
+        raise click.BadParameter(f"no key with kid {kid!r}", param_hint="KID")
+    removed = ts.keys.revoke(kid)
     click.echo(f"revoked: {removed.kid} (was {removed.state}); it is no longer published")
 
 

@@ -28,6 +28,18 @@ def issuer_is_safe(issuer: str) -> bool:
     )
 
 
+def _default_issuer(host: str, port: int) -> str:
+    """Without ``--issuer``/``TOKENSMITH_ISSUER``, the address being served, so discovery
+    (OpenID Connect Discovery 1.0 §3) points here; only on loopback, where it is reachable
+    as written."""
+    if host not in _LOOPBACK:
+        raise click.UsageError(
+            f"serving on {host} needs an issuer: set --issuer or TOKENSMITH_ISSUER "
+            "to the public https:// URL"
+        )
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -93,14 +105,18 @@ def serve(
 
     overrides = settings_overrides(ctx)
     overrides.update({name: value for name, value in limits.items() if value is not None})
+    if "issuer" not in overrides:
+        overrides["issuer"] = _default_issuer(host, port)
     ts = facade(ctx)
+    if urlsplit(ts.settings.issuer).scheme not in ("http", "https"):
+        raise click.UsageError(f"issuer {ts.settings.issuer} must be an https:// URL")
     if not issuer_is_safe(ts.settings.issuer) and not insecure:
         raise click.UsageError(
             f"issuer {ts.settings.issuer} is not HTTPS: tokens and cookies would travel in "
             "clear (pass --insecure to accept that)"
         )
     if log_json:
-        logjson.configure()
+        logjson.configure()  # this process's lines; uvicorn applies log_config in each worker
     settings = ts.settings
     if workers > 1 and settings.database_url.startswith(MEMORY_URL):
         raise click.UsageError(
@@ -127,6 +143,8 @@ def serve(
         "log_level": "info",
         "access_log": not log_json,
     }
+    if log_json:
+        served["log_config"] = logjson.dict_config()
     if workers > 1:
         # Each worker builds its own app from the environment; pass our overrides on.
         for name, value in overrides.items():

@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from tokensmith.cli.main import cli, echo_json, facade, token_value
+from tokensmith.clients import checked_scope
+from tokensmith.facade import Tokensmith
 from tokensmith.tokens.jws import parse_json_object
 
 
@@ -19,7 +21,12 @@ def token() -> None:
 @token.command()
 @click.option("--sub", "subject", required=True, help="Subject (user id).")
 @click.option("--client", "client_id", required=True, help="Client id.")
-@click.option("--scope", default="openid", show_default=True, help="Space-separated scopes.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help="Scope(s), space-separated; repeat to add more. Default: openid.",
+)
 @click.option("--aud", "audience", multiple=True, help="Audience; repeat for several.")
 @click.option(
     "--claim",
@@ -29,21 +36,31 @@ def token() -> None:
     help="Access-token claim; VALUE is JSON if it parses, else a string. Repeatable.",
 )
 @click.option("--claims-json", help="Access-token claims as one JSON object.")
+@click.option(
+    "--unregistered",
+    is_flag=True,
+    help="Allow a client id that is not registered (no scope or audience check).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the token endpoint's JSON body.")
 @click.pass_context
 def issue(
     ctx: click.Context,
     subject: str,
     client_id: str,
-    scope: str,
+    scopes: tuple[str, ...],
     audience: tuple[str, ...],
     claim_args: tuple[str, ...],
     claims_json: str | None,
+    unregistered: bool,
     as_json: bool,
 ) -> None:
-    """Start a session for SUB and print its tokens (a new refresh-token family). Claims
+    """Start a session for SUB and print its tokens (a new refresh-token family). The
+    client's registration bounds the scopes and audiences, as at the token endpoint; claims
     given are kept with the session and carried to every refreshed token."""
-    response = facade(ctx).issue(
+    ts = facade(ctx)
+    scope = checked_scope(" ".join(scopes or ("openid",)))
+    _check_registration(ts, client_id, scope, audience, unregistered=unregistered)
+    response = ts.issue(
         subject=subject,
         client_id=client_id,
         scope=scope,
@@ -76,6 +93,31 @@ def _claims(claims_json: str | None, claim_args: tuple[str, ...]) -> dict[str, A
         except ValueError:
             claims[name] = text
     return claims
+
+
+def _check_registration(
+    ts: Tokensmith,
+    client_id: str,
+    scope: str,
+    audience: tuple[str, ...],
+    *,
+    unregistered: bool,
+) -> None:
+    """The facade trusts its caller; an operator's command line is checked like a client's
+    request (README "Clients": scopes and audiences are deny-by-default)."""
+    client = ts.clients.get_client(client_id)
+    if client is None:
+        if unregistered:
+            return
+        raise click.UsageError(
+            f"no registered client {client_id!r} (register it, or pass --unregistered)"
+        )
+    if not client.allows_scope(scope):
+        extra = sorted(set(scope.split()) - set(client.scopes))
+        raise click.UsageError(f"scope {' '.join(extra)!r} is not registered for {client_id!r}")
+    for aud in audience:
+        if not client.allows_audience(aud):
+            raise click.UsageError(f"audience {aud!r} is not registered for {client_id!r}")
 
 
 @token.command()
@@ -117,12 +159,16 @@ def revoke(
     if len(given) != 1:
         raise click.UsageError("give exactly one of --token, --family, --user")
     ts = facade(ctx)
+    # Revoking nothing is a failure, so a script that names the wrong token or family
+    # learns it from the exit status (issue #13).
     if refresh_token is not None:
-        done = ts.revoke_refresh_token(refresh_token)
-        click.echo("revoked the token's family" if done else "no such active token")
+        if not ts.revoke_refresh_token(refresh_token):
+            raise click.ClickException("no such active refresh token")
+        click.echo("revoked the token's family")
     elif family_id is not None:
-        done = ts.revoke_family(family_id)
-        click.echo(f"revoked family {family_id}" if done else f"no active family {family_id}")
+        if not ts.revoke_family(family_id):
+            raise click.ClickException(f"no active family {family_id}")
+        click.echo(f"revoked family {family_id}")
     else:
         count = ts.revoke_subject(subject or "")
         click.echo(f"revoked {count} session(s) of {subject}")

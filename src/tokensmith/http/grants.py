@@ -79,6 +79,9 @@ def client_credentials(
     if not client.allows_scope(scope):
         raise InvalidScope("scope not allowed for this client")
     audience = form.get("audience") or form.get("resource")
+    if audience is None and len(client.audiences) == 1:
+        # The one audience it is registered for is what such a client means (issue #13).
+        audience = client.audiences[0]
     if audience is not None and not client.allows_audience(audience):
         raise InvalidRequest("audience not allowed for this client")
     result = ts.issue_client_token(client_id=client.client_id, scope=scope, audience=audience)

@@ -49,6 +49,7 @@ def create_store_engine(
         _configure_sqlite(engine, sqlite_synchronous.upper(), busy_timeout)
         return engine
     if backend == "postgresql":
+        require_driver(url.get_driver_name())
         return create_engine(
             url,
             connect_args=args,
@@ -60,6 +61,17 @@ def create_store_engine(
             isolation_level="READ COMMITTED",
         )
     raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def require_driver(driver: str) -> None:
+    """``ConfigError`` saying what to install when the PostgreSQL driver is missing,
+    rather than SQLAlchemy's ``No module named ...``."""
+    import importlib.util
+
+    if importlib.util.find_spec(driver) is None:
+        raise ConfigError(
+            f"the PostgreSQL driver {driver!r} is not installed: pip install 'tokensmith[postgres]'"
+        )
 
 
 def create_private_sqlite_file(path: str) -> None:

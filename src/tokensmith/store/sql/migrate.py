@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 
 from tokensmith.errors import ConfigError
 from tokensmith.filelock import exclusive_lock
-from tokensmith.store.sql.engine import create_private_sqlite_file
+from tokensmith.store.sql.engine import create_private_sqlite_file, require_driver
 
 VERSION_TABLE = "tokensmith_alembic_version"
 # config.attributes key: where migration 0005 hands a refresh secret it takes out of ts_meta.
@@ -65,6 +65,7 @@ def upgrade(
 def _migration_lock(database_url: str) -> Iterator[None]:
     url = make_url(database_url)
     if url.get_backend_name() == "postgresql":
+        require_driver(url.get_driver_name())
         engine = create_engine(url, poolclass=NullPool)
         try:
             with engine.connect() as conn:
