@@ -168,7 +168,8 @@ def _cli(tmp_path: Path, *args: str) -> tuple[int, str]:
 def test_cli_token_issue_takes_claims(tmp_path: Path, ts: Tokensmith) -> None:
     code, out = _cli(
         tmp_path,
-        *("token", "issue", "--sub", "alice", "--client", "spa", "--aud", "api", "--json"),
+        *("token", "issue", "--sub", "alice", "--client", "spa", "--unregistered"),
+        *("--aud", "api", "--json"),
         *("--claims-json", '{"roles": ["admin"], "tenant": 7}'),
         *("--claim", "tenant=8", "--claim", "team=blue", "--claim", 'flags={"beta": true}'),
     )
@@ -191,6 +192,8 @@ def test_cli_token_issue_takes_claims(tmp_path: Path, ts: Tokensmith) -> None:
 def test_cli_token_issue_refuses_bad_claims_in_one_line(
     tmp_path: Path, ts: Tokensmith, args: tuple[str, ...], message: str
 ) -> None:
-    code, out = _cli(tmp_path, "token", "issue", "--sub", "alice", "--client", "spa", *args)
+    code, out = _cli(
+        tmp_path, "token", "issue", "--sub", "alice", "--client", "spa", "--unregistered", *args
+    )
     assert code != 0 and message in out
     assert "Traceback" not in out
