@@ -178,7 +178,8 @@ def test_the_wheel_installs_and_serves_without_dev_packages(wheel: Path, tmp_pat
     )
     assert no_driver.returncode != 0
     assert no_driver.stderr.strip().splitlines() == [
-        "Error: psycopg is not installed: pip install 'tokensmith[postgres]'"
+        "Error: the PostgreSQL driver 'psycopg' is not installed: "
+        "pip install 'tokensmith[postgres]'"
     ], no_driver.stderr
 
 
