@@ -137,6 +137,9 @@ class Tokensmith:
         self._introspection_verifier = AccessTokenVerifier(self.keys, **{**common, "leeway": 0})
         self._id_verifier = IdTokenVerifier(self.keys, **common)
         self._refresh_store = refresh_store
+        # Migrations are the caller's business for a store it built, ours otherwise, even
+        # once ``sessions`` has opened the store (``setup()`` may come after first use).
+        self._caller_store = refresh_store is not None
         self._client_registry = client_registry
         self._audit = audit
         self._reuse_policy = reuse_policy
@@ -151,20 +154,22 @@ class Tokensmith:
         self.migrate()
         self.keys.ensure_active()
 
-    def migrate(self) -> None:
-        """Run the database migrations. A refresh secret an older version kept in the
-        database moves to the key store (SECURITY B1; migration 0005 deletes it there)."""
-        if self._refresh_store is not None or _in_memory(self.settings):
-            return  # a store the caller built, or one with no schema to migrate
+    def migrate(self) -> list[str]:
+        """Run the database migrations; the revisions applied (none when up to date). A
+        refresh secret an older version kept in the database moves to the key store
+        (SECURITY B1; migration 0005 deletes it there)."""
+        if self._caller_store or _in_memory(self.settings):
+            return []  # a store the caller built, or one with no schema to migrate
         from tokensmith.store.sql import upgrade
 
         moved: list[bytes] = []
-        upgrade(self.settings.database_url, refresh_secret_sink=moved.append)
+        applied = upgrade(self.settings.database_url, refresh_secret_sink=moved.append)
         adopt = getattr(self.keys.store, "adopt_refresh_secret", None)
         if not moved or self.settings.refresh_secret is not None or adopt is None:
-            return
+            return applied
         if not adopt(moved[0]):
             logger.warning("the key store has its own refresh secret; the old one is gone")
+        return applied
 
     @property
     def sessions(self) -> RefreshService:
@@ -580,6 +585,16 @@ class Tokensmith:
     def rotate_keys(self) -> KeyRecord:
         """Operator's rotation: the pending key signs from now on (docs/contract.md "Keys")."""
         return self.keys.rotate()
+
+    def keys_in_database(self) -> bool:
+        """Whether this deployment's database holds the SQL key store's signing keys while
+        the file store is configured (``TOKENSMITH_KEY_STORE`` left unset): advice for an
+        operator who sees no active key."""
+        if self.settings.key_store != "file" or _in_memory(self.settings):
+            return False
+        from tokensmith.store.sql.keys import database_holds_keys
+
+        return database_holds_keys(self.settings.database_url)
 
     def reencrypt_keys(self, new_passphrase: str | None, progress: Callable[[str], None]) -> int:
         """Re-encrypt the key store's private keys and refresh secret at the current KDF

@@ -17,9 +17,12 @@ def db() -> None:
 def upgrade(ctx: click.Context) -> None:
     """Apply every pending migration (safe to run repeatedly)."""
     ts = facade(ctx)
-    ts.migrate()  # also moves a refresh secret out of the database (SECURITY B1)
+    applied = ts.migrate()  # also moves a refresh secret out of the database (SECURITY B1)
+    for revision in applied:
+        click.echo(f"applied {revision}")
     settings = ts.settings
-    click.echo(f"database is up to date: {_safe_url(settings.database_url)}")
+    state = "upgraded" if applied else "already up to date"
+    click.echo(f"database {state}: {_safe_url(settings.database_url)}")
 
 
 @db.command()

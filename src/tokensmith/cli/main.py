@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from tokensmith import __version__
-from tokensmith.errors import one_line
+from tokensmith.errors import KeyStoreError, one_line
 from tokensmith.extras import missing_extra
 from tokensmith.facade import Tokensmith
 from tokensmith.settings import Settings
@@ -33,8 +33,28 @@ class _Group(click.Group):
             raise click.ClickException(hint) from None
         except OSError as exc:
             raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+        except KeyStoreError as exc:
+            raise click.ClickException(_key_store_hint(ctx, exc) or one_line(exc)) from None
         except Exception as exc:
             raise click.ClickException(one_line(exc)) from None
+
+
+def _key_store_hint(ctx: click.Context, exc: KeyStoreError) -> str | None:
+    """No active key in the file store, on a database that holds the SQL key store's keys:
+    the operator forgot ``TOKENSMITH_KEY_STORE=sql``, and ``keys generate`` would be wrong
+    advice (it would start a second, unpublished set of keys)."""
+    lazy = ctx.obj
+    if "no active" not in exc.description or not isinstance(lazy, _Lazy):
+        return None
+    try:
+        if not lazy.ts.keys_in_database():
+            return None
+    except Exception:
+        return None  # the hint is a courtesy: the original error still stands
+    return (
+        "no active signing key in the keys directory, but this database holds the SQL key "
+        "store's keys: set TOKENSMITH_KEY_STORE=sql (and TOKENSMITH_KEY_PASSPHRASE)"
+    )
 
 
 @click.group(cls=_Group)

@@ -30,12 +30,15 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    create_engine,
     delete,
+    func,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.pool import NullPool
 
 from tokensmith.errors import KeyStoreError
 from tokensmith.keys.algorithms import PrivateKey
@@ -324,6 +327,20 @@ class SqlKeyStore(LocalKeys):
         with self._sealer_lock:
             self._passphrase, self._sealer, self._salt = passphrase, sealer, salt
         return done
+
+
+def database_holds_keys(database_url: str) -> bool:
+    """Whether the database at ``database_url`` holds the SQL key store's signing keys (an
+    operator who left ``TOKENSMITH_KEY_STORE`` unset there meant ``sql``)."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            count = conn.execute(select(func.count()).select_from(signing_keys)).scalar_one()
+    except (OperationalError, ProgrammingError):
+        return False  # no such table: never migrated, or migrated before keys were kept here
+    finally:
+        engine.dispose()
+    return bool(count)
 
 
 def _opened(row: Any, passphrase: str) -> KeySealer:

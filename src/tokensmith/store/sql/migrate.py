@@ -12,6 +12,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
@@ -50,15 +52,33 @@ def upgrade(
     revision: str = "head",
     *,
     refresh_secret_sink: Callable[[bytes], None] | None = None,
-) -> None:
-    """Migrate to ``revision``. Several processes may call this at once (every ``serve``
-    instance sets up at start): they take turns, and the later ones find nothing to do.
-    ``refresh_secret_sink`` receives a refresh secret found in the database before it is
-    deleted there (migration 0005), to keep it with the keys."""
+) -> list[str]:
+    """Migrate to ``revision``; the revisions applied, oldest first (``"0005 The refresh
+    secret leaves the database..."``), none when it was up to date. Several processes may
+    call this at once (every ``serve`` instance sets up at start): they take turns, and the
+    later ones find nothing to do. ``refresh_secret_sink`` receives a refresh secret found
+    in the database before it is deleted there (migration 0005), to keep it with the keys."""
     with _migration_lock(database_url):
         config = alembic_config(database_url)
         config.attributes[REFRESH_SECRET_SINK] = refresh_secret_sink
+        before = _current_revision(database_url)
         command.upgrade(config, revision)
+        after = _current_revision(database_url)
+    if after == before:
+        return []
+    scripts = ScriptDirectory.from_config(config)
+    applied = list(scripts.iterate_revisions(after, before))
+    return [f"{r.revision} {(r.doc or '').splitlines()[0]}".strip() for r in reversed(applied)]
+
+
+def _current_revision(database_url: str) -> str | None:
+    engine = create_engine(make_url(database_url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return context.get_current_revision()
+    finally:
+        engine.dispose()
 
 
 @contextmanager
