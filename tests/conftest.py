@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -132,3 +133,27 @@ def run_benchmark(script: str, *args: str, timeout: float = 60) -> list[str]:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout.splitlines()
+
+
+@contextmanager
+def uvicorn_in_thread(app: Any, port: int, **config: Any) -> Iterator[None]:
+    """``app`` served by a real uvicorn on 127.0.0.1:``port`` in a thread of this process
+    (the test can reach into the app's objects); stopped on exit."""
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -25,7 +25,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-import uvicorn
 
 from tokensmith import SystemClock, Tokensmith
 from tokensmith.events import Event
@@ -35,6 +34,7 @@ from tokensmith.settings import Settings
 from tokensmith.store.sql import SqlStore
 from tokensmith.store.sql.models import metadata
 
+from ..conftest import uvicorn_in_thread
 from ..refresh.conftest import PG_URL, Backend, backend  # noqa: F401  (the fixture)
 from ..scale.cluster import ISSUER, Cluster, postgres_cluster
 
@@ -98,25 +98,10 @@ def live(backend: Backend, tmp_path: Path) -> Iterator[Live]:  # noqa: F811
     ts = Tokensmith(settings, clock=SystemClock(), refresh_store=store)
     ts.keys.ensure_active()
     ts.register_client("spa", confidential=False)
-    config = uvicorn.Config(
-        create_app(ts),
-        host="127.0.0.1",
-        port=port,
-        http=NoDelayHttpToolsProtocol,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
     try:
-        yield Live(ts, base, store)
+        with uvicorn_in_thread(create_app(ts), port, http=NoDelayHttpToolsProtocol):
+            yield Live(ts, base, store)
     finally:
-        server.should_exit = True
-        thread.join(10)
         store.engine.dispose()
 
 

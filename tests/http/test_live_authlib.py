@@ -4,20 +4,18 @@ here wrote (Authlib's httpx ``OAuth2Client``)."""
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.httpx_client import OAuth2Client
 
 from tokensmith import InvalidGrant, ManualClock, Tokensmith
 from tokensmith.http import create_app
 
-from ..conftest import make_tokensmith
+from ..conftest import make_tokensmith, uvicorn_in_thread
 
 
 @pytest.fixture
@@ -28,19 +26,8 @@ def live(tmp_path: Path) -> Iterator[tuple[Tokensmith, str]]:
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     ts = make_tokensmith(tmp_path, ManualClock(time.time()), issuer=base)
-    config = uvicorn.Config(create_app(ts), host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
+    with uvicorn_in_thread(create_app(ts), port):
         yield ts, base
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_authlib_refreshes_revokes_and_sees_rotation_enforced(
