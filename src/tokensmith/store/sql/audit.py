@@ -6,9 +6,11 @@ from sqlalchemy import Engine, bindparam, select
 
 from tokensmith.store.records import FamilySummary, Revocation
 from tokensmith.store.sql.models import families, family_revocations
+from tokensmith.store.sql.rows import family_record
+from tokensmith.store.sql.statements import FAMILY_COLS
 
 _FAMILIES = (
-    select(families)
+    select(*FAMILY_COLS)
     .where(families.c.subject == bindparam("subject"))
     .order_by(families.c.created_at.desc())
     .limit(bindparam("limit"))
@@ -28,29 +30,16 @@ class SqlAuditReader:
 
     def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:
         """The newest ``limit`` sessions of ``subject`` with every revocation recorded."""
-        return _list_families(self._engine, subject, limit)
-
-
-def _list_families(engine: Engine, subject: str, limit: int) -> list[FamilySummary]:
-    with engine.connect() as conn:
-        rows = conn.execute(_FAMILIES, {"subject": subject, "limit": limit}).all()
-        trail: dict[str, list[Revocation]] = {}
-        if rows:
-            for r in conn.execute(_REVOCATIONS, {"ids": [row.id for row in rows]}):
-                trail.setdefault(r.family_id, []).append(
-                    Revocation(r.revoked_at, r.reason, r.actor)
-                )
-    return [
-        FamilySummary(
-            family_id=row.id,
-            subject=row.subject,
-            client_id=row.client_id,
-            scope=row.scope,
-            created_at=row.created_at,
-            expires_at=row.expires_at,
-            revoked_at=row.revoked_at,
-            revoke_reason=row.revoke_reason,
-            revocations=tuple(trail.get(row.id, ())),
-        )
-        for row in rows
-    ]
+        with self._engine.connect() as conn:
+            found = [
+                family_record(row)
+                for row in conn.execute(_FAMILIES, {"subject": subject, "limit": limit})
+            ]
+            trail: dict[str, list[Revocation]] = {}
+            if found:
+                ids = [family.id for family in found]
+                for r in conn.execute(_REVOCATIONS, {"ids": ids}):
+                    trail.setdefault(r.family_id, []).append(
+                        Revocation(r.revoked_at, r.reason, r.actor)
+                    )
+        return [FamilySummary.of(family, tuple(trail.get(family.id, ()))) for family in found]
