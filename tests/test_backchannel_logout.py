@@ -1,0 +1,353 @@
+"""OpenID Connect Back-Channel Logout 1.0 end to end: registration, the logout token as
+another implementation (joserfc) validates it by §2.6, at-least-once delivery to a receiver
+that was down (live processes), and two instances sharing one PostgreSQL outbox without
+ever delivering one message twice at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from joserfc import jwt as joserfc_jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import create_engine, text
+
+from tokensmith import Settings, Tokensmith
+from tokensmith.cli import cli
+from tokensmith.clock import SystemClock
+from tokensmith.errors import InvalidRequest
+from tokensmith.logout import BACKCHANNEL_LOGOUT_EVENT
+
+from .conftest import ISSUER, cli_env, live_serve, make_tokensmith
+from .logout_receiver import received, serve
+from .scale.cluster import free_port
+
+PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
+# Bounds of every wait here: a receiver or a worker that never gets there fails the test.
+WAIT = 30.0
+
+
+def wait_for(condition: Any, what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@contextmanager
+def receiver_thread(record: Path, delay: float = 0.0) -> Iterator[str]:
+    port = free_port()
+    server = serve(port, record, delay)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}/backchannel"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def receiver_process(port: int, record: Path) -> Iterator[None]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.logout_receiver", str(port), str(record), "0"],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def validated(
+    ts: Tokensmith, token: str, client_id: str, issuers: list[str] | None = None
+) -> dict[str, Any]:
+    """Back-Channel Logout 1.0 §2.6, as joserfc checks it: signature by the issuer's
+    published keys, ``iss``, ``aud``, ``iat``/``exp`` now, a ``jti``, the ``events`` member
+    naming the logout event with a JSON object, ``sid`` or ``sub``, no ``nonce``, and the
+    explicit type ``logout+jwt``."""
+    decoded = joserfc_jwt.decode(
+        token, KeySet.import_key_set(ts.jwks()), algorithms=[ts.settings.signing_alg]
+    )
+    assert decoded.header["typ"] == "logout+jwt"
+    registry = joserfc_jwt.JWTClaimsRegistry(
+        now=int(ts.clock.now()),
+        iss={"essential": True, "values": issuers or [ts.settings.issuer]},
+        aud={"essential": True, "value": client_id},
+        iat={"essential": True},
+        exp={"essential": True},
+        jti={"essential": True},
+        sid={"essential": True},
+        sub={"essential": True},
+    )
+    registry.validate(decoded.claims)
+    assert decoded.claims["events"] == {BACKCHANNEL_LOGOUT_EVENT: {}}
+    assert "nonce" not in decoded.claims
+    return decoded.claims
+
+
+# -- registration -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "http://rp.example.com/logout",
+        "https://rp.example.com/logout#fragment",
+        "https://user:pw@rp.example.com/logout",
+        "rp.example.com/logout",
+        "https:///logout",
+    ],
+    ids=["plain http off loopback", "fragment", "credentials", "relative", "no host"],
+)
+def test_a_backchannel_logout_uri_must_be_https_except_on_loopback(
+    tmp_path: Path, uri: str
+) -> None:
+    ts = Tokensmith(Settings(issuer=ISSUER, database_url="memory://", keys_dir=str(tmp_path)))
+    with pytest.raises(InvalidRequest, match="backchannel_logout_uri"):
+        ts.register_client("rp", confidential=False, backchannel_logout_uri=uri)
+    ts.register_client("rp", confidential=False, backchannel_logout_uri="http://127.0.0.1:9/l")
+    with pytest.raises(InvalidRequest, match="backchannel_logout_uri"):
+        ts.update_client("rp", backchannel_logout_uri=uri)
+
+
+def test_the_cli_registers_shows_and_removes_a_backchannel_logout_uri(
+    tmp_path: Path, clock: Any
+) -> None:
+    make_tokensmith(tmp_path, clock)
+    run = CliRunner().invoke
+    env = cli_env(tmp_path)
+    added = run(
+        cli,
+        [
+            "clients",
+            "add",
+            "rp",
+            "--public",
+            "--json",
+            "--backchannel-logout-uri",
+            "https://rp.example.com/bc",
+            "--backchannel-logout-session-required",
+        ],
+        env=env,
+    )
+    assert added.exit_code == 0, added.output
+    described = json.loads(added.output)
+    assert described["backchannel_logout_uri"] == "https://rp.example.com/bc"
+    assert described["backchannel_logout_session_required"] is True
+    listing = run(cli, ["clients", "list"], env=env)
+    assert "https://rp.example.com/bc" in listing.output
+    bad = run(
+        cli,
+        ["clients", "update", "rp", "--backchannel-logout-uri", "http://rp.example.com"],
+        env=env,
+    )
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1, bad.output
+    cleared = run(
+        cli,
+        [
+            "clients",
+            "update",
+            "rp",
+            "--json",
+            "--backchannel-logout-uri",
+            "",
+            "--no-backchannel-logout-session-required",
+        ],
+        env=env,
+    )
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.output)["backchannel_logout_uri"] is None
+    assert json.loads(cleared.output)["backchannel_logout_session_required"] is False
+
+
+# -- the logout token -------------------------------------------------------------------------
+def test_a_revoked_session_sends_a_logout_token_that_joserfc_validates(tmp_path: Path) -> None:
+    record = tmp_path / "received.jsonl"
+    ts = make_tokensmith(tmp_path, SystemClock())  # type: ignore[arg-type]
+    with receiver_thread(record) as uri:
+        ts.register_client("rp", confidential=False, backchannel_logout_uri=uri)
+        session = ts.issue(subject="alice", client_id="rp", scope="openid", nonce="n-0S6")
+        assert ts.deliver_logouts().delivered == 0  # nothing revoked, nothing sent
+        assert ts.revoke_family(session.session_id or "")
+        report = ts.deliver_logouts()
+    assert (report.delivered, report.retried, report.dropped) == (1, 0, 0)
+    [delivery] = received(record)
+    assert delivery["type"] == "application/x-www-form-urlencoded"
+    claims = validated(ts, str(delivery["token"]), "rp")
+    assert (claims["sub"], claims["sid"]) == ("alice", session.session_id)
+    assert ts.logout_outbox is not None and ts.logout_outbox.pending_logouts() == 0
+
+
+def test_the_token_is_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    record = tmp_path / "received.jsonl"
+    ts = make_tokensmith(tmp_path, SystemClock())  # type: ignore[arg-type]
+    caplog.set_level("DEBUG")
+    with receiver_thread(record) as uri:
+        ts.register_client("rp", confidential=False, backchannel_logout_uri=uri)
+        ts.revoke_family(ts.issue(subject="alice", client_id="rp").session_id or "")
+        ts.deliver_logouts()
+    [delivery] = received(record)
+    token = str(delivery["token"])
+    assert "delivered" in caplog.text
+    for part in token.split("."):
+        assert part not in caplog.text
+
+
+def test_an_unreachable_receiver_is_retried_with_backoff_then_dropped(tmp_path: Path) -> None:
+    ts = make_tokensmith(
+        tmp_path,
+        SystemClock(),  # type: ignore[arg-type]
+        backchannel_timeout=0.5,
+        backchannel_poll_interval=0.05,
+        backchannel_max_backoff=0.2,
+        backchannel_max_attempts=3,
+    )
+    dead = f"http://127.0.0.1:{free_port()}/backchannel"
+    ts.register_client("rp", confidential=False, backchannel_logout_uri=dead)
+    ts.revoke_family(ts.issue(subject="alice", client_id="rp").session_id or "")
+    assert ts.deliver_logouts().retried == 1
+    assert ts.deliver_logouts().retried == 0  # not due yet: the backoff holds it back
+    outcomes = []
+    deadline = time.monotonic() + WAIT
+    while ts.logout_outbox and ts.logout_outbox.pending_logouts() and time.monotonic() < deadline:
+        report = ts.deliver_logouts()
+        outcomes += ["retried"] * report.retried + ["dropped"] * report.dropped
+        time.sleep(0.05)
+    assert outcomes == ["retried", "dropped"]
+
+
+# -- at-least-once across a receiver outage and a restart -------------------------------------
+def test_a_receiver_that_was_down_gets_every_logout_token_after_it_comes_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Live processes: ``tokensmith serve`` delivers; the receiver is stopped, sessions are
+    revoked meanwhile, serve itself is restarted, and once the receiver is back every
+    logout token arrives."""
+    monkeypatch.setenv("TOKENSMITH_BACKCHANNEL_POLL_INTERVAL", "0.1")
+    monkeypatch.setenv("TOKENSMITH_BACKCHANNEL_MAX_BACKOFF", "0.5")
+    monkeypatch.setenv("TOKENSMITH_BACKCHANNEL_TIMEOUT", "1")
+    record = tmp_path / "received.jsonl"
+    port = free_port()
+    ts = make_tokensmith(tmp_path, SystemClock(), issuer=ISSUER)  # type: ignore[arg-type]
+    ts.register_client(
+        "rp", confidential=False, backchannel_logout_uri=f"http://127.0.0.1:{port}/backchannel"
+    )
+
+    def revoke(count: int, subject: str) -> set[str]:
+        sids = {ts.issue(subject=subject, client_id="rp").session_id or "" for _ in range(count)}
+        assert ts.revoke_subject(subject) == count
+        return sids
+
+    def sids() -> list[str]:
+        return [str(json.loads(_payload(str(d["token"])))["sid"]) for d in received(record)]
+
+    with live_serve(tmp_path) as first_url:
+        with receiver_process(port, record):
+            before = revoke(5, "alice")
+            wait_for(lambda: set(sids()) == before, "the first logouts")
+        during = revoke(15, "bob")  # the receiver is down
+        time.sleep(1.5)  # serve tries, and fails, several times meanwhile
+        assert set(sids()) == before
+    with live_serve(tmp_path) as second_url, receiver_process(port, record):  # a restart
+        wait_for(lambda: set(sids()) == before | during, "every logout after the outage")
+    assert ts.logout_outbox is not None and ts.logout_outbox.pending_logouts() == 0
+    for delivery in received(record):
+        validated(ts, str(delivery["token"]), "rp", [first_url, second_url])
+
+
+def _payload(token: str) -> bytes:
+    import base64
+
+    segment = token.split(".")[1]
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+# -- two instances, one PostgreSQL outbox ----------------------------------------------------
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: PostgreSQL case not run")
+    schema = f"bcl_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+COUNT = 200
+
+
+@pytest.mark.postgres
+def test_two_instances_never_deliver_one_logout_twice_at_once(tmp_path: Path, pg_url: str) -> None:
+    """Two facades on one PostgreSQL database (two instances: their own engines and
+    claimants) deliver 200 logouts side by side, two at a claim, to a receiver that takes
+    10 ms each and records any delivery of a ``jti`` that another one is still in. With the
+    claim's ``FOR UPDATE SKIP LOCKED`` and re-check removed, overlaps appear every run."""
+    record = tmp_path / "received.jsonl"
+
+    def instance() -> Tokensmith:
+        settings = Settings(
+            issuer=ISSUER,
+            database_url=pg_url,
+            keys_dir=str(tmp_path / "keys"),
+            key_store="file",
+        )
+        return Tokensmith(settings)
+
+    first, second = instance(), instance()
+    first.setup()
+    with receiver_thread(record, delay=0.01) as uri:
+        first.register_client("rp", confidential=False, backchannel_logout_uri=uri)
+        expected = {
+            first.issue(subject=f"user{i}", client_id="rp").session_id for i in range(COUNT)
+        }
+        for i in range(COUNT):
+            first.revoke_subject(f"user{i}")
+        barrier = threading.Barrier(2)
+        handled: list[int] = []
+
+        def work(ts: Tokensmith) -> None:
+            barrier.wait()
+            deadline = time.monotonic() + WAIT
+            total = 0
+            while time.monotonic() < deadline:
+                report = ts.deliver_logouts(limit=2)
+                total += report.delivered
+                if report.delivered == 0 and not ts.logout_outbox.pending_logouts():  # type: ignore[union-attr]
+                    break
+            handled.append(total)
+
+        workers = [threading.Thread(target=work, args=(ts,)) for ts in (first, second)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(WAIT + 10)
+    for ts in (first, second):
+        ts.sessions.store.engine.dispose()  # type: ignore[attr-defined]
+    deliveries = received(record)
+    assert not [d for d in deliveries if d["overlap"]]
+    sids = [json.loads(_payload(str(d["token"])))["sid"] for d in deliveries]
+    assert sorted(sids) == sorted(expected)  # each exactly once: no failure, no duplicate
+    assert sum(handled) == COUNT and min(handled) > 0  # both instances took part
