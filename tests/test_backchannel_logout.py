@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,15 @@ from click.testing import CliRunner
 from joserfc import jwt as joserfc_jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import create_engine, text
+from starlette.testclient import TestClient
 
-from tokensmith import Settings, Tokensmith
+from tokensmith import ManualClock, Settings, Tokensmith
 from tokensmith.cli import cli
 from tokensmith.clock import SystemClock
-from tokensmith.errors import InvalidRequest
+from tokensmith.errors import InvalidRequest, RefreshTokenReused
+from tokensmith.facade import TokenResponse
+from tokensmith.http import create_app
+from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 from tokensmith.logout import BACKCHANNEL_LOGOUT_EVENT
 
 from .conftest import ISSUER, cli_env, live_serve, make_tokensmith
@@ -34,6 +38,7 @@ from .logout_receiver import received, serve
 from .scale.cluster import free_port
 
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
+ORIGIN = "https://app.example.com"
 # Bounds of every wait here: a receiver or a worker that never gets there fails the test.
 WAIT = 30.0
 
@@ -174,6 +179,86 @@ def test_the_cli_registers_shows_and_removes_a_backchannel_logout_uri(
     assert cleared.exit_code == 0, cleared.output
     assert json.loads(cleared.output)["backchannel_logout_uri"] is None
     assert json.loads(cleared.output)["backchannel_logout_session_required"] is False
+
+
+# -- every way a session ends ----------------------------------------------------------------
+def _end_by_reuse(ts: Tokensmith, http: TestClient, issued: TokenResponse) -> None:
+    assert issued.refresh_token is not None
+    ts.refresh(issued.refresh_token, client_id="rp")
+    ts.clock.advance(5)  # type: ignore[attr-defined]  # a late replay: reuse
+    with pytest.raises(RefreshTokenReused):
+        ts.refresh(issued.refresh_token, client_id="rp")
+
+
+def _end_by_cookie_logout(ts: Tokensmith, http: TestClient, issued: TokenResponse) -> None:
+    assert issued.refresh_token is not None
+    cookie = f"{COOKIE_NAME}={issued.refresh_token}"
+    answer = http.post(
+        "/logout",
+        data={"client_id": "rp"},
+        headers={"Origin": ORIGIN, CSRF_HEADER: "1", "Cookie": cookie},
+    )
+    assert answer.status_code == 204
+
+
+def _end_by_user(ts: Tokensmith, http: TestClient, issued: TokenResponse) -> None:
+    answer = http.delete(
+        f"/sessions/{issued.session_id}", headers={"Authorization": f"Bearer {issued.access_token}"}
+    )
+    assert answer.status_code == 204
+
+
+def _end_as_another_session(ts: Tokensmith, http: TestClient, issued: TokenResponse) -> None:
+    other = ts.issue(subject="alice", client_id="spa")  # not a back-channel client
+    answer = http.post(
+        "/sessions/revoke-others", headers={"Authorization": f"Bearer {other.access_token}"}
+    )
+    assert answer.status_code == 200 and answer.json() == {"ended": 1}
+
+
+Ending = Callable[[Tokensmith, TestClient, TokenResponse], object]
+ENDINGS: dict[str, Ending] = {
+    "family revocation": lambda ts, http, issued: ts.revoke_family(issued.session_id or ""),
+    "subject revocation": lambda ts, http, issued: ts.revoke_subject("alice"),
+    "RFC 7009 revocation": lambda ts, http, issued: ts.revoke_refresh_token(
+        issued.refresh_token or ""
+    ),
+    "reuse detection": _end_by_reuse,
+    "cookie-mode /logout": _end_by_cookie_logout,
+    "DELETE /sessions/{sid}": _end_by_user,
+    "POST /sessions/revoke-others": _end_as_another_session,
+}
+
+
+@pytest.mark.parametrize("end", ENDINGS.values(), ids=ENDINGS.keys())
+def test_every_way_a_session_ends_queues_its_back_channel_logout(
+    tmp_path: Path,
+    clock: ManualClock,
+    end: Callable[[Tokensmith, TestClient, TokenResponse], object],
+) -> None:
+    ts = Tokensmith(
+        Settings(issuer=ISSUER, database_url="memory://", keys_dir=str(tmp_path)), clock=clock
+    )
+    ts.setup()
+    ts.register_client(
+        "rp",
+        confidential=False,
+        cookie_mode=True,
+        allowed_origins=(ORIGIN,),
+        backchannel_logout_uri="https://rp.example.com/backchannel",
+    )
+    ts.register_client("spa", confidential=False)
+    issued = ts.issue(subject="alice", client_id="rp")
+    with TestClient(create_app(ts), base_url="https://testserver") as http:
+        end(ts, http, issued)
+    outbox = ts.logout_outbox
+    assert outbox is not None
+    [message] = outbox.claim_logouts(clock.now(), 60, 10, "test")
+    assert (message.client_id, message.subject, message.session_id) == (
+        "rp",
+        "alice",
+        issued.session_id,
+    )
 
 
 # -- the logout token -------------------------------------------------------------------------
