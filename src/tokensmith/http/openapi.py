@@ -163,9 +163,10 @@ _KEY_SET = _object(
 # the user (sub) and the current session (sid).
 _BEARER_ERRORS = {
     "401": {
-        "description": "No, invalid or revoked access token (RFC 6750 §3)",
+        "description": "No, invalid or revoked access token (RFC 6750 §3; no `error` when "
+        "there was no token at all, §3.1)",
         "headers": {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
-        "content": {_JSON: {"schema": _ref("schemas", "Error")}},
+        "content": {_JSON: {"schema": _object({"error": _TEXT, "error_description": _TEXT})}},
     },
     "503": _ref("responses", "Unavailable"),
 }
