@@ -6,8 +6,6 @@ ever delivering one message twice at once."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -21,7 +19,6 @@ import pytest
 from click.testing import CliRunner
 from joserfc import jwt as joserfc_jwt
 from joserfc.jwk import KeySet
-from sqlalchemy import create_engine, text
 from starlette.testclient import TestClient
 
 from tokensmith import ManualClock, Settings, Tokensmith
@@ -35,9 +32,9 @@ from tokensmith.logout import BACKCHANNEL_LOGOUT_EVENT
 
 from .conftest import ISSUER, cli_env, live_serve, make_tokensmith
 from .logout_receiver import received, serve
+from .refresh.conftest import pg_schema_url
 from .scale.cluster import free_port
 
-PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 ORIGIN = "https://app.example.com"
 # Bounds of every wait here: a receiver or a worker that never gets there fails the test.
 WAIT = 30.0
@@ -366,19 +363,8 @@ def _payload(token: str) -> bytes:
 # -- two instances, one PostgreSQL outbox ----------------------------------------------------
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: PostgreSQL case not run")
-    schema = f"bcl_{secrets.token_hex(6)}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    separator = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with pg_schema_url("bcl") as url:
+        yield url
 
 
 COUNT = 200

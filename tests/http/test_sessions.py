@@ -4,22 +4,20 @@ only their own sessions, and another user's ``sid`` is indistinguishable from no
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import event
 
 from tokensmith import ManualClock, Settings, Tokensmith
 from tokensmith.http import create_app
 
+from ..refresh.conftest import pg_schema_url
 from .conftest import ISSUER, ORIGIN, T0
 
-PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 pytestmark = pytest.mark.anyio
 
 
@@ -33,19 +31,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ts.db'}"
     else:
-        if not PG_URL:
-            pytest.skip("TOKENSMITH_TEST_PG_URL is not set: PostgreSQL case not run")
-        schema = f"sess_{secrets.token_hex(6)}"
-        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-        separator = "&" if "?" in PG_URL else "?"
-        try:
-            yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
+        with pg_schema_url("sess") as url:
+            yield url
 
 
 @pytest.fixture
