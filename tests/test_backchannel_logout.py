@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,38 @@ def test_an_unreachable_receiver_is_retried_with_backoff_then_dropped(tmp_path: 
         outcomes += ["retried"] * report.retried + ["dropped"] * report.dropped
         time.sleep(0.05)
     assert outcomes == ["retried", "dropped"]
+
+
+def test_a_redirect_is_not_followed(tmp_path: Path) -> None:
+    """The token goes only to the registered URI: a 307 to another receiver is a failed
+    attempt, and that receiver never sees it."""
+    record = tmp_path / "received.jsonl"
+    ts = make_tokensmith(tmp_path, SystemClock())  # type: ignore[arg-type]
+    with receiver_thread(record) as elsewhere:
+
+        class Redirect(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                self.send_response(307)
+                self.send_header("Location", elsewhere)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        redirector = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        threading.Thread(target=redirector.serve_forever, daemon=True).start()
+        try:
+            uri = f"http://127.0.0.1:{redirector.server_address[1]}/backchannel"
+            ts.register_client("rp", confidential=False, backchannel_logout_uri=uri)
+            ts.revoke_family(ts.issue(subject="alice", client_id="rp").session_id or "")
+            report = ts.deliver_logouts()
+        finally:
+            redirector.shutdown()
+            redirector.server_close()
+    assert (report.delivered, report.retried) == (0, 1)
+    assert received(record) == []
 
 
 # -- at-least-once across a receiver outage and a restart -------------------------------------
