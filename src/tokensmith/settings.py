@@ -115,6 +115,13 @@ class Settings:
     # /metrics: on its own loopback port (0: none), or on the public port behind this token.
     metrics_port: int = 0
     metrics_token: str | None = field(default=None, repr=False)
+    # Back-channel logout delivery (README "Back-channel logout"): seconds per connect,
+    # write and read; how often an instance looks for due logouts (and the first retry
+    # delay); the longest retry delay; attempts before a logout is dropped.
+    backchannel_timeout: float = 5.0
+    backchannel_poll_interval: float = 1.0
+    backchannel_max_backoff: float = 300.0
+    backchannel_max_attempts: int = 12
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -145,7 +152,14 @@ class Settings:
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("max_header_bytes", "keep_alive_timeout", "max_connections"):
             _require_int(name, getattr(self, name), minimum=1)
-        for name in ("header_timeout", "body_timeout"):
+        _require_int("backchannel_max_attempts", self.backchannel_max_attempts, minimum=1)
+        for name in (
+            "header_timeout",
+            "body_timeout",
+            "backchannel_timeout",
+            "backchannel_poll_interval",
+            "backchannel_max_backoff",
+        ):
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a finite number of seconds > 0")

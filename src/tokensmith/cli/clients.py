@@ -28,6 +28,8 @@ def _describe(client: Client) -> dict[str, object]:
         "allowed_origins": list(client.allowed_origins),
         "cookie_mode": client.cookie_mode,
         "state": "enabled" if client.enabled else "disabled",
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
     }
 
 
@@ -47,6 +49,15 @@ def _lists(f: Callable[..., None]) -> Callable[..., None]:
         click.option("--origin", "allowed_origins", multiple=True, help="Allowed browser origin."),
         click.option(
             "--grant", "grant_types", multiple=True, help=f"One of {', '.join(GRANTS)}; repeatable."
+        ),
+        click.option(
+            "--backchannel-logout-uri",
+            help="Where logout tokens are POSTed (https; http on loopback); '' removes it.",
+        ),
+        click.option(
+            "--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+            default=None,
+            help="The client needs the sid claim (logout tokens always carry it).",
         ),
     )
     for option in reversed(options):
@@ -73,6 +84,8 @@ def add(
     audiences: tuple[str, ...],
     allowed_origins: tuple[str, ...],
     grant_types: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    backchannel_logout_session_required: bool | None,
     as_json: bool,
 ) -> None:
     """Register client NAME. A confidential client's secret is printed once: store it now,
@@ -88,6 +101,8 @@ def add(
         scopes=scopes,
         audiences=audiences,
         grant_types=grant_types or None,
+        backchannel_logout_uri=backchannel_logout_uri or None,
+        backchannel_logout_session_required=bool(backchannel_logout_session_required),
     )
     if as_json:
         echo_json({**_describe(client), "client_secret": secret})
@@ -107,21 +122,25 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(described)
         return
-    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} COOKIE")
+    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} COOKIE BACKCHANNEL")
     for d in described:
         grants = ",".join(d["grant_types"])  # type: ignore[arg-type]
         click.echo(
-            f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} {d['cookie_mode']}"
+            f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} "
+            f"{d['cookie_mode']!s:<6} {d['backchannel_logout_uri'] or '-'}"
         )
 
 
 @clients.command()
 @_lists
 @_named
-def update(ctx: click.Context, name: str, as_json: bool, **lists: tuple[str, ...]) -> None:
-    """Replace client NAME's scopes, audiences, origins or grants. Repeated flags build
-    one list, which replaces the stored one; a list not named is kept."""
-    changes: dict[str, Any] = {field: values for field, values in lists.items() if values}
+def update(ctx: click.Context, name: str, as_json: bool, **lists: Any) -> None:
+    """Replace client NAME's scopes, audiences, origins or grants, or its back-channel
+    logout settings. Repeated flags build one list, which replaces the stored one; a list
+    not named is kept."""
+    changes: dict[str, Any] = {
+        field: values for field, values in lists.items() if values or values in ("", False)
+    }
     _done(facade(ctx).update_client(name, **changes), as_json, "updated")
 
 

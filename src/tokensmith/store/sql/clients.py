@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    false,
     select,
     true,
 )
@@ -39,6 +40,10 @@ class ClientRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     previous_secret_expires_at: Mapped[float | None]
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, server_default=false()
+    )
 
 
 clients = cast(Table, ClientRow.__table__)
@@ -56,6 +61,8 @@ _SCALARS = (
     "enabled",
     "previous_secret_hash",
     "previous_secret_expires_at",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
 )
 
 
