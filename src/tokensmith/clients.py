@@ -51,6 +51,8 @@ class Client:
     enabled: bool = True
     previous_secret_hash: bytes | None = field(default=None, repr=False)
     previous_secret_expires_at: float | None = None
+    # RFC 9449 §5.2: every token request must carry a DPoP proof.
+    dpop_bound_access_tokens: bool = False
 
     def allows_scope(self, scope: str) -> bool:
         return set(scope.split()) <= set(self.scopes)
@@ -174,6 +176,7 @@ def new_client(
     redirect_uris: Sequence[str] = (),
     allowed_origins: Sequence[str] = (),
     cookie_mode: bool = False,
+    dpop_bound_access_tokens: bool = False,
 ) -> tuple[Client, str | None]:
     """Validate and build a client; returns it with its secret (``None`` when public)."""
     every = tuple(g.name for g in GRANTS.values() if confidential or not g.confidential_only)
@@ -189,6 +192,7 @@ def new_client(
         redirect_uris=tuple(redirect_uris),
         allowed_origins=tuple(allowed_origins),
         cookie_mode=cookie_mode,
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
         created_at=now,
     )
     return validated(client), secret

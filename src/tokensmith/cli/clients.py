@@ -27,6 +27,7 @@ def _describe(client: Client) -> dict[str, object]:
         "redirect_uris": list(client.redirect_uris),
         "allowed_origins": list(client.allowed_origins),
         "cookie_mode": client.cookie_mode,
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
         "state": "enabled" if client.enabled else "disabled",
     }
 
@@ -60,6 +61,11 @@ def _lists(f: Callable[..., None]) -> Callable[..., None]:
 @click.option("--confidential", "kind", flag_value="confidential", help="A server with a secret.")
 @click.option("--redirect", "redirect_uris", multiple=True, help="Redirect URI; repeatable.")
 @click.option("--cookie-mode", is_flag=True, help="SPA: refresh token in a __Host- cookie.")
+@click.option(
+    "--dpop-bound-access-tokens",
+    is_flag=True,
+    help="Every token request must carry a DPoP proof (RFC 9449 §5.2).",
+)
 @_lists
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -69,6 +75,7 @@ def add(
     kind: str | None,
     redirect_uris: tuple[str, ...],
     cookie_mode: bool,
+    dpop_bound_access_tokens: bool,
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
     allowed_origins: tuple[str, ...],
@@ -85,6 +92,7 @@ def add(
         redirect_uris=redirect_uris,
         allowed_origins=allowed_origins,
         cookie_mode=cookie_mode,
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
         scopes=scopes,
         audiences=audiences,
         grant_types=grant_types or None,
@@ -107,11 +115,12 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(described)
         return
-    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} COOKIE")
+    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} {'COOKIE':<6} DPOP")
     for d in described:
         grants = ",".join(d["grant_types"])  # type: ignore[arg-type]
         click.echo(
-            f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} {d['cookie_mode']}"
+            f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} "
+            f"{d['cookie_mode']!s:<6} {d['dpop_bound_access_tokens']}"
         )
 
 

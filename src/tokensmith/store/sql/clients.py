@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    false,
     select,
     true,
 )
@@ -39,6 +40,7 @@ class ClientRow(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=true())
     previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     previous_secret_expires_at: Mapped[float | None]
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 clients = cast(Table, ClientRow.__table__)
@@ -56,6 +58,7 @@ _SCALARS = (
     "enabled",
     "previous_secret_hash",
     "previous_secret_expires_at",
+    "dpop_bound_access_tokens",
 )
 
 
