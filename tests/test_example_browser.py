@@ -28,6 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from examples.run import Example, build
+from tests.dpop_helpers import DPoPKey
 from tokensmith.events import Event
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 
@@ -162,6 +163,62 @@ class Page:
                 return dict(cookie)
         return None
 
+    def start(self, url: str) -> None:
+        """Load ``url`` and wait until the page has started (restored a session or not)."""
+        self.driver.get(url)
+        self.wait_for("the page to start", lambda: int(self.text("seq")) >= 1)
+
+    def run(self, script: str) -> Any:
+        """Run async ``script`` in the page: its ``done(value)`` resolves the call."""
+        wrapped = (
+            "const done = arguments[arguments.length - 1];"
+            f"(async () => {{ {script} }})().catch((e) => done({{error: String(e)}}));"
+        )
+        return self.driver.execute_async_script(wrapped)
+
+    def stored_key(self) -> dict[str, Any]:
+        """The private key as the page's IndexedDB holds it, and what exporting it gives."""
+        found: dict[str, Any] = self.run(
+            "const db = await new Promise((ok, no) => {"
+            "  const r = indexedDB.open('tokensmith-spa'); r.onsuccess = () => ok(r.result);"
+            "  r.onerror = () => no(r.error); });"
+            "const pair = await new Promise((ok) => {"
+            "  const r = db.transaction('keys').objectStore('keys').get('dpop');"
+            "  r.onsuccess = () => ok(r.result); });"
+            "let exported = 'exported';"
+            "try { await crypto.subtle.exportKey('jwk', pair.privateKey); }"
+            "catch (e) { exported = e.name; }"
+            "done({extractable: pair.privateKey.extractable, export: exported});"
+        )
+        return found
+
+    def steal_requests(self) -> None:
+        """What an injected script (XSS) can do: wrap ``fetch`` and keep every request's
+        ``Authorization`` and ``DPoP`` headers and body."""
+        self.driver.execute_script(
+            "window.stolen = []; const real = window.fetch;"
+            "window.fetch = (url, init) => { const h = new Headers(init && init.headers);"
+            "  window.stolen.push({url: String(url), authorization: h.get('authorization'),"
+            "    dpop: h.get('dpop'), body: init && init.body ? String(init.body) : null});"
+            "  return real(url, init); };"
+        )
+
+    def stored_value(self, key: str) -> Any:
+        """A value the page keeps in its IndexedDB (body mode's refresh token)."""
+        return self.run(
+            "const db = await new Promise((ok, no) => {"
+            "  const r = indexedDB.open('tokensmith-spa'); r.onsuccess = () => ok(r.result);"
+            "  r.onerror = () => no(r.error); });"
+            "const r = db.transaction('values').objectStore('values').get(arguments[0]);"
+            "r.onsuccess = () => done(r.result === undefined ? null : r.result);".replace(
+                "arguments[0]", json.dumps(key)
+            )
+        )
+
+    def stolen(self) -> list[dict[str, Any]]:
+        requests: list[dict[str, Any]] = self.driver.execute_script("return window.stolen;")
+        return requests
+
     def script_sees(self) -> dict[str, Any]:
         seen: dict[str, Any] = self.driver.execute_script(
             "return {cookie: document.cookie, local: localStorage.length,"
@@ -209,6 +266,8 @@ def test_spa_login_api_silent_refresh_logout(example: Example, browser: WebDrive
     assert page.text("api-status") == "200" and page.text("api-trace") == "200"
     first = page.api_result()
     assert first["sub"] == "alice" and first["client_id"] == "spa-demo"
+    assert first["jkt"] == page.text("jkt")  # DPoP-bound to the page's key
+    assert page.stored_key() == {"extractable": False, "export": "InvalidAccessError"}
     assert "read" in first["scope"].split()
     assert page.text("refresh-count") == "0" and not names("rotated")
 
@@ -255,17 +314,129 @@ def test_spa_login_api_silent_refresh_logout(example: Example, browser: WebDrive
     assert page.text("api-status") == "signed-out"
 
     # 7. ...and not only because the browser dropped the cookie: the server revoked the
-    #    session, so the last refresh token is dead even when replayed by hand.
-    with httpx.Client(base_url=example.auth_url, trust_env=False) as http:
-        r = http.post(
-            "/token",
-            data={"grant_type": "refresh_token", "client_id": "spa-demo"},
-            headers={
-                "origin": example.auth_url,
-                CSRF_HEADER: "1",
-                "cookie": f"{COOKIE_NAME}={latest_refresh_token}",
-            },
-        )
-    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    #    session, so the last refresh token is dead (it is also bound to the page's key,
+    #    which is why the test asks the server rather than replaying it).
+    assert example.ts.introspect(latest_refresh_token) == {"active": False}
     assert len(names("rotated")) == 2
     assert time.monotonic() - started < 60
+
+
+def _wait_until_expired(access_token_exp: int) -> None:
+    """Bounded by ``ACCESS_TTL``: the token's ``exp`` is at most that far ahead."""
+    assert access_token_exp - time.time() <= ACCESS_TTL + 1
+    while time.time() < access_token_exp + 0.2:
+        time.sleep(0.05)
+
+
+def test_spa_body_mode_keeps_its_refresh_token_beside_its_key(
+    example: Example, browser: WebDriver
+) -> None:
+    events: list[Event] = []
+    example.ts.on_event(events.append)
+    page = Page(browser)
+    page.start(example.auth_url + "/?mode=body")
+    assert page.text("mode") == "body" and page.text("status") == "signed-out"
+
+    # Login: the page keeps the refresh token (IndexedDB); no cookie is set.
+    page.act("login")
+    assert page.text("status") == "signed-in" and page.text("user") == "alice"
+    assert page.refresh_cookie() is None
+    first_refresh_token = page.stored_value("refresh-token")
+    assert first_refresh_token.startswith("tsr_")
+
+    page.act("call-api")
+    first = page.api_result()
+    assert first["client_id"] == "spa-demo-body" and first["jkt"] == page.text("jkt")
+
+    # Expiry: 401, a silent refresh with the stored token and a proof, then 200.
+    _wait_until_expired(first["exp"])
+    page.act("call-api")
+    assert page.text("api-trace") == "401 refresh 200"
+    assert page.api_result()["sid"] == first["sid"]
+    rotated_token = page.stored_value("refresh-token")
+    assert rotated_token not in (first_refresh_token, None)
+
+    # Reload: the session comes back from IndexedDB, with the same key.
+    jkt = page.text("jkt")
+    browser.refresh()
+    page.wait_for("the reloaded page to start", lambda: int(page.text("seq")) >= 1)
+    assert page.text("status") == "signed-in" and page.text("jkt") == jkt
+    page.act("call-api")
+    assert page.text("api-trace") == "200" and page.api_result()["sid"] == first["sid"]
+
+    # Logout revokes the page's token (RFC 7009) and forgets it.
+    latest = page.stored_value("refresh-token")
+    page.act("logout")
+    assert page.text("status") == "signed-out" and page.stored_value("refresh-token") is None
+    assert example.ts.introspect(latest) == {"active": False}
+    assert [e.data["family_id"] for e in events if e.name == "family_revoked"] == [first["sid"]]
+
+
+@pytest.mark.parametrize("mode", ["cookie", "body"])
+def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
+    example: Example, browser: WebDriver, mode: str
+) -> None:
+    events: list[Event] = []
+    example.ts.on_event(events.append)
+    page = Page(browser)
+    page.start(f"{example.auth_url}/?mode={mode}")
+    page.act("login")
+
+    # An injected script copies the API call's headers; the refresh token comes from the
+    # cookie jar (cookie mode) or from IndexedDB (body mode), as malware or XSS would.
+    page.steal_requests()
+    page.act("call-api")
+    assert page.text("api-status") == "200"
+    [call] = [r for r in page.stolen() if r["url"].startswith(example.api_url)]
+    access_token = call["authorization"].removeprefix("DPoP ")
+    if mode == "cookie":
+        cookie = page.refresh_cookie()
+        assert cookie is not None
+        refresh_token = cookie["value"]
+    else:
+        refresh_token = page.stored_value("refresh-token")
+
+    thief = DPoPKey()
+    me = example.api_url + "/api/me"
+    token_url = example.auth_url + "/token"
+    with httpx.Client(trust_env=False, timeout=WAIT) as http:
+        # The access token: as a bearer token, with no proof, with the page's own proof
+        # replayed, with a proof of another key. Each is a 401 challenge.
+        for headers in (
+            {"authorization": f"Bearer {access_token}"},
+            {"authorization": f"DPoP {access_token}"},
+            {"authorization": f"DPoP {access_token}", "dpop": call["dpop"]},
+            {
+                "authorization": f"DPoP {access_token}",
+                "dpop": thief.proof(me, htm="GET", access_token=access_token, iat=time.time()),
+            },
+        ):
+            r = http.get(me, headers=headers)
+            assert r.status_code == 401, (headers.keys(), r.text)
+            assert "www-authenticate" in r.headers
+
+        # The refresh token: without a proof, and with a proof of another key.
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": f"spa-demo{'' if mode == 'cookie' else '-body'}",
+        }
+        browser_headers = {"origin": example.auth_url, CSRF_HEADER: "1"}
+        if mode == "cookie":
+            browser_headers["cookie"] = f"{COOKIE_NAME}={refresh_token}"
+        else:
+            form["refresh_token"] = refresh_token
+        for extra in ({}, {"dpop": thief.proof(token_url, iat=time.time())}):
+            r = http.post(token_url, data=form, headers={**browser_headers, **extra})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"] in ("invalid_grant", "invalid_dpop_proof"), r.text
+
+    # Nothing the thief did rotated or revoked the session...
+    assert not [e for e in events if e.name in ("rotated", "family_revoked", "reuse_detected")]
+    assert example.ts.introspect(refresh_token)["active"] is True
+    # ...so the page, which holds the key, carries on: API call and a silent refresh.
+    page.act("call-api")
+    assert page.text("api-trace") == "200"
+    page.act("refresh")
+    assert page.text("refresh-result") == "ok"
+    page.act("call-api")
+    assert page.text("api-trace") == "200" and page.text("status") == "signed-in"
