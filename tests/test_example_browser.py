@@ -91,13 +91,15 @@ class _Servers:
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[Example]:
+def example(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Example]:
+    """Both servers; ``indirect`` parametrization with ``True`` turns DPoP nonces on."""
     auth_port, api_port = _free_port(), _free_port()
     ex = build(
         auth_port=auth_port,
         api_port=api_port,
         data_dir=tmp_path / "data",
         access_token_ttl=ACCESS_TTL,
+        dpop_nonces=getattr(request, "param", False),
     )
     with _Servers(ex, auth_port, api_port):
         yield ex
@@ -328,9 +330,11 @@ def _wait_until_expired(access_token_exp: int) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("example", [True], indirect=True, ids=["nonces"])
 def test_spa_body_mode_keeps_its_refresh_token_beside_its_key(
     example: Example, browser: WebDriver
 ) -> None:
+    """Body mode, with both servers requiring DPoP nonces (the page retries once each)."""
     events: list[Event] = []
     example.ts.on_event(events.append)
     page = Page(browser)
@@ -347,6 +351,8 @@ def test_spa_body_mode_keeps_its_refresh_token_beside_its_key(
     page.act("call-api")
     first = page.api_result()
     assert first["client_id"] == "spa-demo-body" and first["jkt"] == page.text("jkt")
+    # One use_dpop_nonce answer from each server (login, first API call), then none.
+    assert page.text("nonce-retries") == "2" and page.text("api-trace") == "200"
 
     # Expiry: 401, a silent refresh with the stored token and a proof, then 200.
     _wait_until_expired(first["exp"])
