@@ -214,6 +214,6 @@ def _single(proofs: str | Sequence[str] | None) -> str:
     """RFC 9449 §4.3 check 1: exactly one ``DPoP`` header, a string."""
     if isinstance(proofs, str):
         return proofs
-    if proofs is None or len(proofs) != 1 or not isinstance(proofs[0], str):
+    if not isinstance(proofs, list | tuple) or len(proofs) != 1 or not isinstance(proofs[0], str):
         raise InvalidDPoPProof("exactly one DPoP proof is required")
     return proofs[0]
