@@ -1,4 +1,4 @@
-"""``tokensmith.dpop.ProofVerifier`` on its own (RFC 9449 §4.3; SECURITY D1 to D5): the
+"""``tokensmith.dpop.ProofVerifier`` on its own (RFC 9449 §4.3; SECURITY D1, D3): the
 RFC's own example, proofs by joserfc and jwcrypto for every allowed algorithm, each hostile
 case of the issue, and hypothesis over header, claims and key: every failure is
 ``InvalidDPoPProof``, never another exception."""

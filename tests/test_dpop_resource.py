@@ -1,4 +1,4 @@
-"""DPoP at resource servers (RFC 9449 §7; SECURITY D8): ``BearerAuthMiddleware`` and the
+"""DPoP at resource servers (RFC 9449 §7; SECURITY D2): ``BearerAuthMiddleware`` and the
 FastAPI dependency over a local ``Tokensmith`` on SQLite, through real HTTP
 (``httpx.ASGITransport``), with proofs made by joserfc."""
 

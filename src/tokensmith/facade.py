@@ -400,7 +400,7 @@ class Tokensmith:
         registered client gets ``InvalidClient`` and its token stays as it was.
         ``dpop_proof`` (``htu`` defaults to the token endpoint) binds the new access token
         and, the first time, the family; a bound family needs a proof by its key (RFC 9449
-        §5; SECURITY D6)."""
+        §5; SECURITY D2)."""
         client = self._refuse_disabled(client_id)
         proof = self.dpop.proof_for(client, dpop_proof, htm=htm, htu=htu)
         signer = self.keys.signer()

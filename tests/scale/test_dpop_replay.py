@@ -1,4 +1,4 @@
-"""DPoP across instances (RFC 9449 §8, §11.1; SECURITY D4, D5): three ``tokensmith serve``
+"""DPoP across instances (RFC 9449 §8, §11.1; SECURITY D1): three ``tokensmith serve``
 processes on one PostgreSQL schema, with server nonces on. A nonce one instance issued is
 good at another; a proof accepted by one instance is refused by the other two, for
 ``client_credentials`` and for ``refresh_token``."""

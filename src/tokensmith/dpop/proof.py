@@ -1,4 +1,4 @@
-"""DPoP proof verification, every check of RFC 9449 §4.3 (SECURITY D1 to D5).
+"""DPoP proof verification, every check of RFC 9449 §4.3 (SECURITY D1, D3).
 
 A proof is a JWS whose header carries the public key that signed it. The checks, each an
 ``InvalidDPoPProof`` when it fails: one proof, at most ``max_bytes`` long, before anything
