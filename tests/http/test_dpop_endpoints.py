@@ -115,3 +115,7 @@ def test_the_cli_registers_dpop_bound_clients_and_issues_bound_tokens(tmp_path: 
     out = runner.invoke(cli, issue, env=env)  # this client must prove a key
     assert out.exit_code != 0 and "Traceback" not in out.output
     assert "invalid_dpop_proof" in out.output
+    update = ["clients", "update", "spa", "--no-dpop-bound-access-tokens", "--json"]
+    out = runner.invoke(cli, update, env=env)
+    assert json.loads(out.output)["dpop_bound_access_tokens"] is False
+    assert runner.invoke(cli, issue, env=env).exit_code == 0
