@@ -1,4 +1,4 @@
-"""DPoP at resource servers (RFC 9449 §7; SECURITY D8): ``BearerAuthMiddleware`` and the
+"""DPoP at resource servers (RFC 9449 §7; SECURITY D2): ``BearerAuthMiddleware`` and the
 FastAPI dependency over a local ``Tokensmith`` on SQLite, through real HTTP
 (``httpx.ASGITransport``), with proofs made by joserfc."""
 
@@ -92,12 +92,25 @@ def bound_token(ts: Tokensmith, key: DPoPKey) -> str:
     return ts.issue(subject="alice", client_id="spa", audience="api", dpop_jkt=key.jkt).access_token
 
 
+@pytest.fixture
+def key() -> DPoPKey:
+    return DPoPKey()
+
+
+@pytest.fixture
+def token(ts: Tokensmith, key: DPoPKey) -> str:
+    """An access token bound to ``key``."""
+    return bound_token(ts, key)
+
+
 @pytest.mark.anyio
 async def test_a_bound_token_with_its_proof_is_accepted(
-    ts: Tokensmith, clock: ManualClock, make_app: Callable[[BearerGuard], Any]
+    ts: Tokensmith,
+    clock: ManualClock,
+    key: DPoPKey,
+    token: str,
+    make_app: Callable[[BearerGuard], Any],
 ) -> None:
-    key = DPoPKey()
-    token = bound_token(ts, key)
     app = make_app(BearerGuard(audience="api", tokensmith=ts))
     proof = key.proof(f"{API}/items", htm="GET", iat=clock.now(), access_token=token)
     r = await send(app, "GET", "/items?page=2", Authorization=f"DPoP {token}", DPoP=proof)
@@ -116,10 +129,13 @@ def _challenge(r: httpx.Response) -> str:
     ["as Bearer", "no proof", "wrong htm", "wrong htu", "wrong ath", "other key", "replayed"],
 )
 async def test_a_bound_token_without_its_proof_is_refused(
-    ts: Tokensmith, clock: ManualClock, make_app: Callable[[BearerGuard], Any], case: str
+    ts: Tokensmith,
+    clock: ManualClock,
+    key: DPoPKey,
+    token: str,
+    make_app: Callable[[BearerGuard], Any],
+    case: str,
 ) -> None:
-    key = DPoPKey()
-    token = bound_token(ts, key)
     app = make_app(BearerGuard(audience="api", tokensmith=ts))
     url = f"{API}/items"
     proofs = {
@@ -158,10 +174,12 @@ async def test_an_unbound_token_is_still_a_bearer_token(
 
 @pytest.mark.anyio
 async def test_resource_server_nonces(
-    ts: Tokensmith, clock: ManualClock, make_app: Callable[[BearerGuard], Any]
+    ts: Tokensmith,
+    clock: ManualClock,
+    key: DPoPKey,
+    token: str,
+    make_app: Callable[[BearerGuard], Any],
 ) -> None:
-    key = DPoPKey()
-    token = bound_token(ts, key)
     verifier = ProofVerifier(clock=clock, nonces=Nonces(b"k" * 32, clock=clock))
     app = make_app(BearerGuard(audience="api", tokensmith=ts, dpop=verifier))
     url = f"{API}/items"
@@ -176,10 +194,12 @@ async def test_resource_server_nonces(
 
 @pytest.mark.anyio
 async def test_behind_a_proxy_htu_is_the_public_url(
-    ts: Tokensmith, clock: ManualClock, make_app: Callable[[BearerGuard], Any]
+    ts: Tokensmith,
+    clock: ManualClock,
+    key: DPoPKey,
+    token: str,
+    make_app: Callable[[BearerGuard], Any],
 ) -> None:
-    key = DPoPKey()
-    token = bound_token(ts, key)
     public = "https://public.example.org/api"
     app = make_app(BearerGuard(audience="api", tokensmith=ts, public_base_url=public))
     proof = key.proof(f"{public}/items", htm="GET", iat=clock.now(), access_token=token)

@@ -251,8 +251,10 @@ class Tokensmith:
         allowed_origins: Sequence[str] | None = None,
         grant_types: Sequence[str] | None = None,
         enabled: bool | None = None,
+        dpop_bound_access_tokens: bool | None = None,
     ) -> Client:
-        """Replace the lists given (``None`` keeps one) and set ``enabled`` if given. A
+        """Replace the lists given (``None`` keeps one) and set ``enabled`` and
+        ``dpop_bound_access_tokens`` (RFC 9449 §5.2) if given. A
         disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
         refused; nothing is revoked, so enabling it again restores them."""
         lists = {
@@ -262,8 +264,12 @@ class Tokensmith:
             "grant_types": grant_types,
         }
         changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
-        if enabled is not None:
-            changes["enabled"] = enabled
+        for name, flag in (
+            ("enabled", enabled),
+            ("dpop_bound_access_tokens", dpop_bound_access_tokens),
+        ):
+            if flag is not None:
+                changes[name] = flag
         updated = validated(replace(self.client(client_id), **changes))
         self.clients.update_client(updated)
         return updated
@@ -400,7 +406,7 @@ class Tokensmith:
         registered client gets ``InvalidClient`` and its token stays as it was.
         ``dpop_proof`` (``htu`` defaults to the token endpoint) binds the new access token
         and, the first time, the family; a bound family needs a proof by its key (RFC 9449
-        §5; SECURITY D6)."""
+        §5; SECURITY D2)."""
         client = self._refuse_disabled(client_id)
         proof = self.dpop.proof_for(client, dpop_proof, htm=htm, htu=htu)
         signer = self.keys.signer()

@@ -1,5 +1,5 @@
 """DPoP at the token endpoint over real HTTP, on the memory store, SQLite and PostgreSQL
-(RFC 9449 §5; SECURITY D4, D6, D7): the family's first proof binds its refresh tokens,
+(RFC 9449 §5; SECURITY D1, D2): the family's first proof binds its refresh tokens,
 a missing or other key changes nothing, a grace retry by another key is reuse, clients
 registered ``dpop_bound_access_tokens`` must send proofs, a proof is accepted once."""
 

@@ -126,11 +126,23 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
 
 @clients.command()
 @_lists
+@click.option(
+    "--dpop-bound-access-tokens/--no-dpop-bound-access-tokens",
+    default=None,
+    help="Require a DPoP proof with every token request (RFC 9449 §5.2), or no longer.",
+)
 @_named
-def update(ctx: click.Context, name: str, as_json: bool, **lists: tuple[str, ...]) -> None:
+def update(
+    ctx: click.Context,
+    name: str,
+    as_json: bool,
+    dpop_bound_access_tokens: bool | None,
+    **lists: tuple[str, ...],
+) -> None:
     """Replace client NAME's scopes, audiences, origins or grants. Repeated flags build
     one list, which replaces the stored one; a list not named is kept."""
     changes: dict[str, Any] = {field: values for field, values in lists.items() if values}
+    changes["dpop_bound_access_tokens"] = dpop_bound_access_tokens
     _done(facade(ctx).update_client(name, **changes), as_json, "updated")
 
 

@@ -66,7 +66,7 @@ class DPoP:
     ) -> Proof | None:
         """The verified proof of a token request (``htu`` defaults to the token endpoint),
         or ``None`` without one; a client registered with ``dpop_bound_access_tokens``
-        must send one (RFC 9449 §5.2; SECURITY D7)."""
+        must send one (RFC 9449 §5.2; SECURITY D2)."""
         if header is None or (not isinstance(header, str) and not header):
             if client is not None and client.dpop_bound_access_tokens:
                 raise InvalidDPoPProof("this client must send a DPoP proof")

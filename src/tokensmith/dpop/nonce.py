@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import struct
 
-from tokensmith.clock import Clock
+from tokensmith.clock import Clock, SystemClock
 from tokensmith.errors import UseDPoPNonce
 from tokensmith.keys.jwk import b64url
 
@@ -23,11 +23,11 @@ _NONCE_LENGTH = 32  # base64url of 8 + 16 bytes
 class Nonces:
     """Issues and checks the nonces of one deployment (``key`` is shared by its instances)."""
 
-    def __init__(self, key: bytes, *, clock: Clock, step: int = NONCE_STEP) -> None:
+    def __init__(self, key: bytes, *, clock: Clock | None = None, step: int = NONCE_STEP) -> None:
         if len(key) < 16:
             raise ValueError("a nonce key needs at least 128 bits")
         self._key = key
-        self._clock = clock
+        self._clock: Clock = clock or SystemClock()
         self._step = step
         self._issued: tuple[int, str] = (-1, "")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Protocol
 
 from tokensmith.errors import InvalidDPoPProof
@@ -45,17 +46,17 @@ class ReplayCache:
     def __init__(self, retention: float, *, max_entries: int = MAX_ENTRIES) -> None:
         self._retention = retention
         self._max = max_entries
-        self._current: dict[bytes, float] = {}
-        self._previous: dict[bytes, float] = {}
+        self._current: dict[Hashable, float] = {}
+        self._previous: dict[Hashable, float] = {}
         self._turn_at: float | None = None
         self._lock = threading.Lock()
 
-    def remember(self, key: bytes, now: float) -> None:
+    def remember(self, key: Hashable, now: float) -> None:
         """Record ``key``; ``InvalidDPoPProof`` if it was seen within its retention."""
         with self._lock:
             self._remember(key, now)
 
-    def _remember(self, key: bytes, now: float) -> None:
+    def _remember(self, key: Hashable, now: float) -> None:
         if self._turn_at is None:
             self._turn_at = now + self._retention
         elif now >= self._turn_at:

@@ -1,6 +1,6 @@
 """DPoP at a resource server (RFC 9449 §7): ``Authorization: DPoP <token>`` with a proof of
 the key in its ``cnf.jkt``, for this very request (``htm``, ``htu``, ``ath``); a DPoP-bound
-token presented as ``Bearer`` is refused (§7.2; SECURITY D8).
+token presented as ``Bearer`` is refused (§7.2; SECURITY D2).
 
 ``htu`` is the request URI as the client addressed it: the scheme and ``Host`` the server
 saw, or, behind a proxy that rewrites them, ``public_base_url`` (``https://api.example``,

@@ -135,7 +135,7 @@ class Rotation:
         self._recent = recent
 
     def run(self, tx: RefreshTransaction, a: Attempt) -> Outcome:
-        # A proof seen by any instance sharing this store is refused (SECURITY D4).
+        # A proof seen by any instance sharing this store is refused (SECURITY D1).
         proof = a.proof
         if proof is not None:
             remember_proof(tx, proof, a.now)
@@ -199,7 +199,7 @@ class Rotation:
         )
         grace = a.lifetimes.refresh_reuse_grace
         # A retry must prove the key the original use proved; another key (or none) is a
-        # copy of the token in other hands, never a retry or a concurrent tab (SECURITY D6).
+        # copy of the token in other hands, never a retry or a concurrent tab (SECURITY D2).
         same_key = _proves_bound_key(family, a.proof)
         if same_key and child is not None and child_live and grace > 0 and a.now < used_at + grace:
             narrowed = narrow(family.scope, a.requested)
@@ -253,7 +253,7 @@ def _proves_bound_key(family: FamilyRecord, proof: Proof | None) -> bool:
 
 def _require_bound_key(family: FamilyRecord, proof: Proof | None) -> None:
     """RFC 9449 §5: a bound family's refresh tokens need a proof by its key; refused before
-    any write, so nothing changes (SECURITY D6)."""
+    any write, so nothing changes (SECURITY D2)."""
     if family.dpop_jkt is None:
         return
     if proof is None:

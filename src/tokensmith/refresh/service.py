@@ -118,7 +118,7 @@ class RefreshService:
 
     def record_proof(self, proof: Proof) -> None:
         """Remember a DPoP proof where every instance sees it; ``InvalidDPoPProof`` if one
-        already did (RFC 9449 §11.1; SECURITY D4)."""
+        already did (RFC 9449 §11.1; SECURITY D1)."""
         now = self._clock.now()
         self._write(lambda tx: remember_proof(tx, proof, now))
 

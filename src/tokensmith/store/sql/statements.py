@@ -162,20 +162,20 @@ DENY = {
     "postgresql": pg.insert(denylist).on_conflict_do_nothing(index_elements=[denylist.c.jti]),
     "sqlite": sqlite.insert(denylist).on_conflict_do_nothing(index_elements=[denylist.c.jti]),
 }
-# A proof's key is taken unless its row has expired: then the row is this proof's.
-_pg_proof = pg.insert(dpop_proofs)
-_sqlite_proof = sqlite.insert(dpop_proofs)
+
+
+def _remember_proof(statement: pg.Insert | sqlite.Insert) -> ClauseElement:
+    """A proof's key is taken unless its row has expired: then the row is this proof's."""
+    return statement.on_conflict_do_update(
+        index_elements=[dpop_proofs.c.key],
+        set_={"expires_at": statement.excluded.expires_at},
+        where=dpop_proofs.c.expires_at <= bindparam("now"),
+    ).returning(dpop_proofs.c.key)
+
+
 REMEMBER_PROOF = {
-    "postgresql": _pg_proof.on_conflict_do_update(
-        index_elements=[dpop_proofs.c.key],
-        set_={"expires_at": _pg_proof.excluded.expires_at},
-        where=dpop_proofs.c.expires_at <= bindparam("now"),
-    ).returning(dpop_proofs.c.key),
-    "sqlite": _sqlite_proof.on_conflict_do_update(
-        index_elements=[dpop_proofs.c.key],
-        set_={"expires_at": _sqlite_proof.excluded.expires_at},
-        where=dpop_proofs.c.expires_at <= bindparam("now"),
-    ).returning(dpop_proofs.c.key),
+    "postgresql": _remember_proof(pg.insert(dpop_proofs)),
+    "sqlite": _remember_proof(sqlite.insert(dpop_proofs)),
 }
 _pg_not_before = pg.insert(subject_not_before)
 _sqlite_not_before = sqlite.insert(subject_not_before)
