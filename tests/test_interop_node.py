@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from jwcrypto import jwk
 
 from examples.fastapi_api.app import AUDIENCE, create_api, remote_keys
 from tests.conftest import cli_env, live_serve, uvicorn_in_thread
-from tests.scale.cluster import free_port, tokensmith_exe
+from tests.scale.cluster import Cluster, free_port
 
 NODE_DIR = Path(__file__).resolve().parent / "interop_node"
 SCRIPT = "dpop_interop.mjs"
@@ -90,16 +90,9 @@ def node_script() -> list[str]:
 class Deployment:
     issuer: str
     api: str
-    secret: str
-    env: dict[str, str]
+    secret: str  # the confidential client's
+    cli: Callable[..., str]  # tokensmith's CLI on the served database
     nonces: bool
-
-    def cli(self, *args: str) -> str:
-        proc = subprocess.run(
-            [tokensmith_exe(), *args], env=self.env, capture_output=True, text=True, timeout=60
-        )
-        assert proc.returncode == 0, proc.stderr
-        return proc.stdout
 
 
 @pytest.fixture(params=[False, True], ids=["no-nonce", "nonce"])
@@ -109,14 +102,12 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
     nonces: bool = request.param
     serve_args = ("--dpop-nonces",) if nonces else ()
     with live_serve(tmp_path, *serve_args) as issuer:
-        env = {**os.environ, **cli_env(tmp_path, issuer=issuer)}
-        d = Deployment(issuer, "", "", env, nonces)
-        added = d.cli(
+        cli = Cluster({**os.environ, **cli_env(tmp_path, issuer=issuer)}).cli
+        added = cli(
             "clients", "add", "backend", "--confidential", "--json",
             *("--scope", "read", "--aud", AUDIENCE),
         )  # fmt: skip
-        d.secret = json.loads(added)["client_secret"]
-        d.cli(
+        cli(
             "clients", "add", "spa-node", "--public", "--dpop-bound-access-tokens",
             *("--scope", "read", "--aud", AUDIENCE),
         )  # fmt: skip
@@ -129,8 +120,13 @@ def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deplo
             dpop_nonces=nonces,
         )
         with uvicorn_in_thread(api, port):
-            d.api = f"http://127.0.0.1:{port}"
-            yield d
+            yield Deployment(
+                issuer=issuer,
+                api=f"http://127.0.0.1:{port}",
+                secret=json.loads(added)["client_secret"],
+                cli=cli,
+                nonces=nonces,
+            )
 
 
 def _run_node(command: list[str], payload: dict[str, Any]) -> dict[str, Any]:

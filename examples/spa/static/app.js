@@ -116,7 +116,9 @@
         const response = await authPost('/token', fields);
         if (!response.ok) {
           $('refresh-result').textContent = await errorText(response);
-          await forget();
+          // A refused token (4xx) ends the session; a server error (5xx) keeps the stored
+          // token for the next try.
+          if (response.status < 500) await forget();
           return false;
         }
         await accept(await response.json());
