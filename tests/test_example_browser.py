@@ -378,10 +378,28 @@ def test_spa_body_mode_keeps_its_refresh_token_beside_its_key(
     assert [e.data["family_id"] for e in events if e.name == "family_revoked"] == [first["sid"]]
 
 
-@pytest.mark.parametrize("mode", ["cookie", "body"])
+def _as_a_client(send: Callable[[str | None], httpx.Response]) -> httpx.Response:
+    """``send(None)``; when the server answers ``use_dpop_nonce`` (400 body or 401
+    challenge, RFC 9449 §8, §9), once more with the nonce it sent, as any client would."""
+    r = send(None)
+    nonce = r.headers.get("dpop-nonce")
+    asked = "use_dpop_nonce" in r.headers.get("www-authenticate", "") or (
+        r.status_code == 400 and r.json().get("error") == "use_dpop_nonce"
+    )
+    return send(nonce) if nonce and asked else r
+
+
+@pytest.mark.parametrize(
+    ("mode", "example"),
+    [("cookie", True), ("body", False)],
+    indirect=["example"],
+    ids=["cookie-nonces", "body"],
+)
 def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
     example: Example, browser: WebDriver, mode: str
 ) -> None:
+    """Cookie mode runs with DPoP nonces on (the copied proof then carries a good nonce:
+    only its replay detection refuses it), body mode without."""
     events: list[Event] = []
     example.ts.on_event(events.append)
     page = Page(browser)
@@ -393,7 +411,8 @@ def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
     page.steal_requests()
     page.act("call-api")
     assert page.text("api-status") == "200"
-    [call] = [r for r in page.stolen() if r["url"].startswith(example.api_url)]
+    # With nonces the first try was answered use_dpop_nonce: the last one was accepted.
+    call = [r for r in page.stolen() if r["url"].startswith(example.api_url)][-1]
     access_token = call["authorization"].removeprefix("DPoP ")
     if mode == "cookie":
         cookie = page.refresh_cookie()
@@ -405,23 +424,30 @@ def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
     thief = DPoPKey()
     me = example.api_url + "/api/me"
     token_url = example.auth_url + "/token"
+    at = {"authorization": f"DPoP {access_token}"}
     with httpx.Client(trust_env=False, timeout=WAIT) as http:
         # The access token: as a bearer token, with no proof, with the page's own proof
-        # replayed, with a proof of another key. Each is a 401 challenge.
-        for headers in (
-            {"authorization": f"Bearer {access_token}"},
-            {"authorization": f"DPoP {access_token}"},
-            {"authorization": f"DPoP {access_token}", "dpop": call["dpop"]},
-            {
-                "authorization": f"DPoP {access_token}",
-                "dpop": thief.proof(me, htm="GET", access_token=access_token, iat=time.time()),
-            },
+        # replayed (its nonce, if any, is still good), with a proof of the thief's key.
+        # Each is a 401 challenge.
+        for send, error in (
+            (lambda _: {"authorization": f"Bearer {access_token}"}, "invalid_token"),
+            (lambda _: at, "invalid_dpop_proof"),
+            (lambda _: {**at, "dpop": call["dpop"]}, "invalid_dpop_proof"),
+            (
+                lambda nonce: {
+                    **at,
+                    "dpop": thief.proof(
+                        me, htm="GET", access_token=access_token, nonce=nonce, iat=time.time()
+                    ),
+                },
+                "invalid_dpop_proof",
+            ),
         ):
-            r = http.get(me, headers=headers)
-            assert r.status_code == 401, (headers.keys(), r.text)
-            assert "www-authenticate" in r.headers
+            r = _as_a_client(lambda nonce, send=send: http.get(me, headers=send(nonce)))
+            assert r.status_code == 401, r.headers.get("www-authenticate")
+            assert f'error="{error}"' in r.headers["www-authenticate"]
 
-        # The refresh token: without a proof, and with a proof of another key.
+        # The refresh token: without a proof, and with a proof of the thief's key.
         form = {
             "grant_type": "refresh_token",
             "client_id": f"spa-demo{'' if mode == 'cookie' else '-body'}",
@@ -431,8 +457,14 @@ def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
             browser_headers["cookie"] = f"{COOKIE_NAME}={refresh_token}"
         else:
             form["refresh_token"] = refresh_token
-        for extra in ({}, {"dpop": thief.proof(token_url, iat=time.time())}):
-            r = http.post(token_url, data=form, headers={**browser_headers, **extra})
+        for with_proof in (False, True):
+
+            def post(nonce: str | None, with_proof: bool = with_proof) -> httpx.Response:
+                proof = thief.proof(token_url, nonce=nonce, iat=time.time())
+                extra = {"dpop": proof} if with_proof else {}
+                return http.post(token_url, data=form, headers={**browser_headers, **extra})
+
+            r = _as_a_client(post)
             assert r.status_code == 400, r.text
             assert r.json()["error"] in ("invalid_grant", "invalid_dpop_proof"), r.text
 
