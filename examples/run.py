@@ -1,12 +1,13 @@
 """Run the example: the auth server + SPA on one port, the API on another.
 
     python -m examples.run [--host 127.0.0.1] [--auth-port 8000] [--api-port 8001]
-                           [--access-token-ttl 30] [--data-dir DIR]
+                           [--access-token-ttl 30] [--data-dir DIR] [--dpop-nonces]
 
 Environment: ``EXAMPLE_HOST``, ``EXAMPLE_AUTH_PORT``, ``EXAMPLE_API_PORT``,
-``EXAMPLE_ACCESS_TOKEN_TTL``, ``EXAMPLE_DATA_DIR``. Loopback only: the demo login checks
-no password, and plain-HTTP ``Secure`` cookies work only on a loopback origin. Port ``0``
-picks a free port; a port in use is a one-line error naming it and its flag.
+``EXAMPLE_ACCESS_TOKEN_TTL``, ``EXAMPLE_DATA_DIR``, ``EXAMPLE_DPOP_NONCES=1``. Loopback
+only: the demo login checks no password, and plain-HTTP ``Secure`` cookies work only on a
+loopback origin. Port ``0`` picks a free port; a port in use is a one-line error naming it
+and its flag.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def build(
     data_dir: Path,
     access_token_ttl: int = 30,
     api_leeway: float = 0.0,
+    dpop_nonces: bool = False,
 ) -> Example:
-    """Both apps, ready to serve. The SPA's origin is the auth server's."""
+    """Both apps, ready to serve. The SPA's origin is the auth server's. ``dpop_nonces``:
+    both servers require DPoP nonces (RFC 9449 §8, §9), each its own."""
     if not is_loopback(host):
         raise ValueError(f"{host!r} is not a loopback address; the example is loopback-only")
     auth_url = f"http://{host}:{auth_port}"
@@ -87,6 +90,7 @@ def build(
             database_url=f"sqlite:///{data_dir / 'tokensmith.db'}",
             keys_dir=str(data_dir / "keys"),
             access_token_ttl=access_token_ttl,
+            dpop_nonces=dpop_nonces,
         )
     )
     ts.setup()
@@ -97,6 +101,7 @@ def build(
         keys=remote_keys(auth_url),
         allowed_origins=[auth_url],
         leeway=api_leeway,
+        dpop_nonces=dpop_nonces,
     )
     return Example(ts, auth_app, api_app, auth_url, api_url)
 
@@ -118,6 +123,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=env("EXAMPLE_DATA_DIR"),
         help="SQLite database and keys (default: a temporary directory, removed at exit)",
     )
+    p.add_argument(
+        "--dpop-nonces",
+        action="store_true",
+        default=env("EXAMPLE_DPOP_NONCES", "") == "1",
+        help="both servers require DPoP nonces (RFC 9449 §8, §9); the page retries with them",
+    )
     return p.parse_args(argv)
 
 
@@ -133,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 api_port=api_sock.getsockname()[1],
                 data_dir=Path(args.data_dir or tmp),
                 access_token_ttl=args.access_token_ttl,
+                dpop_nonces=args.dpop_nonces,
             )
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)

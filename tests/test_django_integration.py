@@ -32,6 +32,7 @@ from examples.django_api import settings as example_settings
 from tokensmith import ManualClock, Tokensmith
 
 from .conftest import cli_env, make_tokensmith
+from .dpop_helpers import DPoPKey
 
 if not settings.configured:
     settings.configure(
@@ -208,3 +209,20 @@ def test_the_example_serves_with_runserver(ts: Tokensmith, tmp_path: Path) -> No
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_a_dpop_bound_token_needs_its_proof(ts: Tokensmith, clock: ManualClock) -> None:
+    """RFC 9449 §7 through DRF (SECURITY D2): the proof is for the URL Django built."""
+    key = DPoPKey()
+    t = ts.issue(
+        subject="alice", client_id="spa", scope="read", audience=AUDIENCE, dpop_jkt=key.jkt
+    ).access_token
+    client = APIClient()
+    proof = key.proof("http://testserver/api/me", htm="GET", iat=clock.now(), access_token=t)
+    client.credentials(HTTP_AUTHORIZATION=f"DPoP {t}", HTTP_DPOP=proof)
+    assert client.get("/api/me?x=1").status_code == 200
+    r = client.get("/api/me")  # the same proof again
+    assert r.status_code == 401 and r["WWW-Authenticate"].startswith("DPoP ")
+    assert 'error="invalid_dpop_proof"' in r["WWW-Authenticate"]
+    r = get("/api/me", f"Bearer {t}")
+    assert r.status_code == 401 and 'error="invalid_token"' in r["WWW-Authenticate"]

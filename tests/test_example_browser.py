@@ -28,6 +28,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from examples.run import Example, build
+from tests.dpop_helpers import DPoPKey
 from tokensmith.events import Event
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 
@@ -90,13 +91,15 @@ class _Servers:
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Iterator[Example]:
+def example(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Example]:
+    """Both servers; ``indirect`` parametrization with ``True`` turns DPoP nonces on."""
     auth_port, api_port = _free_port(), _free_port()
     ex = build(
         auth_port=auth_port,
         api_port=api_port,
         data_dir=tmp_path / "data",
         access_token_ttl=ACCESS_TTL,
+        dpop_nonces=getattr(request, "param", False),
     )
     with _Servers(ex, auth_port, api_port):
         yield ex
@@ -162,6 +165,62 @@ class Page:
                 return dict(cookie)
         return None
 
+    def start(self, url: str) -> None:
+        """Load ``url`` and wait until the page has started (restored a session or not)."""
+        self.driver.get(url)
+        self.wait_for("the page to start", lambda: int(self.text("seq")) >= 1)
+
+    def run(self, script: str) -> Any:
+        """Run async ``script`` in the page: its ``done(value)`` resolves the call."""
+        wrapped = (
+            "const done = arguments[arguments.length - 1];"
+            f"(async () => {{ {script} }})().catch((e) => done({{error: String(e)}}));"
+        )
+        return self.driver.execute_async_script(wrapped)
+
+    def stored_key(self) -> dict[str, Any]:
+        """The private key as the page's IndexedDB holds it, and what exporting it gives."""
+        found: dict[str, Any] = self.run(
+            "const db = await new Promise((ok, no) => {"
+            "  const r = indexedDB.open('tokensmith-spa'); r.onsuccess = () => ok(r.result);"
+            "  r.onerror = () => no(r.error); });"
+            "const pair = await new Promise((ok) => {"
+            "  const r = db.transaction('keys').objectStore('keys').get('dpop');"
+            "  r.onsuccess = () => ok(r.result); });"
+            "let exported = 'exported';"
+            "try { await crypto.subtle.exportKey('jwk', pair.privateKey); }"
+            "catch (e) { exported = e.name; }"
+            "done({extractable: pair.privateKey.extractable, export: exported});"
+        )
+        return found
+
+    def steal_requests(self) -> None:
+        """What an injected script (XSS) can do: wrap ``fetch`` and keep every request's
+        ``Authorization`` and ``DPoP`` headers and body."""
+        self.driver.execute_script(
+            "window.stolen = []; const real = window.fetch;"
+            "window.fetch = (url, init) => { const h = new Headers(init && init.headers);"
+            "  window.stolen.push({url: String(url), authorization: h.get('authorization'),"
+            "    dpop: h.get('dpop'), body: init && init.body ? String(init.body) : null});"
+            "  return real(url, init); };"
+        )
+
+    def stored_value(self, key: str) -> Any:
+        """A value the page keeps in its IndexedDB (body mode's refresh token)."""
+        return self.run(
+            "const db = await new Promise((ok, no) => {"
+            "  const r = indexedDB.open('tokensmith-spa'); r.onsuccess = () => ok(r.result);"
+            "  r.onerror = () => no(r.error); });"
+            "const r = db.transaction('values').objectStore('values').get(arguments[0]);"
+            "r.onsuccess = () => done(r.result === undefined ? null : r.result);".replace(
+                "arguments[0]", json.dumps(key)
+            )
+        )
+
+    def stolen(self) -> list[dict[str, Any]]:
+        requests: list[dict[str, Any]] = self.driver.execute_script("return window.stolen;")
+        return requests
+
     def script_sees(self) -> dict[str, Any]:
         seen: dict[str, Any] = self.driver.execute_script(
             "return {cookie: document.cookie, local: localStorage.length,"
@@ -209,6 +268,8 @@ def test_spa_login_api_silent_refresh_logout(example: Example, browser: WebDrive
     assert page.text("api-status") == "200" and page.text("api-trace") == "200"
     first = page.api_result()
     assert first["sub"] == "alice" and first["client_id"] == "spa-demo"
+    assert first["jkt"] == page.text("jkt")  # DPoP-bound to the page's key
+    assert page.stored_key() == {"extractable": False, "export": "InvalidAccessError"}
     assert "read" in first["scope"].split()
     assert page.text("refresh-count") == "0" and not names("rotated")
 
@@ -255,17 +316,165 @@ def test_spa_login_api_silent_refresh_logout(example: Example, browser: WebDrive
     assert page.text("api-status") == "signed-out"
 
     # 7. ...and not only because the browser dropped the cookie: the server revoked the
-    #    session, so the last refresh token is dead even when replayed by hand.
-    with httpx.Client(base_url=example.auth_url, trust_env=False) as http:
-        r = http.post(
-            "/token",
-            data={"grant_type": "refresh_token", "client_id": "spa-demo"},
-            headers={
-                "origin": example.auth_url,
-                CSRF_HEADER: "1",
-                "cookie": f"{COOKIE_NAME}={latest_refresh_token}",
-            },
-        )
-    assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+    #    session, so the last refresh token is dead (it is also bound to the page's key,
+    #    which is why the test asks the server rather than replaying it).
+    assert example.ts.introspect(latest_refresh_token) == {"active": False}
     assert len(names("rotated")) == 2
     assert time.monotonic() - started < 60
+
+
+def _wait_until_expired(access_token_exp: int) -> None:
+    """Bounded by ``ACCESS_TTL``: the token's ``exp`` is at most that far ahead."""
+    assert access_token_exp - time.time() <= ACCESS_TTL + 1
+    while time.time() < access_token_exp + 0.2:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("example", [True], indirect=True, ids=["nonces"])
+def test_spa_body_mode_keeps_its_refresh_token_beside_its_key(
+    example: Example, browser: WebDriver
+) -> None:
+    """Body mode, with both servers requiring DPoP nonces (the page retries once each)."""
+    events: list[Event] = []
+    example.ts.on_event(events.append)
+    page = Page(browser)
+    page.start(example.auth_url + "/?mode=body")
+    assert page.text("mode") == "body" and page.text("status") == "signed-out"
+
+    # Login: the page keeps the refresh token (IndexedDB); no cookie is set.
+    page.act("login")
+    assert page.text("status") == "signed-in" and page.text("user") == "alice"
+    assert page.refresh_cookie() is None
+    first_refresh_token = page.stored_value("refresh-token")
+    assert first_refresh_token.startswith("tsr_")
+
+    page.act("call-api")
+    first = page.api_result()
+    assert first["client_id"] == "spa-demo-body" and first["jkt"] == page.text("jkt")
+    # One use_dpop_nonce answer from each server (login, first API call), then none.
+    assert page.text("nonce-retries") == "2" and page.text("api-trace") == "200"
+
+    # Expiry: 401, a silent refresh with the stored token and a proof, then 200.
+    _wait_until_expired(first["exp"])
+    page.act("call-api")
+    assert page.text("api-trace") == "401 refresh 200"
+    assert page.api_result()["sid"] == first["sid"]
+    rotated_token = page.stored_value("refresh-token")
+    assert rotated_token not in (first_refresh_token, None)
+
+    # Reload: the session comes back from IndexedDB, with the same key.
+    jkt = page.text("jkt")
+    browser.refresh()
+    page.wait_for("the reloaded page to start", lambda: int(page.text("seq")) >= 1)
+    assert page.text("status") == "signed-in" and page.text("jkt") == jkt
+    page.act("call-api")
+    assert page.text("api-trace") == "200" and page.api_result()["sid"] == first["sid"]
+
+    # Logout revokes the page's token (RFC 7009) and forgets it.
+    latest = page.stored_value("refresh-token")
+    page.act("logout")
+    assert page.text("status") == "signed-out" and page.stored_value("refresh-token") is None
+    assert example.ts.introspect(latest) == {"active": False}
+    assert [e.data["family_id"] for e in events if e.name == "family_revoked"] == [first["sid"]]
+
+
+def _as_a_client(send: Callable[[str | None], httpx.Response]) -> httpx.Response:
+    """``send(None)``; when the server answers ``use_dpop_nonce`` (400 body or 401
+    challenge, RFC 9449 §8, §9), once more with the nonce it sent, as any client would."""
+    r = send(None)
+    nonce = r.headers.get("dpop-nonce")
+    asked = "use_dpop_nonce" in r.headers.get("www-authenticate", "") or (
+        r.status_code == 400 and r.json().get("error") == "use_dpop_nonce"
+    )
+    return send(nonce) if nonce and asked else r
+
+
+@pytest.mark.parametrize(
+    ("mode", "example"),
+    [("cookie", True), ("body", False)],
+    indirect=["example"],
+    ids=["cookie-nonces", "body"],
+)
+def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
+    example: Example, browser: WebDriver, mode: str
+) -> None:
+    """Cookie mode runs with DPoP nonces on (the copied proof then carries a good nonce:
+    only its replay detection refuses it), body mode without."""
+    events: list[Event] = []
+    example.ts.on_event(events.append)
+    page = Page(browser)
+    page.start(f"{example.auth_url}/?mode={mode}")
+    page.act("login")
+
+    # An injected script copies the API call's headers; the refresh token comes from the
+    # cookie jar (cookie mode) or from IndexedDB (body mode), as malware or XSS would.
+    page.steal_requests()
+    page.act("call-api")
+    assert page.text("api-status") == "200"
+    # With nonces the first try was answered use_dpop_nonce: the last one was accepted.
+    call = [r for r in page.stolen() if r["url"].startswith(example.api_url)][-1]
+    access_token = call["authorization"].removeprefix("DPoP ")
+    if mode == "cookie":
+        cookie = page.refresh_cookie()
+        assert cookie is not None
+        refresh_token = cookie["value"]
+    else:
+        refresh_token = page.stored_value("refresh-token")
+
+    thief = DPoPKey()
+    me = example.api_url + "/api/me"
+    token_url = example.auth_url + "/token"
+    at = {"authorization": f"DPoP {access_token}"}
+    with httpx.Client(trust_env=False, timeout=WAIT) as http:
+        # The access token: as a bearer token, with no proof, with the page's own proof
+        # replayed (its nonce, if any, is still good), with a proof of the thief's key.
+        # Each is a 401 challenge.
+        for send, error in (
+            (lambda _: {"authorization": f"Bearer {access_token}"}, "invalid_token"),
+            (lambda _: at, "invalid_dpop_proof"),
+            (lambda _: {**at, "dpop": call["dpop"]}, "invalid_dpop_proof"),
+            (
+                lambda nonce: {
+                    **at,
+                    "dpop": thief.proof(
+                        me, htm="GET", access_token=access_token, nonce=nonce, iat=time.time()
+                    ),
+                },
+                "invalid_dpop_proof",
+            ),
+        ):
+            r = _as_a_client(lambda nonce, send=send: http.get(me, headers=send(nonce)))
+            assert r.status_code == 401, r.headers.get("www-authenticate")
+            assert f'error="{error}"' in r.headers["www-authenticate"]
+
+        # The refresh token: without a proof, and with a proof of the thief's key.
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": f"spa-demo{'' if mode == 'cookie' else '-body'}",
+        }
+        browser_headers = {"origin": example.auth_url, CSRF_HEADER: "1"}
+        if mode == "cookie":
+            browser_headers["cookie"] = f"{COOKIE_NAME}={refresh_token}"
+        else:
+            form["refresh_token"] = refresh_token
+        for with_proof in (False, True):
+
+            def post(nonce: str | None, with_proof: bool = with_proof) -> httpx.Response:
+                proof = thief.proof(token_url, nonce=nonce, iat=time.time())
+                extra = {"dpop": proof} if with_proof else {}
+                return http.post(token_url, data=form, headers={**browser_headers, **extra})
+
+            r = _as_a_client(post)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"] in ("invalid_grant", "invalid_dpop_proof"), r.text
+
+    # Nothing the thief did rotated or revoked the session...
+    assert not [e for e in events if e.name in ("rotated", "family_revoked", "reuse_detected")]
+    assert example.ts.introspect(refresh_token)["active"] is True
+    # ...so the page, which holds the key, carries on: API call and a silent refresh.
+    page.act("call-api")
+    assert page.text("api-trace") == "200"
+    page.act("refresh")
+    assert page.text("refresh-result") == "ok"
+    page.act("call-api")
+    assert page.text("api-trace") == "200" and page.text("status") == "signed-in"

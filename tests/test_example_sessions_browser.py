@@ -11,6 +11,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from examples.run import Example
 from examples.spa.auth_server import CLIENT_ID
 from tests import test_example_browser as shared
+from tests.dpop_helpers import DPoPKey
 from tests.test_example_browser import Page, browser, example  # noqa: F401 (fixtures)
 
 pytestmark = getattr(shared, "pytestmark", [])
@@ -33,9 +34,13 @@ def test_the_sessions_panel_lists_and_signs_out_the_other_sessions(
     page.act("login")
     ts = example.ts
     [mine] = [s.session_id for s in ts.user_sessions("alice")]
-    # Two more sessions of alice (other devices) and one of bob, made out of band.
-    others = {ts.issue(subject="alice", client_id=CLIENT_ID).session_id for _ in range(2)}
-    bob = ts.issue(subject="bob", client_id=CLIENT_ID).session_id
+    # Two more sessions of alice (other devices) and one of bob, made out of band: the
+    # example's clients are DPoP-bound, so each device has a key of its own.
+    others = {
+        ts.issue(subject="alice", client_id=CLIENT_ID, dpop_jkt=DPoPKey().jkt).session_id
+        for _ in range(2)
+    }
+    bob = ts.issue(subject="bob", client_id=CLIENT_ID, dpop_jkt=DPoPKey().jkt).session_id
 
     page.act("refresh")  # this tab's session now has a last use: Chromium's IP and agent
     page.act("list-sessions")

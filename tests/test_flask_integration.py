@@ -25,6 +25,7 @@ from tokensmith.http.remote_jwks import RemoteJwks
 from tokensmith.integrations.flask import TokensmithGuard, require_token
 
 from .conftest import cli_env, make_tokensmith
+from .dpop_helpers import DPoPKey
 from .jwks_server import JwksServer
 
 ISSUER = "https://issuer.example"
@@ -191,3 +192,20 @@ def test_the_example_serves_on_a_free_port(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_a_dpop_bound_token_needs_its_proof(
+    ts: Tokensmith, client: FlaskClient, clock: ManualClock
+) -> None:
+    """RFC 9449 §7 through Flask (SECURITY D2): the proof is for ``request.base_url``."""
+    key = DPoPKey()
+    t = ts.issue(
+        subject="alice", client_id="spa", scope="openid read", audience=AUDIENCE, dpop_jkt=key.jkt
+    ).access_token
+    proof = key.proof("http://localhost/api/me", htm="GET", iat=clock.now(), access_token=t)
+    r = client.get("/api/me?x=1", headers={"Authorization": f"DPoP {t}", "DPoP": proof})
+    assert r.status_code == 200, r.json
+    r = client.get("/api/me", headers={"Authorization": f"DPoP {t}", "DPoP": proof})
+    assert r.status_code == 401 and 'error="invalid_dpop_proof"' in r.headers["WWW-Authenticate"]
+    r = client.get("/api/me", headers=bearer(t))
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("DPoP ")

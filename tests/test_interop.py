@@ -67,7 +67,7 @@ def _claims(**overrides: Any) -> dict[str, Any]:
         "iss": ISSUER,
         "sub": "alice",
         "aud": "api",
-        "exp": NOW + 300,
+        "exp": NOW + WALL_CLOCK_LIFETIME,
         "iat": NOW,
         "nbf": NOW,
         "jti": new_jti(),
@@ -205,7 +205,7 @@ def test_at_hash_is_the_left_half_of_the_digest_named_by_alg(km: KeyManager) -> 
     id_token = mint_id_token(
         km.signer(),
         ISSUER,
-        IdTokenClaims("alice", "spa", NOW, NOW + 300, NOW, access_token=access),
+        IdTokenClaims("alice", "spa", NOW, NOW + WALL_CLOCK_LIFETIME, NOW, access_token=access),
     )
     claims = IdTokenVerifier(km, issuer=ISSUER, clock=_clock()).verify(id_token, client_id="spa")
     digest, half = HASHES[km.alg]

@@ -2,22 +2,24 @@
 
 It is a separate service from the auth server: it trusts tokens signed by a key in the
 issuer's JWKS (``RemoteJwks``), naming the issuer and this API's audience, and holding
-the ``read`` scope. The SPA calls it cross-origin with ``Authorization: Bearer``, so CORS
-allows the SPA's origin, the ``Authorization`` header and no credentials (the API never
-reads cookies).
+the ``read`` scope. The SPA calls it cross-origin with ``Authorization: DPoP`` and a ``DPoP``
+proof (RFC 9449 §7), so CORS allows the SPA's origin, those two headers and no credentials
+(the API never reads cookies).
 
 No ``from __future__ import annotations`` here: FastAPI reads the route's ``Annotated``
 dependency at runtime, and it names a local (``read_scope``).
 """
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from tokensmith.clock import Clock
+from tokensmith.clock import Clock, SystemClock
+from tokensmith.dpop import Nonces, ProofVerifier
 from tokensmith.http.fastapi import require_token
 from tokensmith.http.remote_jwks import RemoteJwks
 from tokensmith.http.resource import BearerGuard
@@ -40,10 +42,14 @@ def create_api(
     allowed_origins: Sequence[str],
     leeway: float = 60.0,
     clock: Clock | None = None,
+    dpop_nonces: bool = False,
 ) -> FastAPI:
     """The API. ``keys`` is any key lookup (``remote_keys(issuer)`` in the example, a
     ``KeyManager`` or ``JwkSet`` in tests); ``leeway`` is the clock skew allowed on
-    ``exp``/``nbf`` (the runner uses 0: one machine, one clock)."""
+    ``exp``/``nbf`` (the runner uses 0: one machine, one clock). With ``dpop_nonces`` a
+    DPoP proof must carry this API's own nonce (RFC 9449 §9); one process, so a key made
+    at start is enough (several instances would share one, as ``tokensmith serve`` does)."""
+    nonces = Nonces(secrets.token_bytes(32), clock=clock or SystemClock()) if dpop_nonces else None
     guard = BearerGuard(
         keys=keys,
         issuer=issuer,
@@ -51,6 +57,7 @@ def create_api(
         leeway=leeway,
         clock=clock,
         realm="example-api",
+        dpop=ProofVerifier(clock=clock, nonces=nonces),
     )
     read_scope = require_token(guard=guard, scopes=["read"])
 
@@ -66,9 +73,10 @@ def create_api(
         allow_origins=list(allowed_origins),
         allow_credentials=False,
         allow_methods=["GET"],
-        allow_headers=["authorization"],
-        # Let the SPA read the RFC 6750 challenge (error="invalid_token", ...).
-        expose_headers=["www-authenticate"],
+        allow_headers=["authorization", "dpop"],
+        # Let the SPA read the challenge (RFC 6750 §3, RFC 9449 §7.1) and the server nonce
+        # it must put in its next proof (RFC 9449 §9).
+        expose_headers=["www-authenticate", "dpop-nonce"],
     )
 
     @app.get("/api/health")
@@ -88,6 +96,7 @@ def create_api(
             "sid": claims.get("sid"),
             "jti": claims["jti"],
             "exp": claims["exp"],
+            "jkt": claims.get("cnf", {}).get("jkt"),  # the key the token is bound to
         }
 
     return app

@@ -11,6 +11,7 @@ from tokensmith.clock import Clock, ManualClock, SystemClock
 from tokensmith.errors import (
     ConfigError,
     InvalidClient,
+    InvalidDPoPProof,
     InvalidGrant,
     InvalidKey,
     InvalidRequest,
@@ -22,6 +23,7 @@ from tokensmith.errors import (
     TemporarilyUnavailable,
     TokenExpired,
     TokensmithError,
+    UseDPoPNonce,
 )
 from tokensmith.events import Event, EventBus
 from tokensmith.facade import TokenResponse, Tokensmith
@@ -39,6 +41,7 @@ __all__ = [
     "Event",
     "EventBus",
     "InvalidClient",
+    "InvalidDPoPProof",
     "InvalidGrant",
     "InvalidKey",
     "InvalidRequest",
@@ -56,5 +59,6 @@ __all__ = [
     "TokenResponse",
     "Tokensmith",
     "TokensmithError",
+    "UseDPoPNonce",
     "__version__",
 ]

@@ -57,6 +57,8 @@ class Client:
     # whether the client needs the ``sid`` claim in them.
     backchannel_logout_uri: str | None = None
     backchannel_logout_session_required: bool = False
+    # RFC 9449 §5.2: every token request must carry a DPoP proof.
+    dpop_bound_access_tokens: bool = False
 
     def allows_scope(self, scope: str) -> bool:
         return set(scope.split()) <= set(self.scopes)
@@ -201,6 +203,7 @@ def new_client(
     cookie_mode: bool = False,
     backchannel_logout_uri: str | None = None,
     backchannel_logout_session_required: bool = False,
+    dpop_bound_access_tokens: bool = False,
 ) -> tuple[Client, str | None]:
     """Validate and build a client; returns it with its secret (``None`` when public)."""
     every = tuple(g.name for g in GRANTS.values() if confidential or not g.confidential_only)
@@ -216,6 +219,7 @@ def new_client(
         redirect_uris=tuple(redirect_uris),
         allowed_origins=tuple(allowed_origins),
         cookie_mode=cookie_mode,
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
         created_at=now,
         backchannel_logout_uri=backchannel_logout_uri,
         backchannel_logout_session_required=backchannel_logout_session_required,

@@ -79,6 +79,26 @@ class InvalidScope(TokensmithError):
     status_code = 400
 
 
+class InvalidDPoPProof(TokensmithError):
+    """RFC 9449 §5 and §7.1 ``invalid_dpop_proof``: a DPoP proof is missing where one is
+    required, malformed, or fails a check of §4.3."""
+
+    error = "invalid_dpop_proof"
+    status_code = 400
+
+
+class UseDPoPNonce(TokensmithError):
+    """RFC 9449 §8 and §9 ``use_dpop_nonce``: the proof must carry ``nonce``, the server's
+    current one, sent back in the ``DPoP-Nonce`` response header."""
+
+    error = "use_dpop_nonce"
+    status_code = 400
+
+    def __init__(self, description: str, nonce: str) -> None:
+        super().__init__(description)
+        self.nonce = nonce
+
+
 class TemporarilyUnavailable(TokensmithError):
     """A retryable conflict (e.g. a PostgreSQL serialization failure); never counted as reuse."""
 

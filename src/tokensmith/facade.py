@@ -8,6 +8,7 @@ client authentication is the HTTP layer's job (docs/contract.md "Python API").
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from tokensmith.clients import (
     validated,
 )
 from tokensmith.clock import Clock, SystemClock
+from tokensmith.dpop.deployment import NONCE_PURPOSE, DPoP, ProofHeader, binds_refresh_tokens
 from tokensmith.errors import (
     ConfigError,
     InvalidClient,
@@ -152,6 +154,7 @@ class Tokensmith:
         self._refresh_lock = threading.Lock()
         self._claims_hook: ClaimsHook | None = None
         self._logout_delivery: LogoutDelivery | None = None
+        self.dpop = DPoP(settings, self.clock, lambda: self.sessions.derived_key(NONCE_PURPOSE))
 
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -228,13 +231,14 @@ class Tokensmith:
         self.clients.add_client(client)
         return client, secret
 
-    def _refuse_disabled(self, client_id: str) -> None:
+    def _refuse_disabled(self, client_id: str) -> Client | None:
         """A registered client that is disabled starts and continues no session, here as at
         the HTTP endpoints; an unregistered id is the caller's business (docs/contract.md
         "Python API"). Checked before any write, so a refused call changes nothing."""
         client = self.clients.registered(client_id)
         if client is not None and not client.enabled:
             raise InvalidClient("client is disabled")
+        return client
 
     def client(self, client_id: str) -> Client:
         """The registered client ``client_id``; ``InvalidRequest`` if there is none."""
@@ -254,8 +258,10 @@ class Tokensmith:
         enabled: bool | None = None,
         backchannel_logout_uri: str | None = None,
         backchannel_logout_session_required: bool | None = None,
+        dpop_bound_access_tokens: bool | None = None,
     ) -> Client:
-        """Replace the lists given (``None`` keeps one) and set ``enabled`` if given. A
+        """Replace the lists given (``None`` keeps one) and set ``enabled`` and
+        ``dpop_bound_access_tokens`` (RFC 9449 §5.2) if given. A
         disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
         refused; nothing is revoked, so enabling it again restores them. An empty
         ``backchannel_logout_uri`` removes it."""
@@ -266,12 +272,15 @@ class Tokensmith:
             "grant_types": grant_types,
         }
         changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
-        if enabled is not None:
-            changes["enabled"] = enabled
         if backchannel_logout_uri is not None:
             changes["backchannel_logout_uri"] = backchannel_logout_uri or None
-        if backchannel_logout_session_required is not None:
-            changes["backchannel_logout_session_required"] = backchannel_logout_session_required
+        for name, flag in (
+            ("enabled", enabled),
+            ("backchannel_logout_session_required", backchannel_logout_session_required),
+            ("dpop_bound_access_tokens", dpop_bound_access_tokens),
+        ):
+            if flag is not None:
+                changes[name] = flag
         updated = validated(replace(self.client(client_id), **changes))
         self.clients.update_client(updated)
         return updated
@@ -341,20 +350,33 @@ class Tokensmith:
         acr: str | None = None,
         claims: Mapping[str, Any] | None = None,
         id_token_claims: Mapping[str, Any] | None = None,
+        dpop_proof: ProofHeader = None,
+        htm: str = "POST",
+        htu: str | None = None,
+        dpop_jkt: str | None = None,
     ) -> TokenResponse:
         """Start a new session (a new family; a login never reuses a ``sid``) and mint its
         tokens. An ID token is issued only when ``scope`` contains ``openid``. ``claims``
         and ``id_token_claims`` are application claims for the access and the ID tokens,
-        kept on the family for every refresh (:mod:`tokensmith.tokens.claims`)."""
+        kept on the family for every refresh (:mod:`tokensmith.tokens.claims`).
+
+        DPoP (RFC 9449): ``dpop_proof`` is the login request's ``DPoP`` header, verified for
+        ``htm`` and ``htu`` (the login endpoint's URI; default the token endpoint); or
+        ``dpop_jkt``, the thumbprint of a proof the application verified itself. The access
+        token then carries ``cnf.jkt`` and a public client's refresh tokens are bound to
+        that key (§5)."""
         for name, value in (("subject", subject), ("client_id", client_id)):
             if not isinstance(value, str) or not value:
                 raise InvalidRequest(f"{name} must be a non-empty string")
         if subject.startswith(CLIENT_SUBJECT_PREFIX):
             raise InvalidRequest(f"subject may not start with {CLIENT_SUBJECT_PREFIX!r}")
-        self._refuse_disabled(client_id)
+        client = self._refuse_disabled(client_id)
         if not isinstance(scope, str):
             raise InvalidRequest("scope must be a space-separated string")
         extra = session_claims(claims, id_token_claims)
+        # With dpop_jkt the application verified the proof itself (RFC 9449 §5.2 is met).
+        proof = self.dpop.proof_for(None if dpop_jkt else client, dpop_proof, htm=htm, htu=htu)
+        jkt = proof.jkt if proof is not None else _checked_jkt(dpop_jkt)
         signer = self.keys.signer()
         now = int(self.clock.now())
         lifetimes = self.settings.lifetimes_for(client_id)
@@ -370,9 +392,11 @@ class Tokensmith:
             access_jti=jti,
             access_exp=now + lifetimes.access_token_ttl,
             claims=extra,
+            dpop_jkt=jkt if binds_refresh_tokens(client) else None,
+            proof=proof,
         )
         # Signed while the commit may be in flight; handed out once it is durable.
-        minted = self._mint(signer, pending.session, now, jti, nonce=nonce)
+        minted = self._mint(signer, pending.session, now, jti, nonce=nonce, jkt=jkt)
         pending.durable()
         return minted
 
@@ -383,12 +407,19 @@ class Tokensmith:
         client_id: str,
         scope: str | None = None,
         context: RequestContext | None = None,
+        dpop_proof: ProofHeader = None,
+        htm: str = "POST",
+        htu: str | None = None,
     ) -> TokenResponse:
         """RFC 6749 §6: rotate ``refresh_token`` (reuse detection and grace as docs/contract.md
         says)
         and mint fresh tokens. ``scope`` may narrow, never widen, the grant. A disabled
-        registered client gets ``InvalidClient`` and its token stays as it was."""
-        self._refuse_disabled(client_id)
+        registered client gets ``InvalidClient`` and its token stays as it was.
+        ``dpop_proof`` (``htu`` defaults to the token endpoint) binds the new access token
+        and, the first time, the family; a bound family needs a proof by its key (RFC 9449
+        §5; SECURITY D2)."""
+        client = self._refuse_disabled(client_id)
+        proof = self.dpop.proof_for(client, dpop_proof, htm=htm, htu=htu)
         signer = self.keys.signer()
         now = int(self.clock.now())
         jti = new_jti()
@@ -400,17 +431,33 @@ class Tokensmith:
             access_exp=now + self.settings.lifetimes_for(client_id).access_token_ttl,
             context=context,
             recompute=None if self._claims_hook is None else self._recompute_claims,
+            proof=proof,
+            bind=binds_refresh_tokens(client),
         )
-        minted = self._mint(signer, pending.session, now, jti, nonce=None)
+        minted = self._mint(
+            signer, pending.session, now, jti, nonce=None, jkt=None if proof is None else proof.jkt
+        )
         pending.durable()
         return minted
 
     def issue_client_token(
-        self, *, client_id: str, scope: str = "", audience: str | None = None
+        self,
+        *,
+        client_id: str,
+        scope: str = "",
+        audience: str | None = None,
+        dpop_proof: ProofHeader = None,
+        htu: str | None = None,
     ) -> TokenResponse:
         """RFC 6749 §4.4 client credentials: an access token whose subject is the client
         itself, as ``client:<id>`` so it never equals a user's (RFC 9068 §5); no refresh
-        token and no session (§4.4.3)."""
+        token and no session (§4.4.3). With ``dpop_proof`` it is DPoP-bound (RFC 9449 §5),
+        the proof's ``jti`` remembered where every instance sees it."""
+        proof = self.dpop.proof_for(
+            self.clients.registered(client_id), dpop_proof, htm="POST", htu=htu
+        )
+        if proof is not None:
+            self.sessions.record_proof(proof)
         signer = self.keys.signer()
         now = int(self.clock.now())
         ttl = self.settings.lifetimes_for(client_id).access_token_ttl
@@ -425,12 +472,23 @@ class Tokensmith:
                 issued_at=now,
                 expires_at=now + ttl,
                 jti=new_jti(),
+                jkt=None if proof is None else proof.jkt,
             ),
         )
-        return TokenResponse(access_token=access, token_type="Bearer", expires_in=ttl, scope=scope)
+        token_type = "Bearer" if proof is None else "DPoP"
+        return TokenResponse(
+            access_token=access, token_type=token_type, expires_in=ttl, scope=scope
+        )
 
     def _mint(
-        self, signer: Signer, session: Session, now: int, jti: str, *, nonce: str | None
+        self,
+        signer: Signer,
+        session: Session,
+        now: int,
+        jti: str,
+        *,
+        nonce: str | None,
+        jkt: str | None,
     ) -> TokenResponse:
         lifetimes = self.settings.lifetimes_for(session.client_id)
         audience = session.audience[0] if len(session.audience) == 1 else session.audience
@@ -448,6 +506,7 @@ class Tokensmith:
                 jti=jti,
                 session_id=session.family_id,
                 extra=extra.access,
+                jkt=jkt,
             ),
         )
         id_token = None
@@ -473,7 +532,7 @@ class Tokensmith:
             )
         return TokenResponse(
             access_token=access,
-            token_type="Bearer",
+            token_type="DPoP" if jkt else "Bearer",
             expires_in=lifetimes.access_token_ttl,
             scope=session.scope,
             refresh_token=session.refresh_token,
@@ -552,7 +611,8 @@ class Tokensmith:
             return {"active": False}
         if revoked:
             return {"active": False}
-        return {"active": True, "token_type": "Bearer", **claims}
+        # RFC 9449 §6.2: a bound token's cnf is among its claims, and its type is DPoP.
+        return {"active": True, "token_type": "DPoP" if "cnf" in claims else "Bearer", **claims}
 
     def revoke_family(self, family_id: str) -> bool:
         return self.sessions.revoke_family(family_id)
@@ -666,6 +726,7 @@ class Tokensmith:
 
 
 _NO_CLAIMS = SessionClaims({}, {})
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _in_memory(settings: Settings) -> bool:
@@ -728,3 +789,10 @@ def _audiences(audience: str | Sequence[str] | None, default: str) -> tuple[str,
     if not values or not all(isinstance(a, str) and a for a in values):
         raise InvalidRequest("audience must be a non-empty string or list of strings")
     return values
+
+
+def _checked_jkt(jkt: str | None) -> str | None:
+    """An RFC 7638 SHA-256 thumbprint: 43 base64url characters."""
+    if jkt is not None and (len(jkt) != 43 or not jkt.isascii() or not _B64URL.fullmatch(jkt)):
+        raise InvalidRequest("dpop_jkt must be an RFC 7638 SHA-256 thumbprint (base64url)")
+    return jkt

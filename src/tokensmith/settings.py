@@ -20,6 +20,9 @@ MINUTE = 60
 DAY = 86_400
 
 SUPPORTED_ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
+# RFC 9449 §5.1: the asymmetric algorithms a DPoP proof may use (no HMAC, no "none").
+DPOP_ALGS = ("ES256", "ES384", "EdDSA", "PS256", "RS256")
+MAX_DPOP_IAT_WINDOW = 3600
 # RFC 9864 registers the fully specified name; we sign as EdDSA and accept either.
 ALG_ALIASES = {"Ed25519": "EdDSA"}
 PROFILES = ("default", "pci-dss")
@@ -122,6 +125,12 @@ class Settings:
     backchannel_poll_interval: float = 1.0
     backchannel_max_backoff: float = 300.0
     backchannel_max_attempts: int = 12
+    # DPoP (RFC 9449): server nonces (§8) on or off, the proof algorithms accepted, and how
+    # old (seconds) and how far ahead a proof's iat may be.
+    dpop_nonces: bool = False
+    dpop_algs: tuple[str, ...] = DPOP_ALGS
+    dpop_iat_window: int = 60
+    dpop_iat_skew: int = 5
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -167,6 +176,7 @@ class Settings:
         if self.metrics_port > 65535:
             raise ConfigError("metrics_port must be a TCP port (0 for none)")
         _require_grace(self.refresh_reuse_grace)
+        _require_dpop(self)
         for name in ("revocation_cache_ttl", "client_cache_ttl", "database_busy_timeout"):
             value = getattr(self, name)
             if not _finite(value) or value < 0:
@@ -273,6 +283,19 @@ def _require_pkcs11(settings: Settings) -> None:
         )
 
 
+def _require_dpop(settings: Settings) -> None:
+    algs = tuple(ALG_ALIASES.get(a, a) for a in settings.dpop_algs)
+    if not algs or not set(algs) <= set(DPOP_ALGS):
+        raise ConfigError(f"dpop_algs must be some of {', '.join(DPOP_ALGS)}")
+    object.__setattr__(settings, "dpop_algs", algs)
+    _require_int("dpop_iat_window", settings.dpop_iat_window, minimum=1)
+    if settings.dpop_iat_window > MAX_DPOP_IAT_WINDOW:
+        raise ConfigError(f"dpop_iat_window must be at most {MAX_DPOP_IAT_WINDOW} s")
+    _require_int("dpop_iat_skew", settings.dpop_iat_skew, minimum=0)
+    if settings.dpop_iat_skew > MAX_LEEWAY:
+        raise ConfigError(f"dpop_iat_skew must be at most {MAX_LEEWAY} s")
+
+
 def _require_grace(value: object) -> None:
     if not _finite(value) or not 0 <= value <= MAX_REUSE_GRACE:  # type: ignore[operator]
         raise ConfigError(f"refresh_reuse_grace must be between 0 and {MAX_REUSE_GRACE} s")
@@ -313,6 +336,8 @@ def _parse(name: str, raw: str, default: object) -> Any:
             return value
         if isinstance(default, float):
             return float(raw)
+        if isinstance(default, tuple):
+            return tuple(raw.replace(",", " ").split())
     except ValueError:
         raise ConfigError(
             f"{ENV_PREFIX}{name.upper()}={raw!r}: expected {_expected(name, default)}"

@@ -1,20 +1,30 @@
 // tokensmith SPA example: plain JavaScript, no build step.
 //
+// - DPoP (RFC 9449): the page holds one ECDSA P-256 key, made non-extractable by
+//   WebCrypto and kept in IndexedDB (a CryptoKey is stored as an object, not as bytes),
+//   so it survives reloads but no script can read its private half. Every token request
+//   and API call carries a fresh proof signed by it (dpop.js), and tokensmith binds the
+//   session's tokens to that key: a token copied out of the page is useless elsewhere.
 // - The access token lives in this closure only (never localStorage/sessionStorage), so
 //   a reload forgets it; the page then restores the session with a silent refresh.
-// - The refresh token is in the __Host- HttpOnly cookie: this script cannot read it and
-//   never handles it. `credentials: 'include'` lets the browser send it to /token and
-//   /logout, which also require our Origin and the CSRF header.
+// - Two ways to keep the refresh token (?mode=body picks the second):
+//   cookie mode: the __Host- HttpOnly cookie; this script cannot read it and never handles
+//     it. `credentials: 'include'` sends it to /token and /logout, which also require our
+//     Origin and the CSRF header.
+//   body mode: the page keeps it in IndexedDB next to the key. A script can read it, but
+//     without the key it refreshes nothing.
 // - On a 401 from the API the page refreshes once and retries. Refreshes are
 //   single-flight: with rotation and reuse detection, two concurrent refreshes with the
-//   same cookie would look like a stolen token and end the session.
+//   same token would look like a stolen token and end the session.
 'use strict';
 
 (() => {
   const CSRF_HEADER = 'x-tokensmith-csrf';
   const FORM = 'application/x-www-form-urlencoded';
+  const MODE = new URLSearchParams(location.search).get('mode') === 'body' ? 'body' : 'cookie';
   const state = { config: null, accessToken: null, user: null, refreshes: 0, seq: 0 };
   let refreshing = null;
+  let dpop = null;
 
   const $ = (id) => document.getElementById(id);
 
@@ -26,9 +36,11 @@
   }
 
   function render() {
+    $('mode').textContent = MODE;
     $('status').textContent = state.accessToken ? 'signed-in' : 'signed-out';
     $('user').textContent = state.user || '-';
     $('refresh-count').textContent = String(state.refreshes);
+    $('nonce-retries').textContent = String(dpop ? dpop.nonceRetries : 0);
     $('token-exp').textContent = state.accessToken
       ? new Date(payload(state.accessToken).exp * 1000).toISOString()
       : '-';
@@ -41,14 +53,18 @@
     $('seq').textContent = String(state.seq);
   }
 
-  function accept(body) {
+  async function accept(body) {
     state.accessToken = body.access_token;
     if (body.id_token) state.user = payload(body.id_token).sub;
+    if (MODE === 'body' && body.refresh_token) {
+      await dpop.store.put('refresh-token', body.refresh_token);
+    }
   }
 
-  function forget() {
+  async function forget() {
     state.accessToken = null;
     state.user = null;
+    if (MODE === 'body') await dpop.store.remove('refresh-token');
   }
 
   async function errorText(response) {
@@ -60,8 +76,9 @@
     }
   }
 
+  // A form POST to the auth server (same origin), with a proof.
   function authPost(path, fields) {
-    return fetch(path, {
+    return dpop.fetch(path, {
       method: 'POST',
       credentials: 'include',
       headers: { [CSRF_HEADER]: '1', 'content-type': FORM },
@@ -70,25 +87,41 @@
   }
 
   async function login(username) {
-    const response = await authPost('/demo/login', { username });
+    const response = await authPost('/demo/login', { username, mode: MODE });
     if (!response.ok) throw new Error('login failed: ' + (await errorText(response)));
-    accept(await response.json());
+    await accept(await response.json());
+  }
+
+  // The refresh grant's fields: in body mode the page sends its own refresh token.
+  async function refreshFields() {
+    const fields = { grant_type: 'refresh_token', client_id: state.config.client_id };
+    if (MODE === 'body') {
+      const token = await dpop.store.get('refresh-token');
+      if (!token) return null;
+      fields.refresh_token = token;
+    }
+    return fields;
   }
 
   // Resolves true when a new access token is in memory, false when the session is gone.
   function refresh() {
     if (!refreshing) {
       refreshing = (async () => {
-        const response = await authPost('/token', {
-          grant_type: 'refresh_token',
-          client_id: state.config.client_id,
-        });
-        if (!response.ok) {
-          $('refresh-result').textContent = await errorText(response);
-          forget();
+        const fields = await refreshFields();
+        if (fields === null) {
+          $('refresh-result').textContent = 'no refresh token';
+          await forget();
           return false;
         }
-        accept(await response.json());
+        const response = await authPost('/token', fields);
+        if (!response.ok) {
+          $('refresh-result').textContent = await errorText(response);
+          // A refused token (4xx) ends the session; a server error (5xx) keeps the stored
+          // token for the next try.
+          if (response.status < 500) await forget();
+          return false;
+        }
+        await accept(await response.json());
         state.refreshes += 1;
         $('refresh-result').textContent = 'ok';
         return true;
@@ -98,8 +131,8 @@
   }
 
   function apiGet(path) {
-    const headers = state.accessToken ? { authorization: 'Bearer ' + state.accessToken } : {};
-    return fetch(state.config.api + path, { headers });  // no cookies go to the API
+    // No cookies go to the API; the proof names this call and hashes the token (ath).
+    return dpop.fetch(state.config.api + path, { method: 'GET' }, state.accessToken);
   }
 
   async function callApi() {
@@ -129,8 +162,16 @@
   }
 
   async function logout() {
-    const response = await authPost('/logout', { client_id: state.config.client_id });
-    forget();
+    // Cookie mode: /logout revokes the cookie's session and expires the cookie. Body mode:
+    // RFC 7009 revocation of the page's own refresh token, which ends the session too.
+    const fields = { client_id: state.config.client_id };
+    let path = '/logout';
+    if (MODE === 'body') {
+      path = '/revoke';
+      fields.token = (await dpop.store.get('refresh-token')) || '';
+    }
+    const response = await authPost(path, fields);
+    await forget();
     $('api-result').textContent = '';
     if (!response.ok) throw new Error('logout failed: ' + (await errorText(response)));
   }
@@ -139,9 +180,8 @@
   // server, authenticated by the access token (its sid is this tab's session). -----------
   async function sessionsFetch(path, method) {
     if (!state.accessToken && !(await refresh())) throw new Error('signed out');
-    const send = () => fetch(path, {
-      method, headers: { authorization: 'Bearer ' + state.accessToken },
-    });
+    // A DPoP-bound token goes with a proof for this call (RFC 9449 §7), like any API call.
+    const send = () => dpop.fetch(path, { method }, state.accessToken);
     let response = await send();
     if (response.status === 401 && (await refresh())) response = await send();
     if (!response.ok) throw new Error(path + ': ' + (await errorText(response)));
@@ -180,7 +220,9 @@
   }
 
   async function start() {
-    const response = await fetch('/demo/config');
+    dpop = await window.TokensmithDPoP.open();
+    $('jkt').textContent = dpop.thumbprint;
+    const response = await fetch('/demo/config?mode=' + MODE);
     state.config = await response.json();
     $('login-form').addEventListener('submit', action(() => login($('username').value)));
     $('call-api').addEventListener('click', action(callApi));
@@ -188,7 +230,7 @@
     $('logout').addEventListener('click', action(logout));
     $('list-sessions').addEventListener('click', action(listSessions));
     $('revoke-others').addEventListener('click', action(revokeOtherSessions));
-    await refresh();  // restore a session kept in the cookie (after a reload)
+    await refresh();  // restore a session kept in the cookie or in IndexedDB (a reload)
   }
 
   action(start)();

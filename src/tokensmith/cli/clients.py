@@ -27,6 +27,7 @@ def _describe(client: Client) -> dict[str, object]:
         "redirect_uris": list(client.redirect_uris),
         "allowed_origins": list(client.allowed_origins),
         "cookie_mode": client.cookie_mode,
+        "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
         "state": "enabled" if client.enabled else "disabled",
         "backchannel_logout_uri": client.backchannel_logout_uri,
         "backchannel_logout_session_required": client.backchannel_logout_session_required,
@@ -71,6 +72,11 @@ def _lists(f: Callable[..., None]) -> Callable[..., None]:
 @click.option("--confidential", "kind", flag_value="confidential", help="A server with a secret.")
 @click.option("--redirect", "redirect_uris", multiple=True, help="Redirect URI; repeatable.")
 @click.option("--cookie-mode", is_flag=True, help="SPA: refresh token in a __Host- cookie.")
+@click.option(
+    "--dpop-bound-access-tokens",
+    is_flag=True,
+    help="Every token request must carry a DPoP proof (RFC 9449 §5.2).",
+)
 @_lists
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
@@ -80,6 +86,7 @@ def add(
     kind: str | None,
     redirect_uris: tuple[str, ...],
     cookie_mode: bool,
+    dpop_bound_access_tokens: bool,
     scopes: tuple[str, ...],
     audiences: tuple[str, ...],
     allowed_origins: tuple[str, ...],
@@ -98,6 +105,7 @@ def add(
         redirect_uris=redirect_uris,
         allowed_origins=allowed_origins,
         cookie_mode=cookie_mode,
+        dpop_bound_access_tokens=dpop_bound_access_tokens,
         scopes=scopes,
         audiences=audiences,
         grant_types=grant_types or None,
@@ -122,25 +130,41 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(described)
         return
-    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} COOKIE BACKCHANNEL")
+    click.echo(
+        f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} {'COOKIE':<6} {'DPOP':<5} "
+        "BACKCHANNEL"
+    )
     for d in described:
         grants = ",".join(d["grant_types"])  # type: ignore[arg-type]
         click.echo(
             f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} "
-            f"{d['cookie_mode']!s:<6} {d['backchannel_logout_uri'] or '-'}"
+            f"{d['cookie_mode']!s:<6} {d['dpop_bound_access_tokens']!s:<5} "
+            f"{d['backchannel_logout_uri'] or '-'}"
         )
 
 
 @clients.command()
 @_lists
+@click.option(
+    "--dpop-bound-access-tokens/--no-dpop-bound-access-tokens",
+    default=None,
+    help="Require a DPoP proof with every token request (RFC 9449 §5.2), or no longer.",
+)
 @_named
-def update(ctx: click.Context, name: str, as_json: bool, **lists: Any) -> None:
-    """Replace client NAME's scopes, audiences, origins or grants, or its back-channel
-    logout settings. Repeated flags build one list, which replaces the stored one; a list
-    not named is kept."""
+def update(
+    ctx: click.Context,
+    name: str,
+    as_json: bool,
+    dpop_bound_access_tokens: bool | None,
+    **lists: Any,
+) -> None:
+    """Replace client NAME's scopes, audiences, origins or grants, its back-channel logout
+    settings or its DPoP requirement. Repeated flags build one list, which replaces the
+    stored one; a list not named is kept."""
     changes: dict[str, Any] = {
         field: values for field, values in lists.items() if values or values in ("", False)
     }
+    changes["dpop_bound_access_tokens"] = dpop_bound_access_tokens
     _done(facade(ctx).update_client(name, **changes), as_json, "updated")
 
 

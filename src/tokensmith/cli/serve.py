@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import click
 
 from tokensmith.cli.main import cli, facade, settings_overrides
-from tokensmith.settings import MEMORY_URL, Settings
+from tokensmith.settings import DPOP_ALGS, MEMORY_URL, Settings
 
 if TYPE_CHECKING:
     from tokensmith.http.metrics import Metrics
@@ -81,6 +81,19 @@ def _limit(flag: str, kind: click.ParamType[Any], what: str) -> Callable[[_F], _
 @_limit("--keep-alive", click.IntRange(1), "Seconds an idle connection stays open.")
 @_limit("--max-connections", click.IntRange(1), "Open connections per process (else 503).")
 @_limit("--metrics-port", click.IntRange(0, 65535), "Serve /metrics on 127.0.0.1:PORT.")
+@click.option(
+    "--dpop-nonces/--no-dpop-nonces",
+    default=None,
+    help="Require DPoP server nonces (RFC 9449 §8) [env TOKENSMITH_DPOP_NONCES; default off]",
+)
+@click.option(
+    "--dpop-algs",
+    callback=lambda _ctx, _param, value: None if value is None else tuple(value.split(",")),
+    help=f"DPoP proof algorithms, comma-separated [env TOKENSMITH_DPOP_ALGS; default "
+    f"{','.join(DPOP_ALGS)}]",
+)
+@_limit("--dpop-iat-window", click.IntRange(1, 3600), "Seconds a DPoP proof stays fresh.")
+@_limit("--dpop-iat-skew", click.IntRange(0, 300), "Seconds a DPoP iat may lie ahead.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -91,7 +104,7 @@ def serve(
     schedule: bool,
     log_json: bool,
     workers: int,
-    **limits: int | float | None,
+    **limits: int | float | bool | tuple[str, ...] | None,
 ) -> None:
     """Serve the JWKS, discovery, token, revocation, introspection, health and OpenAPI
     endpoints."""
@@ -148,7 +161,8 @@ def serve(
     if workers > 1:
         # Each worker builds its own app from the environment; pass our overrides on.
         for name, value in overrides.items():
-            os.environ[f"TOKENSMITH_{name.upper()}"] = str(value)
+            text = ",".join(value) if isinstance(value, tuple) else str(value)
+            os.environ[f"TOKENSMITH_{name.upper()}"] = text
         os.environ[SCHEDULE_ENV] = "1" if schedule else "0"
         uvicorn.run("tokensmith.http.app:app_from_env", factory=True, workers=workers, **served)
         return

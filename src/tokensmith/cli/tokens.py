@@ -37,6 +37,10 @@ def token() -> None:
 )
 @click.option("--claims-json", help="Access-token claims as one JSON object.")
 @click.option(
+    "--dpop-jkt",
+    help="Bind the tokens to this DPoP key (RFC 7638 thumbprint; RFC 9449 §6.1).",
+)
+@click.option(
     "--unregistered",
     is_flag=True,
     help="Allow a client id that is not registered (no scope or audience check).",
@@ -51,6 +55,7 @@ def issue(
     audience: tuple[str, ...],
     claim_args: tuple[str, ...],
     claims_json: str | None,
+    dpop_jkt: str | None,
     unregistered: bool,
     as_json: bool,
 ) -> None:
@@ -66,6 +71,7 @@ def issue(
         scope=scope,
         audience=audience or None,
         claims=_claims(claims_json, claim_args) or None,
+        dpop_jkt=dpop_jkt,
     )
     if as_json:
         echo_json(response.to_dict())

@@ -53,7 +53,9 @@ def cors_headers(request: Request, origins: set[str]) -> dict[str, str]:
         "Access-Control-Allow-Origin": origin,
         "Access-Control-Allow-Credentials": "true",
         "Access-Control-Allow-Methods": "POST",
-        "Access-Control-Allow-Headers": f"content-type, {CSRF_HEADER}",
+        # RFC 9449: the page sends DPoP proofs and must read the server's next nonce.
+        "Access-Control-Allow-Headers": f"content-type, {CSRF_HEADER}, dpop",
+        "Access-Control-Expose-Headers": "DPoP-Nonce",
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tokensmith.clients import Client
+from tokensmith.errors import InvalidDPoPProof, UseDPoPNonce
 from tokensmith.facade import Tokensmith
 from tokensmith.grants import GRANTS
 from tokensmith.http.clientauth import authenticate
@@ -23,7 +24,7 @@ from tokensmith.http.cookies import (
     clear_refresh_cookie,
     cors_headers,
 )
-from tokensmith.http.errors import NO_STORE, OAuthError
+from tokensmith.http.errors import NO_STORE, OAuthError, error_response
 from tokensmith.http.forms import read_form, required
 from tokensmith.http.grants import HANDLERS, ROTATED
 from tokensmith.http.serving import ARRIVED
@@ -80,7 +81,15 @@ def token(request: Request, form: dict[str, str]) -> Response:
         raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not supported")
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", f"client may not use {grant_type}")
-    return HANDLERS[grant_type](_ts(request), request, form, client)
+    try:
+        return HANDLERS[grant_type](_ts(request), request, form, client)
+    except (InvalidDPoPProof, UseDPoPNonce) as exc:
+        if not client.cookie_mode:
+            raise
+        # The page must read the error and the DPoP-Nonce header to retry (RFC 9449 §8).
+        response = error_response(exc)
+        response.headers.update(cors_headers(request, set(client.allowed_origins)))
+        return response
 
 
 @_form_endpoint

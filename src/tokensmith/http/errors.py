@@ -7,7 +7,7 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokensmith.errors import InvalidClient, TokensmithError
+from tokensmith.errors import InvalidClient, TokensmithError, UseDPoPNonce
 
 logger = logging.getLogger("tokensmith.http")
 
@@ -29,6 +29,8 @@ def error_response(exc: TokensmithError) -> Response:
     if isinstance(exc, InvalidClient):
         # RFC 6749 §5.2: 401 with a WWW-Authenticate naming the scheme the client may use.
         headers["WWW-Authenticate"] = 'Basic realm="tokensmith"'
+    if isinstance(exc, UseDPoPNonce):
+        headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 §8: the nonce to put in the next proof
     body = {"error": exc.error}
     if exc.status_code < 500:
         body["error_description"] = exc.description

@@ -2,7 +2,8 @@
 
 FastAPI is imported only when ``require_token`` is called, so the rest of tokensmith never
 needs it. The dependency returns the verified claims and raises ``HTTPException`` with the
-same status and ``WWW-Authenticate`` challenge as ``BearerAuthMiddleware`` (RFC 6750 §3),
+same status and ``WWW-Authenticate`` challenge as ``BearerAuthMiddleware`` (RFC 6750 §3;
+DPoP-bound tokens with their proofs, RFC 9449 §7),
 and declares an HTTP Bearer security scheme in the app's OpenAPI document.
 """
 
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from tokensmith.errors import ConfigError, TokensmithError
 from tokensmith.extras import missing_extra
 from tokensmith.http.resource import STATE_KEY, BearerGuard
+from tokensmith.http.resource_dpop import asgi_request
 from tokensmith.tokens.verify import Claims
 
 
@@ -54,7 +56,9 @@ def require_token(
     async def dependency(request: Request, _credentials: object = bearer) -> Claims:
         try:
             claims = await active.authenticate(
-                request.headers.getlist("authorization"), scopes=required
+                request.headers.getlist("authorization"),
+                scopes=required,
+                request=asgi_request(request.scope),
             )
         except TokensmithError as exc:
             status, headers = active.challenge(exc, scopes=required)

@@ -29,11 +29,19 @@ GrantHandler = Callable[[Tokensmith, Request, dict[str, str], Client], Response]
 ROTATED = "rotated_token"
 
 
-def _json(body: dict[str, Any], request: Request, client: Client) -> Response:
+def _json(ts: Tokensmith, body: dict[str, Any], request: Request, client: Client) -> Response:
     headers = dict(NO_STORE)
     if client.cookie_mode:
         headers.update(cors_headers(request, set(client.allowed_origins)))
+    nonce = ts.dpop.nonce()
+    if nonce is not None:
+        headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next proof's nonce
     return JSONResponse(body, headers=headers)
+
+
+def dpop_header(request: Request) -> list[str] | None:
+    """Every value of the request's ``DPoP`` header (RFC 9449 §4.1), ``None`` without one."""
+    return request.headers.getlist("dpop") or None
 
 
 def refresh_token(
@@ -59,13 +67,19 @@ def refresh_token(
         user_agent=request.headers.get("user-agent"),
         received_at=request.state.received_at,
     )
-    result = ts.refresh(token, client_id=client.client_id, scope=scope, context=context)
+    result = ts.refresh(
+        token,
+        client_id=client.client_id,
+        scope=scope,
+        context=context,
+        dpop_proof=dpop_header(request),
+    )
     setattr(request.state, ROTATED, token)
     body = result.to_dict()
     if not client.cookie_mode or result.refresh_token is None:
-        return _json(body, request, client)
+        return _json(ts, body, request, client)
     del body["refresh_token"]
-    response = _json(body, request, client)
+    response = _json(ts, body, request, client)
     max_age = (result.refresh_expires_at or 0) - int(ts.clock.now())
     set_refresh_cookie(response, result.refresh_token, max_age)
     return response
@@ -84,8 +98,13 @@ def client_credentials(
         audience = client.audiences[0]
     if audience is not None and not client.allows_audience(audience):
         raise InvalidRequest("audience not allowed for this client")
-    result = ts.issue_client_token(client_id=client.client_id, scope=scope, audience=audience)
-    return _json(result.to_dict(), request, client)
+    result = ts.issue_client_token(
+        client_id=client.client_id,
+        scope=scope,
+        audience=audience,
+        dpop_proof=dpop_header(request),
+    )
+    return _json(ts, result.to_dict(), request, client)
 
 
 def _handlers() -> dict[str, GrantHandler]:

@@ -1,4 +1,5 @@
-"""Protecting an API: bearer-token verification for resource servers (RFC 6750, RFC 9068).
+"""Protecting an API: bearer-token verification for resource servers (RFC 6750, RFC 9068)
+and DPoP-bound tokens (RFC 9449 §7, :mod:`tokensmith.http.resource_dpop`).
 
 ``BearerGuard`` holds the policy (audience, required scopes, where keys come from) and
 turns every outcome into an RFC 6750 §3 challenge; ``BearerAuthMiddleware`` is a pure ASGI
@@ -14,6 +15,10 @@ Responses (RFC 6750 §3.1):
 - any verification failure (signature, ``typ``, claims, expiry, revocation, unknown
   ``kid``) → 401 ``invalid_token`` with a short ``error_description``;
 - a valid token without every required scope → 403 ``insufficient_scope`` with ``scope``.
+
+With DPoP (``Authorization: DPoP <token>`` and a ``DPoP`` proof) the same outcomes come with
+a ``DPoP`` challenge naming the accepted ``algs``; a bad proof is 401
+``invalid_dpop_proof``, a missing server nonce 401 ``use_dpop_nonce`` with ``DPoP-Nonce``.
 
 Signature checks are CPU-bound and fast, so they run on the event loop unless they might
 block: a revocation check against a local ``Tokensmith`` (its cache may query the
@@ -33,14 +38,24 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokensmith.clock import Clock, SystemClock
+from tokensmith.dpop.proof import ProofVerifier
 from tokensmith.errors import (
     ConfigError,
+    InvalidDPoPProof,
     InvalidRequest,
     InvalidToken,
     TemporarilyUnavailable,
     TokensmithError,
+    UseDPoPNonce,
 )
 from tokensmith.http.remote_jwks import RemoteJwks
+from tokensmith.http.resource_dpop import (
+    DPoPInvalidToken,
+    ResourceRequest,
+    asgi_request,
+    check_binding,
+    credentials,
+)
 from tokensmith.keys.lifecycle import VerificationKey
 from tokensmith.settings import Settings
 from tokensmith.tokens.jws import KeyLookup
@@ -53,8 +68,6 @@ log = logging.getLogger("tokensmith.http.resource")
 
 #: The ``scope["state"]`` key (``request.state.token_claims``) holding verified claims.
 STATE_KEY = "token_claims"
-# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 # RFC 6750 §3: error_description and scope values exclude '"' and '\' and controls.
 _UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
@@ -71,6 +84,13 @@ class InsufficientScope(TokensmithError):
 
     error = "insufficient_scope"
     status_code = 403
+
+
+class DPoPInsufficientScope(InsufficientScope):
+    """``insufficient_scope`` for a DPoP-bound token: a DPoP challenge (RFC 9449 §7.1)."""
+
+
+_DPOP_ERRORS = (InvalidDPoPProof, UseDPoPNonce, DPoPInvalidToken, DPoPInsufficientScope)
 
 
 class _WouldBlock(Exception):
@@ -95,6 +115,10 @@ class BearerGuard:
     Keys come from a local ``tokensmith`` (then its revocation list is consulted when
     ``check_revoked``) or from ``keys`` (any ``KeyLookup``: ``RemoteJwks``, ``JwkSet``,
     ``KeyManager``) together with the ``issuer`` they must name.
+
+    DPoP proofs are checked by ``dpop`` (default: the local tokensmith's, per its settings,
+    or a ``ProofVerifier`` with the default algorithms and no nonces);
+    ``public_base_url`` is the scheme and host clients address when a proxy rewrites them.
     """
 
     def __init__(
@@ -112,6 +136,8 @@ class BearerGuard:
         max_lifetime: int = Settings.max_token_lifetime,
         max_bytes: int = Settings.max_token_bytes,
         algorithms: Iterable[str] = DEFAULT_ALGS,
+        dpop: ProofVerifier | None = None,
+        public_base_url: str | None = None,
     ) -> None:
         if not isinstance(audience, str) or not audience:
             raise ConfigError("audience must be a non-empty string")
@@ -123,6 +149,10 @@ class BearerGuard:
         self.scopes = _scope_tuple(scopes)
         self.realm = _UNSAFE.sub("", realm)
         self._ts = tokensmith
+        if dpop is None and tokensmith is not None:
+            dpop = tokensmith.dpop.verifier
+        self.dpop = dpop or ProofVerifier(clock=clock)
+        self.public_base_url = public_base_url
         self._check_revoked = check_revoked
         self._verifier: AccessTokenVerifier | None = None
         self._inline: AccessTokenVerifier | None = None
@@ -153,18 +183,24 @@ class BearerGuard:
         else:
             assert self._verifier is not None
             claims = self._verifier.verify(token, audience=self.audience)
-        self._check_scopes(claims, self.scopes if scopes is None else _scope_tuple(scopes))
+        required = self.scopes if scopes is None else _scope_tuple(scopes)
+        self._check_scopes(claims, required, "bearer")
         return claims
 
     async def authenticate(
-        self, authorization: Sequence[str], *, scopes: Iterable[str] | None = None
+        self,
+        authorization: Sequence[str],
+        *,
+        scopes: Iterable[str] | None = None,
+        request: ResourceRequest | None = None,
     ) -> Claims:
-        """Check the request's ``Authorization`` header values; raise ``MissingToken``,
-        ``InvalidRequest``, ``InvalidToken``, ``InsufficientScope`` or
+        """Check the request's ``Authorization`` header values (and, for the DPoP scheme,
+        ``request``'s proof); raise ``MissingToken``, ``InvalidRequest``, ``InvalidToken``,
+        ``InsufficientScope``, ``InvalidDPoPProof``, ``UseDPoPNonce`` or
         ``TemporarilyUnavailable``, nothing else."""
-        token = bearer_token(authorization)
+        scheme, token = _credentials(authorization)
         required = self.scopes if scopes is None else _scope_tuple(scopes)
-        with _fail_closed():
+        with _fail_closed(scheme):
             if self._inline is not None:
                 try:
                     claims = self._inline.verify(token, audience=self.audience)
@@ -174,34 +210,42 @@ class BearerGuard:
                 claims = await run_in_threadpool(self.verify, token, scopes=())
             else:
                 claims = self.verify(token, scopes=())
-        self._check_scopes(claims, required)
+            check_binding(self.dpop, claims, scheme, token, request, self.public_base_url)
+        self._check_scopes(claims, required, scheme)
         return claims
 
     def authenticate_sync(
-        self, authorization: Sequence[str], *, scopes: Iterable[str] | None = None
+        self,
+        authorization: Sequence[str],
+        *,
+        scopes: Iterable[str] | None = None,
+        request: ResourceRequest | None = None,
     ) -> Claims:
         """``authenticate`` for WSGI frameworks (Flask, Django): the same outcomes, on the
         calling thread, which a JWKS fetch or a revocation lookup may block."""
-        token = bearer_token(authorization)
+        scheme, token = _credentials(authorization)
         required = self.scopes if scopes is None else _scope_tuple(scopes)
-        with _fail_closed():
+        with _fail_closed(scheme):
             claims = self.verify(token, scopes=())
-        self._check_scopes(claims, required)
+            check_binding(self.dpop, claims, scheme, token, request, self.public_base_url)
+        self._check_scopes(claims, required, scheme)
         return claims
 
-    def _check_scopes(self, claims: Claims, required: tuple[str, ...]) -> None:
+    def _check_scopes(self, claims: Claims, required: tuple[str, ...], scheme: str) -> None:
         if not required:
             return
         granted = claims.get("scope")
         have = set(granted.split()) if isinstance(granted, str) else set()
         if not set(required) <= have:
-            raise InsufficientScope("the token lacks a required scope")
+            error = DPoPInsufficientScope if scheme == "dpop" else InsufficientScope
+            raise error("the token lacks a required scope")
 
     # -- responses ------------------------------------------------------------------------
     def challenge(
         self, exc: TokensmithError, *, scopes: Iterable[str] | None = None
     ) -> tuple[int, dict[str, str]]:
-        """Status and headers for ``exc`` (RFC 6750 §3)."""
+        """Status and headers for ``exc`` (RFC 6750 §3; RFC 9449 §7.1: a DPoP request's
+        failures get a ``DPoP`` challenge naming the accepted ``algs``)."""
         params = [f'realm="{self.realm}"']
         if isinstance(exc, TemporarilyUnavailable):
             return 503, {"Retry-After": "1", "Cache-Control": "no-store"}
@@ -211,21 +255,36 @@ class BearerGuard:
         if isinstance(exc, InsufficientScope):
             required = self.scopes if scopes is None else _scope_tuple(scopes)
             params.append(f'scope="{_UNSAFE.sub("", " ".join(required))}"')
-        headers = {"WWW-Authenticate": "Bearer " + ", ".join(params), "Cache-Control": "no-store"}
-        return exc.status_code, headers
+        headers = {"Cache-Control": "no-store"}
+        status = exc.status_code
+        if isinstance(exc, _DPOP_ERRORS):
+            params.append(f'algs="{" ".join(self.dpop.algorithms)}"')
+            headers["WWW-Authenticate"] = "DPoP " + ", ".join(params)
+            if isinstance(exc, InvalidDPoPProof | UseDPoPNonce):
+                status = 401  # §7.1: at a resource server these are authentication failures
+            if isinstance(exc, UseDPoPNonce):
+                headers["DPoP-Nonce"] = exc.nonce
+        else:
+            headers["WWW-Authenticate"] = "Bearer " + ", ".join(params)
+        return status, headers
 
 
 @contextmanager
-def _fail_closed() -> Iterator[None]:
+def _fail_closed(scheme: str) -> Iterator[None]:
     """Fail closed (SECURITY H6: every verifier exception is a 401), but keep the
-    traceback for the operator."""
+    traceback for the operator. A DPoP request's token failures get a DPoP challenge."""
     try:
         yield
-    except (InvalidToken, TemporarilyUnavailable):
+    except (DPoPInvalidToken, InvalidDPoPProof, UseDPoPNonce, TemporarilyUnavailable):
+        raise
+    except InvalidToken as exc:
+        if scheme == "dpop":
+            raise DPoPInvalidToken(exc.description) from None
         raise
     except Exception:
         log.exception("bearer token verification failed unexpectedly")
-        raise InvalidToken("token could not be verified") from None
+        error = DPoPInvalidToken if scheme == "dpop" else InvalidToken
+        raise error("token could not be verified") from None
 
 
 def error_body(exc: TokensmithError) -> dict[str, str]:
@@ -237,19 +296,12 @@ def error_body(exc: TokensmithError) -> dict[str, str]:
     return body
 
 
-def bearer_token(authorization: Sequence[str]) -> str:
-    """The token from the ``Authorization`` header values (RFC 6750 §2.1)."""
-    if not authorization:
+def _credentials(authorization: Sequence[str]) -> tuple[str, str]:
+    """The scheme (``bearer`` or ``dpop``) and token of the ``Authorization`` values."""
+    found = credentials(authorization)
+    if found is None:
         raise MissingToken("bearer token required")
-    if len(authorization) > 1:
-        raise InvalidRequest("more than one Authorization header")
-    scheme, _, credentials = authorization[0].strip().partition(" ")
-    if scheme.lower() != "bearer":
-        raise MissingToken("bearer token required")
-    credentials = credentials.strip(" ")
-    if not _B64TOKEN.fullmatch(credentials):
-        raise InvalidRequest("malformed Bearer credentials")
-    return credentials
+    return found
 
 
 def _scope_tuple(scopes: Iterable[str] | str) -> tuple[str, ...]:
@@ -296,12 +348,14 @@ class BearerAuthMiddleware:
             if name.lower() == b"authorization"
         ]
         try:
-            claims = await self.guard.authenticate(values)
+            claims = await self.guard.authenticate(values, request=asgi_request(scope))
         except (
             MissingToken,
             InvalidRequest,
             InvalidToken,
             InsufficientScope,
+            InvalidDPoPProof,
+            UseDPoPNonce,
             TemporarilyUnavailable,
         ) as exc:
             await self._reject(scope, send, exc)

@@ -22,6 +22,7 @@ from tokensmith.facade import Tokensmith
 from tokensmith.http.cookies import cors_headers
 from tokensmith.http.errors import NO_STORE, OAuthError, error_response
 from tokensmith.http.resource import BearerGuard, error_body
+from tokensmith.http.resource_dpop import asgi_request
 from tokensmith.http.threads import in_thread
 
 _Operation = Callable[[Tokensmith, Request, dict[str, Any]], Response]
@@ -31,16 +32,24 @@ def _cors(request: Request, ts: Tokensmith) -> dict[str, str]:
     headers = cors_headers(request, ts.browser_origins())
     if headers:
         headers["Access-Control-Allow-Methods"] = "GET, DELETE, POST"
-        headers["Access-Control-Allow-Headers"] = "authorization"
+        headers["Access-Control-Allow-Headers"] = "authorization, dpop"
     return headers
 
 
 def _run(operation: _Operation, request: Request) -> Response:
     """Authenticate the bearer token, run ``operation`` for its claims, add CORS."""
     ts: Tokensmith = request.app.state.tokensmith
-    guard = BearerGuard(audience=ts.settings.issuer, tokensmith=ts, realm="sessions")
+    # Proofs name the URL clients use, which is the issuer's (as for /token, RFC 9449 §4.3).
+    guard = BearerGuard(
+        audience=ts.settings.issuer,
+        tokensmith=ts,
+        realm="sessions",
+        public_base_url=ts.settings.issuer,
+    )
     try:
-        claims = guard.authenticate_sync(request.headers.getlist("authorization"))
+        claims = guard.authenticate_sync(
+            request.headers.getlist("authorization"), request=asgi_request(request.scope)
+        )
     except TokensmithError as exc:
         status, headers = guard.challenge(exc)
         response: Response = JSONResponse(

@@ -91,7 +91,7 @@ async def openid_configuration(request: Request) -> Response:
     body = {
         "issuer": ts.settings.issuer,
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
-        "token_endpoint": f"{issuer}/token",
+        "token_endpoint": ts.dpop.token_endpoint,
         "revocation_endpoint": f"{issuer}/revoke",
         "introspection_endpoint": f"{issuer}/introspect",
         "grant_types_supported": list(GRANTS),
@@ -105,6 +105,7 @@ async def openid_configuration(request: Request) -> Response:
         # Back-Channel Logout 1.0 §2.1: logout tokens, always with the sid.
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
+        "dpop_signing_alg_values_supported": list(ts.settings.dpop_algs),  # RFC 9449 §5.1
     }
     # The algorithms follow the key set: cache no longer than the JWKS may be cached.
     cache_control = f"public, max-age={ts.keys.jwks_max_age()}"

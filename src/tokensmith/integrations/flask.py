@@ -5,7 +5,9 @@ issuer, revocation included) registers itself in ``app.extensions``; ``@require_
 scopes=[...])`` protects one view, ``protect_all=True`` every request through a
 ``before_request`` hook. Verified claims are in ``flask.g.token_claims``. Rejections are
 the RFC 6750 §3 answers of ``BearerAuthMiddleware``: status, ``WWW-Authenticate``
-challenge and an OAuth error JSON body.
+challenge and an OAuth error JSON body. DPoP-bound tokens are checked against their proof
+for ``request.base_url`` (behind a proxy: werkzeug's ``ProxyFix`` or the guard's
+``public_base_url``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from flask.typing import ResponseReturnValue
 from tokensmith.errors import TokensmithError
 from tokensmith.http.remote_jwks import RemoteJwks
 from tokensmith.http.resource import STATE_KEY, BearerGuard, error_body
+from tokensmith.http.resource_dpop import ResourceRequest
 
 #: The ``app.extensions`` key of the guard.
 EXTENSION = "tokensmith"
@@ -66,7 +69,11 @@ class TokensmithGuard:
         rejection to return."""
         try:
             claims = self.guard.authenticate_sync(
-                request.headers.getlist("Authorization"), scopes=scopes
+                request.headers.getlist("Authorization"),
+                scopes=scopes,
+                request=ResourceRequest(
+                    request.method, request.base_url, tuple(request.headers.getlist("DPoP"))
+                ),
             )
         except TokensmithError as exc:
             status, headers = self.guard.challenge(exc, scopes=scopes)

@@ -194,6 +194,16 @@ _LOADERS = {"EC": _ec, "OKP": _okp, "RSA": _rsa}
 
 def load_jwk(jwk: object) -> VerificationKey:
     """One public JWK → a key bound to exactly one algorithm, or ``InvalidKey``."""
+    kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
+    bound_alg, public_key = load_public_key(jwk)
+    if not isinstance(kid, str) or not kid:
+        raise InvalidKey("a key without a kid cannot be selected")
+    return VerificationKey(kid, bound_alg, public_key, ALGORITHMS[bound_alg])
+
+
+def load_public_key(jwk: object, alg: str | None = None) -> tuple[str, PublicKey]:
+    """The rules above except ``kid``: the algorithm ``jwk`` is bound to and its key.
+    ``alg`` is one the key must also agree with (a DPoP proof's header, RFC 9449 §4.3)."""
     if not isinstance(jwk, Mapping):
         raise InvalidKey("a JWK must be a JSON object")
     kty = jwk.get("kty")
@@ -205,15 +215,13 @@ def load_jwk(jwk: object) -> VerificationKey:
     private = [name for name in _PRIVATE_MEMBERS if name in jwk]
     if private:
         raise InvalidKey(f"private key members in a public key: {', '.join(private)}")
-    kid = jwk.get("kid")
-    if not isinstance(kid, str) or not kid:
-        raise InvalidKey("a key without a kid cannot be selected")
     _check_usage(jwk)
-    alg = jwk.get("alg")
-    if "alg" in jwk and not isinstance(alg, str):
+    own = jwk.get("alg")
+    if "alg" in jwk and not isinstance(own, str):
         raise InvalidKey("alg must be a string")
-    bound_alg, public_key = loader(jwk, alg)
-    return VerificationKey(kid, bound_alg, public_key, ALGORITHMS[bound_alg])
+    if alg is not None and own is not None and own != alg:
+        raise InvalidKey("the key's alg differs from the one asked for")
+    return loader(jwk, own if alg is None else alg)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from tokensmith.clock import Clock
-from tokensmith.errors import InvalidGrant, InvalidScope
+from tokensmith.dpop.proof import Proof
+from tokensmith.dpop.replay import remember_proof
+from tokensmith.errors import InvalidDPoPProof, InvalidGrant, InvalidScope
 from tokensmith.refresh.inflight import RecentRotations
 from tokensmith.refresh.opaque import derive_child, hash_prefix, token_hash
 from tokensmith.refresh.reuse import RequestContext, ReuseIncident, classify
@@ -70,6 +72,9 @@ class Attempt(NamedTuple):
     child_hash: bytes
     # Recomputed by the refresh claims hook (None: keep the family's); stored by the winner.
     claims: SessionClaims | None = None
+    # The request's verified DPoP proof, and whether it binds an unbound family (RFC 9449 §5).
+    proof: Proof | None = None
+    bind: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,10 @@ class Rotation:
         self._recent = recent
 
     def run(self, tx: RefreshTransaction, a: Attempt) -> Outcome:
+        # A proof seen by any instance sharing this store is refused (SECURITY D1).
+        proof = a.proof
+        if proof is not None:
+            remember_proof(tx, proof, a.now)
         # Two passes at most: a second one only after losing the compare-and-set, to see
         # what the winner committed.
         for _ in range(2):
@@ -151,6 +160,7 @@ class Rotation:
                 return self._used(tx, record, a)
             if a.now >= record.expires_at:
                 raise InvalidGrant("refresh token expired")
+            _require_bound_key(family, proof)
             narrowed = narrow(family.scope, a.requested)
             child_expires = min(a.now + a.lifetimes.refresh_idle_ttl, family.expires_at)
             ip = _clip(a.ctx.ip, 64)
@@ -169,6 +179,8 @@ class Rotation:
             tx.record_access_token(a.access_jti, family.id, a.access_exp)
             if a.claims is not None and a.claims != record.family.claims:
                 tx.set_family_claims(family.id, a.claims)
+            if a.bind and proof is not None and family.dpop_jkt is None:
+                tx.set_family_jkt(family.id, proof.jkt)
             return session_of(family, narrowed, a.child, child_expires)
         # Still losing after re-reading: a conflict, not an answer about this token.
         return Concurrent(family.id)
@@ -186,7 +198,10 @@ class Rotation:
             and a.now < child.expires_at
         )
         grace = a.lifetimes.refresh_reuse_grace
-        if child is not None and child_live and grace > 0 and a.now < used_at + grace:
+        # A retry must prove the key the original use proved; another key (or none) is a
+        # copy of the token in other hands, never a retry or a concurrent tab (SECURITY D2).
+        same_key = _proves_bound_key(family, a.proof)
+        if same_key and child is not None and child_live and grace > 0 and a.now < used_at + grace:
             narrowed = narrow(family.scope, a.requested)
             limit = self._settings.refresh_grace_retries
             if (
@@ -206,9 +221,10 @@ class Rotation:
         # winner's stamp (taken just before its commit) is certainly so; past it, this
         # instance knows when its own rotations became durable and were answered, while
         # another instance's rotation is judged by the stamp alone.
-        if (
-            child is not None and child_live and a.sent_at <= child.issued_at
-        ) or self._recent.sent_before_durable(record.token_hash, a.sent_at):
+        if same_key and (
+            (child is not None and child_live and a.sent_at <= child.issued_at)
+            or self._recent.sent_before_durable(record.token_hash, a.sent_at)
+        ):
             return Concurrent(family.id)
         incident = ReuseIncident(
             family_id=family.id,
@@ -229,3 +245,18 @@ class Rotation:
         )
         revoked = tx.revoke_family(family.id, a.now, "reuse_detected", f"client:{a.client_id}")
         return Reuse(incident, revoked)
+
+
+def _proves_bound_key(family: FamilyRecord, proof: Proof | None) -> bool:
+    return family.dpop_jkt is None or (proof is not None and proof.jkt == family.dpop_jkt)
+
+
+def _require_bound_key(family: FamilyRecord, proof: Proof | None) -> None:
+    """RFC 9449 §5: a bound family's refresh tokens need a proof by its key; refused before
+    any write, so nothing changes (SECURITY D2)."""
+    if family.dpop_jkt is None:
+        return
+    if proof is None:
+        raise InvalidGrant("refresh token is bound to a DPoP key: send a DPoP proof")
+    if proof.jkt != family.dpop_jkt:
+        raise InvalidDPoPProof("DPoP proof key is not the one the refresh token is bound to")

@@ -10,6 +10,8 @@ token or a secret.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 import threading
@@ -17,6 +19,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tokensmith.clock import Clock
+from tokensmith.dpop.proof import Proof
+from tokensmith.dpop.replay import remember_proof
 from tokensmith.errors import ConfigError, InvalidGrant, RefreshTokenReused
 from tokensmith.events import EventBus
 from tokensmith.refresh.inflight import RecentRotations
@@ -107,6 +111,17 @@ class RefreshService:
     def store(self) -> RefreshStore:
         return self._store
 
+    def derived_key(self, purpose: bytes) -> bytes:
+        """A key for ``purpose`` derived from the server secret, so every instance sharing
+        the key store has it (DPoP nonces, :mod:`tokensmith.dpop.nonce`)."""
+        return hmac.new(self._server_secret(), purpose, hashlib.sha256).digest()
+
+    def record_proof(self, proof: Proof) -> None:
+        """Remember a DPoP proof where every instance sees it; ``InvalidDPoPProof`` if one
+        already did (RFC 9449 §11.1; SECURITY D1)."""
+        now = self._clock.now()
+        self._write(lambda tx: remember_proof(tx, proof, now))
+
     def _server_secret(self) -> bytes:
         # Fetched outside any rotation transaction: the SQL key store keeps it in the same
         # database, where a second connection would wait for the lock we hold.
@@ -135,6 +150,8 @@ class RefreshService:
         access_jti: str,
         access_exp: int,
         claims: SessionClaims | None = None,
+        dpop_jkt: str | None = None,
+        proof: Proof | None = None,
     ) -> PendingSession:
         """Start a new family for a login. Every login gets a new random ``sid`` (docs/contract.md
         "a login never reuses an earlier session id"; session regeneration, R7). Mint with
@@ -153,6 +170,7 @@ class RefreshService:
             created_at=now,
             expires_at=now + lifetimes.family_ttl,
             claims=claims,
+            dpop_jkt=dpop_jkt,
         )
         token: str | None = None
         expires_at: float | None = None
@@ -163,6 +181,8 @@ class RefreshService:
             first = NewToken(token_hash(token), family.id, None, None, now, expires_at)
 
         def work(tx: RefreshTransaction) -> None:
+            if proof is not None:
+                remember_proof(tx, proof, now)
             tx.insert_family(family)
             if first is not None:
                 tx.insert_token(first)
@@ -189,8 +209,12 @@ class RefreshService:
         access_exp: int,
         context: RequestContext | None = None,
         recompute: Callable[[FamilyRecord], SessionClaims | None] | None = None,
+        proof: Proof | None = None,
+        bind: bool = False,
     ) -> PendingSession:
         """RFC 6749 §6 with rotation (RFC 9700 §4.14.2): consume the token, issue its child.
+        ``proof`` is the request's verified DPoP proof; with ``bind`` it binds a family not
+        yet bound (RFC 9449 §5), and a bound family needs it (:mod:`.rotation`).
         ``recompute`` gives the family's new application claims (``None`` keeps them); the
         rotation stores them with the child.
 
@@ -234,6 +258,8 @@ class RefreshService:
             child=child,
             child_hash=token_hash(child),
             claims=claims,
+            proof=proof,
+            bind=bind,
         )
         try:
             pending = self._store.pending(lambda tx: self._rotation.run(tx, attempt))

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tokensmith.clients import Client
 from tokensmith.errors import InvalidRequest, StoreError
@@ -68,6 +68,7 @@ class _Tables:
         self.access: dict[str, tuple[str, float]] = {}
         self.family_access: dict[str, list[str]] = {}
         self.denied: dict[str, float] = {}
+        self.proofs: dict[bytes, float] = {}
         self.not_before: dict[str, float] = {}
         self.revocations: dict[str, list[Revocation]] = {}
         self.clients: dict[str, Client] = {}
@@ -202,6 +203,19 @@ class MemoryTransaction:
             raise StoreError("unknown family")
         self._set(self._t.families, family_id, family._replace(claims=claims))
 
+    def set_family_jkt(self, family_id: str, jkt: str) -> None:
+        family = self._t.families.get(family_id)
+        if family is None:
+            raise StoreError("unknown family")
+        self._set(self._t.families, family_id, family._replace(dpop_jkt=jkt))
+
+    def remember_proof(self, key: bytes, expires_at: float, now: float) -> bool:
+        seen = self._t.proofs.get(key)
+        if seen is not None and seen > now:
+            return False
+        self._set(self._t.proofs, key, expires_at)
+        return True
+
     def _live(self, now: float, owner: Callable[[FamilyRecord], bool]) -> list[str]:
         return [
             f.id
@@ -319,6 +333,7 @@ class MemoryStore:
                 del t.families[family.id]
             deleted += _drop(t.denied, lambda exp: exp <= now - MAX_LEEWAY, batch_size)
             deleted += _drop(t.not_before, lambda nb: nb <= cutoff, batch_size)
+            deleted += _drop(t.proofs, lambda exp: exp <= now, batch_size)
             return deleted
 
     # -- ClientRegistry -----------------------------------------------------------------------
@@ -429,7 +444,7 @@ def _issue_order(record: TokenRecord) -> tuple[float, bytes]:
     return record.issued_at, record.token_hash
 
 
-def _drop(table: dict[str, float], expired: Callable[[float], bool], limit: int) -> int:
+def _drop(table: dict[Any, float], expired: Callable[[float], bool], limit: int) -> int:
     gone = [key for key, value in table.items() if expired(value)][:limit]
     for key in gone:
         del table[key]

@@ -68,6 +68,15 @@ class RefreshTransaction(Protocol):
         """Replace the family's application claims (a refresh claims hook recomputed them)."""
         ...
 
+    def set_family_jkt(self, family_id: str, jkt: str) -> None:
+        """Bind the family's refresh tokens to a DPoP key (RFC 9449 §5; SECURITY D2)."""
+        ...
+
+    def remember_proof(self, key: bytes, expires_at: float, now: float) -> bool:
+        """Record a DPoP proof's replay key until ``expires_at``; false if it is recorded
+        and unexpired at ``now`` (RFC 9449 §11.1, shared by every instance; SECURITY D1)."""
+        ...
+
     def client_families(self, client_id: str, now: float) -> list[str]:
         """Ids of ``client_id``'s live families, locked like :meth:`get_token`'s."""
         ...

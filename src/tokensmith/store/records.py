@@ -48,6 +48,8 @@ class FamilyRecord(NamedTuple):
     revoke_reason: str | None = None
     # Application claims carried to every token of the session (README "Custom claims").
     claims: SessionClaims | None = None
+    # RFC 9449 §5: the RFC 7638 thumbprint of the DPoP key its refresh tokens are bound to.
+    dpop_jkt: str | None = None
 
 
 class TokenRecord(NamedTuple):

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tokensmith.errors import InvalidToken
+from tokensmith.keys.algorithms import AlgorithmSpec, PublicKey
 from tokensmith.keys.lifecycle import VerificationKey
 from tokensmith.keys.signer import Signer
 
@@ -108,6 +109,47 @@ def parse_json_object(segment: str) -> dict[str, Any]:
     return value
 
 
+def compact_segments(token: str, max_bytes: int) -> tuple[bytes, str, str, str]:
+    """The ASCII bytes and the three non-empty segments of a compact JWS, or
+    ``InvalidToken``; the byte cap comes before any decoding (SECURITY V6)."""
+    if len(token) > max_bytes:
+        raise InvalidToken("token too large")
+    # Strict alphabet in one C pass: only base64url characters and exactly two dots
+    # (isascii() is O(1) and makes the encode below total).
+    raw = token.encode("ascii") if token.isascii() else b""
+    if raw.translate(None, _B64URL_BYTES) != b"..":
+        raise InvalidToken("not a JWS compact serialization")
+    header_seg, payload_seg, sig_seg = token.split(".")
+    if not header_seg or not payload_seg or not sig_seg:
+        raise InvalidToken("not a JWS compact serialization")
+    return raw, header_seg, payload_seg, sig_seg
+
+
+def check_signature(
+    spec: AlgorithmSpec, key: PublicKey, raw: bytes, header_seg: str, payload_seg: str, sig_seg: str
+) -> None:
+    """``InvalidToken`` unless ``sig_seg`` is ``key``'s signature of the signing input."""
+    signature = b64decode(sig_seg)
+    expected = spec.signature_length
+    if expected is not None and len(signature) != expected:
+        raise InvalidToken("signature has the wrong length")
+    signing_input = raw[: len(header_seg) + 1 + len(payload_seg)]
+    if not spec.jws.verify(signing_input, key, signature):
+        raise InvalidToken("signature verification failed")
+
+
+def checked_alg(header: dict[str, Any], allowed: frozenset[str]) -> str:
+    """The header's ``alg`` if it is allowed and no header member we do not implement is
+    present, else ``InvalidToken`` (RFC 8725 §3.1, RFC 7515 §4.1.11)."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in allowed:
+        raise InvalidToken("algorithm not allowed")
+    for name in _UNSUPPORTED_HEADERS:
+        if name in header:
+            raise InvalidToken(f"unsupported header parameter {name!r}")
+    return alg
+
+
 class CompactVerifier:
     """Checks structure, header and signature; the claims are the caller's job."""
 
@@ -128,26 +170,10 @@ class CompactVerifier:
                 raise InvalidToken("token is not ASCII") from None
         if not isinstance(token, str):
             raise InvalidToken("token must be a string")
-        # The byte cap comes before any decoding (SECURITY V6).
-        if len(token) > self._max_bytes:
-            raise InvalidToken("token too large")
-        # Strict alphabet in one C pass: only base64url characters and exactly two dots
-        # (isascii() is O(1) and makes the encode below total).
-        raw = token.encode("ascii") if token.isascii() else b""
-        if raw.translate(None, _B64URL_BYTES) != b"..":
-            raise InvalidToken("not a JWS compact serialization")
-        header_seg, payload_seg, sig_seg = token.split(".")
-        if not header_seg or not payload_seg or not sig_seg:
-            raise InvalidToken("not a JWS compact serialization")
+        raw, header_seg, payload_seg, sig_seg = compact_segments(token, self._max_bytes)
         header = self._header(header_seg)
         key = self._key_for(header)
-        signature = b64decode(sig_seg)
-        expected = key.spec.signature_length
-        if expected is not None and len(signature) != expected:
-            raise InvalidToken("signature has the wrong length")
-        signing_input = raw[: len(header_seg) + 1 + len(payload_seg)]
-        if not key.spec.jws.verify(signing_input, key.public_key, signature):
-            raise InvalidToken("signature verification failed")
+        check_signature(key.spec, key.public_key, raw, header_seg, payload_seg, sig_seg)
         return header, payload_seg
 
     def _header(self, segment: str) -> dict[str, Any]:
@@ -155,12 +181,7 @@ class CompactVerifier:
         if cached is not None:
             return cached
         header = parse_json_object(segment)
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self._allowed:
-            raise InvalidToken("algorithm not allowed")
-        for name in _UNSUPPORTED_HEADERS:
-            if name in header:
-                raise InvalidToken(f"unsupported header parameter {name!r}")
+        checked_alg(header, self._allowed)
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise InvalidToken("kid must be a string")

@@ -41,6 +41,8 @@ class AccessTokenClaims:
     session_id: str | None = None
     # Application claims (tokensmith.tokens.claims), written after the protocol claims.
     extra: Mapping[str, Any] | None = None
+    # RFC 9449 §6.1: the thumbprint of the DPoP key the token is bound to (``cnf.jkt``).
+    jkt: str | None = None
 
 
 def _extra_members(extra: Mapping[str, Any] | None) -> str:
@@ -49,10 +51,11 @@ def _extra_members(extra: Mapping[str, Any] | None) -> str:
 
 
 # The payload of mint_access_token's dict below, in its member order, as json.dumps with
-# separators=(",", ":") and ensure_ascii=False writes it; the last two %s are "" or the sid
-# member, and "" or the application claims' members.
+# separators=(",", ":") and ensure_ascii=False writes it; the last three %s are "" or the
+# sid member, "" or the cnf member, and "" or the application claims' members.
 _ACCESS_JSON = (
-    '{"iss":%s,"sub":%s,"aud":%s,"exp":%s,"iat":%s,"nbf":%s,"jti":%s,"client_id":%s,"scope":%s%s%s}'
+    '{"iss":%s,"sub":%s,"aud":%s,"exp":%s,"iat":%s,"nbf":%s,"jti":%s,"client_id":%s,"scope":%s'
+    "%s%s%s}"
 )
 
 
@@ -71,6 +74,7 @@ def _access_token_json(issuer: str, c: AccessTokenClaims) -> str | None:
         or type(c.client_id) is not str
         or type(c.scope) is not str
         or (sid is not None and type(sid) is not str)
+        or (c.jkt is not None and type(c.jkt) is not str)
     ):
         return None
     return _ACCESS_JSON % (
@@ -84,6 +88,7 @@ def _access_token_json(issuer: str, c: AccessTokenClaims) -> str | None:
         encode_basestring(c.client_id),
         encode_basestring(c.scope),
         "" if sid is None else ',"sid":' + encode_basestring(sid),
+        "" if c.jkt is None else ',"cnf":{"jkt":' + encode_basestring(c.jkt) + "}",
         _extra_members(c.extra),
     )
 
@@ -106,6 +111,8 @@ def mint_access_token(signer: Signer, issuer: str, c: AccessTokenClaims) -> str:
     }
     if c.session_id is not None:
         payload["sid"] = c.session_id
+    if c.jkt is not None:
+        payload["cnf"] = {"jkt": c.jkt}
     if c.extra:
         payload.update(c.extra)
     return sign_compact(signer, header_segment(signer.alg, signer.kid, ACCESS_TOKEN_TYP), payload)

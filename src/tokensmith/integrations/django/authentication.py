@@ -1,4 +1,5 @@
-"""DRF authentication by ``Authorization: Bearer`` (RFC 6750) through ``conf.guard()``.
+"""DRF authentication by ``Authorization: Bearer`` (RFC 6750) or ``DPoP`` with its proof
+(RFC 9449 §7) through ``conf.guard()``.
 
 A request without a bearer token is left anonymous (another authenticator may accept it;
 a permission then answers 401 with the bare challenge); a malformed or invalid one fails
@@ -14,6 +15,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from tokensmith.errors import TokensmithError
 from tokensmith.http.resource import MissingToken, error_body
+from tokensmith.http.resource_dpop import ResourceRequest
 from tokensmith.integrations.django import conf
 from tokensmith.tokens.verify import Claims
 
@@ -58,8 +60,15 @@ class BearerTokenAuthentication(BaseAuthentication):
 
     def authenticate(self, request: Any) -> tuple[TokenPrincipal, Claims] | None:
         values = request._request.headers.get("Authorization")
+        proof = request._request.headers.get("DPoP")
+        # The URI without its query (RFC 9449 §4.3); build_absolute_uri honours the proxy
+        # settings (USE_X_FORWARDED_HOST, SECURE_PROXY_SSL_HEADER).
+        url = request._request.build_absolute_uri(request._request.path)
+        resource = ResourceRequest(request.method, url, (proof,) if proof else ())
         try:
-            claims = conf.guard().authenticate_sync([values] if values else [], scopes=())
+            claims = conf.guard().authenticate_sync(
+                [values] if values else [], scopes=(), request=resource
+            )
         except MissingToken:
             return None
         except TokensmithError as exc:

@@ -44,6 +44,7 @@ class ClientRow(Base):
     backchannel_logout_session_required: Mapped[bool] = mapped_column(
         Boolean, server_default=false()
     )
+    dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 clients = cast(Table, ClientRow.__table__)
@@ -63,6 +64,7 @@ _SCALARS = (
     "previous_secret_expires_at",
     "backchannel_logout_uri",
     "backchannel_logout_session_required",
+    "dpop_bound_access_tokens",
 )
 
 

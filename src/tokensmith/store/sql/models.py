@@ -69,6 +69,8 @@ class Family(Base):
     revoke_reason: Mapped[str | None] = mapped_column(String(64))
     # tokensmith.tokens.claims.SessionClaims as JSON; NULL when the session has none.
     claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # RFC 7638 thumbprint of the DPoP key the refresh tokens are bound to (RFC 9449 §5).
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshToken(Base):
@@ -116,6 +118,16 @@ class DeniedAccessToken(Base):
     __tablename__ = "ts_denylist"
 
     jti: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(index=True)
+
+
+class DPoPProof(Base):
+    """Replay keys of DPoP proofs accepted, shared by every instance (RFC 9449 §11.1); a
+    row lives until the proof's ``iat`` window has passed."""
+
+    __tablename__ = "ts_dpop_proofs"
+
+    key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     expires_at: Mapped[float] = mapped_column(index=True)
 
 
@@ -179,6 +191,7 @@ refresh_tokens = cast(Table, RefreshToken.__table__)
 access_tokens = cast(Table, AccessTokenRecord.__table__)
 denylist = cast(Table, DeniedAccessToken.__table__)
 subject_not_before = cast(Table, SubjectNotBefore.__table__)
+dpop_proofs = cast(Table, DPoPProof.__table__)
 meta = cast(Table, Meta.__table__)
 family_revocations = cast(Table, FamilyRevocation.__table__)
 logout_outbox = cast(Table, LogoutMessage.__table__)

@@ -45,6 +45,7 @@ from tokensmith.store.sql.statements import (
     PURGE,
     PURGE_DENIED,
     PURGE_NOT_BEFORE,
+    PURGE_PROOFS,
     SQL,
 )
 from tokensmith.store.sql.transaction import SqlTransaction
@@ -316,6 +317,7 @@ class SqlStore:
             denied = {"verifiable_after": now - MAX_LEEWAY, "n": batch_size}
             deleted += conn.execute(PURGE_DENIED, denied).rowcount
             deleted += conn.execute(PURGE_NOT_BEFORE, {"cutoff": cutoff, "n": batch_size}).rowcount
+            deleted += conn.execute(PURGE_PROOFS, {"now": now, "n": batch_size}).rowcount
         return deleted
 
     def clear_salts(self, cutoff: float, batch_size: int) -> int:

@@ -43,6 +43,7 @@ def family_record(row: Sequence[Any]) -> FamilyRecord:
         revoked_at,
         revoke_reason,
         claims,
+        dpop_jkt,
     ) = row
     return FamilyRecord(
         id=family_id,
@@ -58,6 +59,7 @@ def family_record(row: Sequence[Any]) -> FamilyRecord:
         revoked_at=revoked_at,
         revoke_reason=revoke_reason,
         claims=SessionClaims.from_json(claims),
+        dpop_jkt=dpop_jkt,
     )
 
 

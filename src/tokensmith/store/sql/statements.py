@@ -35,6 +35,7 @@ from tokensmith.store.sql.clients import clients
 from tokensmith.store.sql.models import (
     access_tokens,
     denylist,
+    dpop_proofs,
     families,
     family_revocations,
     logout_outbox,
@@ -56,6 +57,7 @@ FAMILY_COLS = (
     families.c.revoked_at,
     families.c.revoke_reason,
     families.c.claims,
+    families.c.dpop_jkt,
 )
 TOKEN_COLS = (
     refresh_tokens.c.token_hash,
@@ -123,6 +125,9 @@ REVOKE_FAMILY = (
 SET_FAMILY_CLAIMS = (
     update(families).where(families.c.id == bindparam("fid")).values(claims=bindparam("claims"))
 )
+SET_FAMILY_JKT = (
+    update(families).where(families.c.id == bindparam("fid")).values(dpop_jkt=bindparam("jkt"))
+)
 REVOKE_FAMILY_TOKENS = (
     update(refresh_tokens)
     .where(refresh_tokens.c.family_id == bindparam("fid"), refresh_tokens.c.revoked_at.is_(None))
@@ -177,6 +182,21 @@ CLIENT_FAMILIES = _live_families(families.c.client_id == bindparam("client_id"))
 DENY = {
     "postgresql": pg.insert(denylist).on_conflict_do_nothing(index_elements=[denylist.c.jti]),
     "sqlite": sqlite.insert(denylist).on_conflict_do_nothing(index_elements=[denylist.c.jti]),
+}
+
+
+def _remember_proof(statement: pg.Insert | sqlite.Insert) -> ClauseElement:
+    """A proof's key is taken unless its row has expired: then the row is this proof's."""
+    return statement.on_conflict_do_update(
+        index_elements=[dpop_proofs.c.key],
+        set_={"expires_at": statement.excluded.expires_at},
+        where=dpop_proofs.c.expires_at <= bindparam("now"),
+    ).returning(dpop_proofs.c.key)
+
+
+REMEMBER_PROOF = {
+    "postgresql": _remember_proof(pg.insert(dpop_proofs)),
+    "sqlite": _remember_proof(sqlite.insert(dpop_proofs)),
 }
 _pg_not_before = pg.insert(subject_not_before)
 _sqlite_not_before = sqlite.insert(subject_not_before)
@@ -236,6 +256,13 @@ CLEAR_SALTS = (
     )
     .values(salt=null())
 )
+PURGE_PROOFS = delete(dpop_proofs).where(
+    dpop_proofs.c.key.in_(
+        select(dpop_proofs.c.key)
+        .where(dpop_proofs.c.expires_at <= bindparam("now"))
+        .limit(bindparam("n"))
+    )
+)
 PURGE_NOT_BEFORE = delete(subject_not_before).where(
     subject_not_before.c.subject.in_(
         select(subject_not_before.c.subject)
@@ -265,6 +292,8 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "count_grace": COUNT_GRACE,
     "revoke_family": REVOKE_FAMILY,
     "set_family_claims": SET_FAMILY_CLAIMS,
+    "set_family_jkt": SET_FAMILY_JKT,
+    "remember_proof": REMEMBER_PROOF,
     "revoke_family_tokens": REVOKE_FAMILY_TOKENS,
     "deny_family_access": DENY_FAMILY_ACCESS,
     "audit": AUDIT,
