@@ -478,3 +478,50 @@ def test_tokens_copied_out_of_the_page_are_useless_without_its_key(
     assert page.text("refresh-result") == "ok"
     page.act("call-api")
     assert page.text("api-trace") == "200" and page.text("status") == "signed-in"
+
+
+FRAMES = 6
+
+
+def test_tabs_that_start_together_take_turns_and_keep_the_session(
+    example: Example, browser: WebDriver
+) -> None:
+    """Several copies of the page start at once (a browser restoring its tabs): each
+    restores the session with a refresh. They take turns under one Web Lock, each with the
+    cookie the previous one left, so every copy is signed in and nothing is revoked (README
+    "Concurrent tabs"; with grace 0, presenting one token twice would be reuse)."""
+    events: list[Event] = []
+    example.ts.on_event(events.append)
+    page = Page(browser)
+    page.start(example.auth_url + "/")
+    page.act("login")
+    # Same-origin frames share the tab's cookie jar and its locks, like tabs do.
+    browser.execute_script(
+        """for (let i = 0; i < arguments[0]; i++) {
+             const frame = document.createElement('iframe');
+             frame.src = '/';
+             document.body.appendChild(frame);
+           }""",
+        FRAMES,
+    )
+    frames = browser.find_elements(By.TAG_NAME, "iframe")
+
+    def started(frame: Any) -> bool:
+        browser.switch_to.frame(frame)
+        try:
+            return int(page.text("seq")) >= 1
+        finally:
+            browser.switch_to.default_content()
+
+    for frame in frames:
+        page.wait_for("a frame to start", lambda frame=frame: started(frame))
+    statuses = []
+    for frame in frames:
+        browser.switch_to.frame(frame)
+        statuses.append((page.text("status"), page.text("refresh-result")))
+        browser.switch_to.default_content()
+    assert statuses == [("signed-in", "ok")] * FRAMES
+    names = [e.name for e in events]
+    assert names.count("rotated") == FRAMES
+    assert "reuse_detected" not in names and "family_revoked" not in names
+    assert "refresh_conflict" not in names

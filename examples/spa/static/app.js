@@ -14,8 +14,8 @@
 //   body mode: the page keeps it in IndexedDB next to the key. A script can read it, but
 //     without the key it refreshes nothing.
 // - On a 401 from the API the page refreshes once and retries. Refreshes are
-//   single-flight: with rotation and reuse detection, two concurrent refreshes with the
-//   same token would look like a stolen token and end the session.
+//   single-flight in a tab and take turns across tabs (Web Locks): with rotation and reuse
+//   detection, two refreshes with the same token would look like a stolen token.
 'use strict';
 
 (() => {
@@ -103,10 +103,17 @@
     return fields;
   }
 
+  // Tabs take turns (Web Locks): each refreshes with the token the previous one left in
+  // the cookie or IndexedDB, so tabs opened or woken together never present one token
+  // twice (README "Concurrent tabs").
+  function oneTabAtATime(work) {
+    return navigator.locks ? navigator.locks.request('tokensmith-refresh', work) : work();
+  }
+
   // Resolves true when a new access token is in memory, false when the session is gone.
   function refresh() {
     if (!refreshing) {
-      refreshing = (async () => {
+      refreshing = oneTabAtATime(async () => {
         const fields = await refreshFields();
         if (fields === null) {
           $('refresh-result').textContent = 'no refresh token';
@@ -125,7 +132,7 @@
         state.refreshes += 1;
         $('refresh-result').textContent = 'ok';
         return true;
-      })().finally(() => { refreshing = null; });
+      }).finally(() => { refreshing = null; });
     }
     return refreshing;
   }
