@@ -36,6 +36,7 @@ from tokensmith.errors import (
 )
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
+from tokensmith.revocation.log import CLIENT_DISABLED, CLIENT_ENABLED, KID, LogEntry
 from tokensmith.settings import MEMORY_URL, Settings
 from tokensmith.store.protocols import AuditReader, Registries
 from tokensmith.tokens import (
@@ -192,8 +193,14 @@ class Tokensmith:
                         reuse_policy=self._reuse_policy,
                         # The grace-retry secret lives with the keys (SECURITY B1).
                         secret_source=keys if isinstance(keys, SecretSource) else None,
+                        on_log_entry=self._log_entry,
                     )
         return self._refresh
+
+    def _log_entry(self, entry: LogEntry) -> None:
+        # Another instance may have disabled or enabled the client: read it afresh.
+        if entry.kind in (CLIENT_DISABLED, CLIENT_ENABLED) and self._clients is not None:
+            self._clients.forget(entry.key)
 
     @property
     def clients(self) -> CachedClientRegistry:
@@ -250,7 +257,9 @@ class Tokensmith:
     ) -> Client:
         """Replace the lists given (``None`` keeps one) and set ``enabled`` if given. A
         disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
-        refused; nothing is revoked, so enabling it again restores them."""
+        refused, and its access tokens fail verification here, at the other instances and
+        at remote verifiers (the revocation log); nothing is revoked, so enabling it again
+        restores them."""
         lists = {
             "scopes": scopes,
             "audiences": audiences,
@@ -260,8 +269,13 @@ class Tokensmith:
         changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
         if enabled is not None:
             changes["enabled"] = enabled
-        updated = validated(replace(self.client(client_id), **changes))
+        current = self.client(client_id)
+        updated = validated(replace(current, **changes))
         self.clients.update_client(updated)
+        if updated.enabled != current.enabled:
+            self.sessions.log_revocation(
+                CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED, client_id
+            )
         return updated
 
     def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
@@ -484,11 +498,13 @@ class Tokensmith:
     def _revoked(self, claims: dict[str, Any]) -> bool:
         """Denied ``jti``, revoked family (``sid``) or issued before the subject's cut-off."""
         sid = claims.get("sid")
+        client_id = claims.get("client_id")
         return self.sessions.is_access_token_revoked(
             jti=claims["jti"],
             subject=claims["sub"],
             issued_at=int(claims["iat"]),
             family_id=sid if isinstance(sid, str) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
         )
 
     def verify_id_token(
@@ -581,6 +597,24 @@ class Tokensmith:
     # -- keys -----------------------------------------------------------------------------
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return self.keys.jwks()
+
+    def follow_revocations(self) -> None:
+        """Hear other instances' revocations as they commit, in a thread (PostgreSQL
+        ``LISTEN``; SQLite: a poll every ``revocation_poll_interval``). ``tokensmith
+        serve`` does this; without it a check reads the log when that interval passed."""
+        self.sessions.follow_revocations()
+
+    def stop_following_revocations(self) -> None:
+        if self._refresh is not None:
+            self._refresh.stop_following()
+
+    def revoke_key(self, kid: str) -> KeyRecord:
+        """Emergency: stop publishing ``kid`` at once (if it was signing, the next key
+        signs) and log it, so remote verifiers refuse its tokens and fetch the JWKS again
+        (``GET /revocations``)."""
+        removed = self.keys.revoke(kid)
+        self.sessions.log_revocation(KID, kid)
+        return removed
 
     def rotate_keys(self) -> KeyRecord:
         """Operator's rotation: the pending key signs from now on (docs/contract.md "Keys")."""

@@ -75,7 +75,7 @@ def revoke(ctx: click.Context, kid: str) -> None:
     # A mistyped kid is the operator's error, not the server's.
     if kid not in {r.kid for r in ts.keys.records()}:
         raise click.BadParameter(f"no key with kid {kid!r}", param_hint="KID")
-    removed = ts.keys.revoke(kid)
+    removed = ts.revoke_key(kid)
     click.echo(f"revoked: {removed.kid} (was {removed.state}); it is no longer published")
 
 

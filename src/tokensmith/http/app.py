@@ -14,6 +14,7 @@ from starlette.routing import Route
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.http import endpoints, health, metrics, openapi, wellknown
+from tokensmith.http.threads import in_thread
 from tokensmith.http.errors import (
     handle_client_disconnect,
     handle_tokensmith_error,
@@ -71,9 +72,12 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if maintenance is not None:
             maintenance.start()
+        # Other instances' revocations as they commit (docs/contract.md "Revocation list").
+        await in_thread(ts.follow_revocations)
         try:
             yield
         finally:
+            ts.stop_following_revocations()
             if maintenance is not None:
                 maintenance.stop()
 
