@@ -14,12 +14,12 @@ from starlette.routing import Route
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.http import endpoints, health, metrics, openapi, wellknown
-from tokensmith.http.threads import in_thread
 from tokensmith.http.errors import (
     handle_client_disconnect,
     handle_tokensmith_error,
     handle_unexpected,
 )
+from tokensmith.http.threads import in_thread
 from tokensmith.maintenance import Maintenance
 
 # Set by ``serve --no-schedule --workers N`` for the worker processes it starts.
