@@ -598,6 +598,11 @@ class Tokensmith:
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return self.keys.jwks()
 
+    def revocations_since(self, cursor: int, limit: int) -> tuple[list[LogEntry], int, bool]:
+        """The revocation log after ``cursor`` (``GET /revocations``): entries that still
+        matter, the next cursor, whether more follow."""
+        return self.sessions.revocation_entries(cursor, limit)
+
     def follow_revocations(self) -> None:
         """Hear other instances' revocations as they commit, in a thread (PostgreSQL
         ``LISTEN``; SQLite: a poll every ``revocation_poll_interval``). ``tokensmith
@@ -613,8 +618,13 @@ class Tokensmith:
         signs) and log it, so remote verifiers refuse its tokens and fetch the JWKS again
         (``GET /revocations``)."""
         removed = self.keys.revoke(kid)
-        self.sessions.log_revocation(KID, kid)
+        self.announce_key_revoked(kid)
         return removed
+
+    def announce_key_revoked(self, kid: str) -> None:
+        """Log the revocation of ``kid`` for remote verifiers (``revoke_key`` does; raises
+        if the database cannot take it, when the key itself is revoked already)."""
+        self.sessions.log_revocation(KID, kid)
 
     def rotate_keys(self) -> KeyRecord:
         """Operator's rotation: the pending key signs from now on (docs/contract.md "Keys")."""

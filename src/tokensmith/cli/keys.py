@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from tokensmith.cli.main import cli, echo_json, facade
-from tokensmith.errors import ConfigError
+from tokensmith.errors import ConfigError, TokensmithError
 from tokensmith.keys import KeyRecord
 
 
@@ -75,8 +75,13 @@ def revoke(ctx: click.Context, kid: str) -> None:
     # A mistyped kid is the operator's error, not the server's.
     if kid not in {r.kid for r in ts.keys.records()}:
         raise click.BadParameter(f"no key with kid {kid!r}", param_hint="KID")
-    removed = ts.revoke_key(kid)
+    removed = ts.keys.revoke(kid)
     click.echo(f"revoked: {removed.kid} (was {removed.state}); it is no longer published")
+    try:
+        ts.announce_key_revoked(kid)
+    except TokensmithError as exc:
+        # The key is gone already; remote verifiers still drop it when their JWKS expires.
+        click.echo(f"warning: remote verifiers were not told: {exc.description}", err=True)
 
 
 @keys.command()

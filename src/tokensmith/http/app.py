@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
-from tokensmith.http import endpoints, health, metrics, openapi, wellknown
+from tokensmith.http import endpoints, health, metrics, openapi, revocations, wellknown
 from tokensmith.http.errors import (
     handle_client_disconnect,
     handle_tokensmith_error,
@@ -49,6 +49,8 @@ def create_app(
         Route("/introspect", endpoints.introspect, methods=["POST"]),
         Route("/logout", endpoints.logout, methods=["POST"]),
         Route("/logout", endpoints.preflight, methods=["OPTIONS"]),
+        Route("/revocations", revocations.revocations, methods=["GET"]),
+        Route("/revocations/stream", revocations.stream, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
     ]

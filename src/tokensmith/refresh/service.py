@@ -367,6 +367,22 @@ class RefreshService:
             self._log.append_revocation(kind, key, self._clock.now())
             self.logged()
 
+    @property
+    def revocation_horizon(self) -> float:
+        """How long after its revocation a family, subject, client or key entry matters."""
+        return self._horizon
+
+    def revocation_entries(self, cursor: int, limit: int) -> tuple[list[LogEntry], int, bool]:
+        """The log entries after ``cursor`` that still matter (up to ``limit`` read), the
+        cursor to read from next, and whether more may follow."""
+        if self._log is None:
+            return [], cursor, False
+        entries = self._log.revocations_since(cursor, limit)
+        last = entries[-1].id if entries else cursor
+        now = self._clock.now()
+        live = [e for e in entries if e.expires(self._horizon) > now]
+        return live, last, len(entries) == limit
+
     def follow_revocations(self) -> None:
         """Follow other instances' revocations in a thread (:mod:`tokensmith.revocation.feed`)
         if the store has any: they are then enforced as they commit (PostgreSQL

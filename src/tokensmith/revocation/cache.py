@@ -113,11 +113,8 @@ class RevocationCache:
         loaded_at = self._loaded_at
         if loaded_at is None or now - loaded_at >= self._ttl or now < loaded_at:
             self.reload(now)
-        if self._log is not None and (
-            self._cursor is None  # the first answer waits for the log (disabled clients)
-            or (poll and time.monotonic() - self._read_at >= self._poll_interval)
-        ):
-            self.catch_up()
+        if self._cursor is None or poll:
+            self.poll()  # the first answer waits for the log (disabled clients)
         with self._lock:
             if jti in self._denied:
                 return True
@@ -149,6 +146,13 @@ class RevocationCache:
             self._install(snapshot, start_seq, when)
         finally:
             self._reload_lock.release()
+
+    def poll(self) -> None:
+        """Read the log if it was never read or ``poll_interval`` has passed since."""
+        if self._log is not None and (
+            self._cursor is None or time.monotonic() - self._read_at >= self._poll_interval
+        ):
+            self.catch_up()
 
     def catch_up(self) -> int:
         """Apply the log entries after the cursor; how many. One catch-up at a time (a
