@@ -89,7 +89,7 @@ def test_another_process_enforces_every_kind_within_a_second(
         for revoke, revoked in cases:
             start = time.monotonic()
             revoke()
-            assert eventually(lambda: there.is_access_token_revoked(**revoked), within=1.0)
+            assert eventually(lambda r=revoked: there.is_access_token_revoked(**r), within=1.0)
             assert time.monotonic() - start < 1.0
         here.log_revocation(CLIENT_ENABLED, "cli")
         enabled = {**check, "client_id": "cli"}
