@@ -36,7 +36,9 @@ DEFAULT_MAX_STALENESS = 60.0
 DEFAULT_TIMEOUT = 5.0
 # A stream silent for this long (three missed heartbeats) is dead: reconnect.
 STREAM_READ_TIMEOUT = 15.0
-MAX_BACKOFF = 5.0
+# Reconnecting to an issuer that is down costs it one refused connection a second: less
+# than the delay a longer backoff adds once it is back.
+MAX_BACKOFF = 1.0
 PRUNE_EVERY = 30.0
 MAX_PAGES = 10_000
 
