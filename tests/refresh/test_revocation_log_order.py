@@ -22,7 +22,7 @@ def test_a_unit_holding_an_id_makes_later_units_wait_for_its_commit(
     done = threading.Event()
     with store.transaction() as tx:
         tx.deny_access_token("first", 1e12)
-        tx.flush_log()  # id 1 taken; the unit has not committed
+        tx._flush_log()  # id 1 taken; the unit has not committed
         later = threading.Thread(
             target=lambda: (
                 another_store.atomic(lambda t: t.deny_access_token("second", 1e12)),
@@ -47,7 +47,7 @@ def test_a_follower_sees_every_entry_while_writers_commit_concurrently_and_slowl
         for i in range(ENTRIES_EACH):
             with store.transaction() as tx:
                 tx.deny_access_token(f"w{n}-{i}", 1e12)
-                tx.flush_log()
+                tx._flush_log()
                 time.sleep(rng.random() / 100)  # commit late, holding its id
 
     seen: list[int] = []

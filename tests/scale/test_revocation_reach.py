@@ -38,7 +38,7 @@ from tokensmith import Settings, Tokensmith
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 PER_KIND = int(os.environ.get("TOKENSMITH_REACH_PER_KIND", "200"))
 BOUND = 1.0
-RATE = 25.0  # revocations per second
+RATE = 40.0  # revocations per second
 CHECKERS = 3
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -282,12 +282,23 @@ class Outage:
             self.over.set()
 
 
+@pytest.fixture
+def instance(cluster: Cluster) -> Iterator[Tokensmith]:
+    """This test's own instance (the fourth), its database connections closed afterwards."""
+    ts = Tokensmith(Settings.from_env(cluster.env))
+    try:
+        yield ts
+    finally:
+        for engine in {ts.sessions.store.engine, ts.keys.store.engine}:  # type: ignore[attr-defined]
+            engine.dispose()
+
+
 def test_every_kind_reaches_a_remote_resource_server_within_a_second(
-    cluster: Cluster, resource_server: str, tmp_path: Path
+    cluster: Cluster, resource_server: str, instance: Tokensmith, tmp_path: Path
 ) -> None:
     started = time.monotonic()
     rng = random.Random(15)
-    ts = Tokensmith(Settings.from_env(cluster.env))
+    ts = instance
     sentinel = ts.issue(subject="sentinel", client_id="spa", audience="api").access_token
     outage = Outage(cluster, ts, resource_server, sentinel)
     probes = _probes(cluster, ts, rng, outage.down)
@@ -298,6 +309,7 @@ def test_every_kind_reaches_a_remote_resource_server_within_a_second(
             assert time.monotonic() < deadline, f"a {probe.kind} token was never accepted"
             time.sleep(0.05)
     checkers = Checkers(resource_server)
+    prepared = time.monotonic()
     try:
         for n, probe in enumerate(probes):
             if n == len(probes) // 2:
@@ -323,7 +335,8 @@ def test_every_kind_reaches_a_remote_resource_server_within_a_second(
         "per_kind": PER_KIND,
         "listeners_terminated": outage.killed,
         "outage_seconds": round(outage.seconds, 2),
-        "run_seconds": round(time.monotonic() - started, 1),
+        "prepare_seconds": round(prepared - started, 1),
+        "run_seconds": round(time.monotonic() - prepared, 1),
         "accepted_after_run": len(still),
     }
     for kind in ("jti", "family", "subject", "client", "kid"):

@@ -111,7 +111,7 @@ class MemoryTransaction:
             setattr(row, name, value)
         self._undo.append(undo)
 
-    def log_revocation(self, kind: str, key: str, at: float, until: float | None) -> None:
+    def _log_revocation(self, kind: str, key: str, at: float, until: float | None) -> None:
         t = self._t
         t.log_position += 1
         t.log.append(LogEntry(t.log_position, kind, key, at, until))
@@ -199,7 +199,7 @@ class MemoryTransaction:
                 # No grace retry can follow a revocation: its salt goes (SECURITY B1).
                 self._update(row, revoked_at=now, salt=None)
         self._append(self._t.revocations, family_id, Revocation(now, reason, actor))
-        self.log_revocation(FAMILY, family_id, now, None)
+        self._log_revocation(FAMILY, family_id, now, None)
         return revoked
 
     def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
@@ -222,13 +222,13 @@ class MemoryTransaction:
         ids = self._live(now, lambda f: f.subject == subject)
         revoked = [fid for fid in ids if self._revoke(fid, now, "subject_revoked", None)]
         self._set(self._t.not_before, subject, now)
-        self.log_revocation(SUBJECT, subject, now, None)
+        self._log_revocation(SUBJECT, subject, now, None)
         return revoked
 
     def deny_access_token(self, jti: str, expires_at: float) -> None:
         if jti not in self._t.denied:
             self._set(self._t.denied, jti, expires_at)
-        self.log_revocation(JTI, jti, expires_at, expires_at + MAX_LEEWAY)
+        self._log_revocation(JTI, jti, expires_at, expires_at + MAX_LEEWAY)
 
 
 def _token_record(row: _Token, family: FamilyRecord) -> TokenRecord:
@@ -305,7 +305,7 @@ class MemoryStore:
             return log[start : start + limit]
 
     def append_revocation(self, kind: str, key: str, at: float) -> None:
-        self.atomic(lambda tx: tx.log_revocation(kind, key, at, None))
+        self.atomic(lambda tx: tx._log_revocation(kind, key, at, None))
 
     def change_signal(self) -> ChangeSignal | None:
         return None  # no other process writes here

@@ -104,7 +104,7 @@ class SqlStore:
                 try:
                     unit = self._unit(cursor)
                     yield unit
-                    unit.flush_log()
+                    unit._flush_log()
                     self._commit(raw)
                 except BaseException:
                     self._rollback(raw)
@@ -157,7 +157,7 @@ class SqlStore:
                     try:
                         tx = self._unit(cursor)  # its own: a failed unit's log goes with it
                         value = ticket.work(tx)
-                        tx.flush_log()
+                        tx._flush_log()
                     except Exception as exc:  # an interrupt ends the whole batch instead
                         if not shared:
                             raise
@@ -311,7 +311,7 @@ class SqlStore:
             return [LogEntry(*row) for row in rows]
 
     def append_revocation(self, kind: str, key: str, at: float) -> None:
-        self.atomic(lambda tx: tx.log_revocation(kind, key, at, None))
+        self.atomic(lambda tx: tx._log_revocation(kind, key, at, None))
 
     def change_signal(self) -> ChangeSignal | None:
         """PostgreSQL pushes (``LISTEN``); elsewhere the feed polls (a signal that only

@@ -2,7 +2,7 @@
 running the statements precompiled in :mod:`tokensmith.store.sql.statements`.
 
 Its revoking methods add entries to the revocation log (:mod:`tokensmith.revocation.log`),
-written by :meth:`SqlTransaction.flush_log` as the unit's last statements, just before it
+written by :meth:`SqlTransaction._flush_log` as the unit's last statements, just before it
 commits: they take the ids from the one cursor row, whose lock is then held until the
 commit. Writers therefore commit in id order, and a reader that sees id N has seen every
 lower id that will ever commit. A PostgreSQL sequence would not promise that (a unit that
@@ -38,11 +38,12 @@ class SqlTransaction:
         self._sql = SQL[dialect_name]
         self._log: list[tuple[str, str, float, float | None]] = []
 
-    def log_revocation(self, kind: str, item: str, at: float, until: float | None) -> None:
+    # The store's own steps, not part of RefreshTransaction (tests/test_architecture.py).
+    def _log_revocation(self, kind: str, item: str, at: float, until: float | None) -> None:
         """Add an entry to the revocation log when this unit commits."""
         self._log.append((kind, item, at, until))
 
-    def flush_log(self) -> None:
+    def _flush_log(self) -> None:
         """Write the unit's log entries: call last, right before the commit."""
         if not self._log:
             return
@@ -130,7 +131,7 @@ class SqlTransaction:
         self._run("revoke_family_tokens", {"fid": family_id, "now": now})
         self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
-        self.log_revocation(FAMILY, family_id, now, None)
+        self._log_revocation(FAMILY, family_id, now, None)
         return family_record(row)
 
     def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
@@ -149,12 +150,12 @@ class SqlTransaction:
             if self._one("revoke_family", params) is not None:
                 self._run("revoke_family_tokens", {"fid": family_id, "now": now})
                 self._run("audit", {**params, "actor": None})
-                self.log_revocation(FAMILY, family_id, now, None)
+                self._log_revocation(FAMILY, family_id, now, None)
                 revoked.append(family_id)
         self._run("set_not_before", {"subject": subject, "not_before": now})
-        self.log_revocation(SUBJECT, subject, now, None)
+        self._log_revocation(SUBJECT, subject, now, None)
         return revoked
 
     def deny_access_token(self, jti: str, expires_at: float) -> None:
         self._run("deny", {"jti": jti, "expires_at": expires_at})
-        self.log_revocation(JTI, jti, expires_at, expires_at + MAX_LEEWAY)
+        self._log_revocation(JTI, jti, expires_at, expires_at + MAX_LEEWAY)
