@@ -3,6 +3,7 @@ server's ``RemoteRevocations`` following them over real HTTP (a uvicorn in a thr
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +26,10 @@ AUD = "api"
 @pytest.mark.anyio
 async def test_the_feed_is_for_confidential_clients_only(env: Env) -> None:
     assert (await env.http.get("/revocations")).status_code == 401
-    public = await env.http.get("/revocations", headers=env.basic("spa", "x"))
-    assert public.status_code == 401
+    # A public client authenticates with its id alone, and is still refused.
+    id_only = {"Authorization": "Basic " + base64.b64encode(b"spa:").decode()}
+    public = await env.http.get("/revocations", headers=id_only)
+    assert public.status_code == 401 and "confidential" in public.json()["error_description"]
     wrong = await env.http.get("/revocations", headers=env.basic("rs", "wrong"))
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
     env.ts.update_client("rs", enabled=False)

@@ -32,7 +32,14 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.scale.cluster import ISSUER, Cluster, free_port, postgres_cluster, tokensmith_exe
+from tests.scale.cluster import (
+    ISSUER,
+    Cluster,
+    free_port,
+    postgres_cluster,
+    tokensmith_exe,
+    wait_serving,
+)
 from tokensmith import Settings, Tokensmith
 
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
@@ -86,16 +93,7 @@ def resource_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) 
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, "the resource server exited"
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the resource server did not come up"
-        time.sleep(0.1)
+    wait_serving(f"{url}/healthz", proc)
     try:
         yield url
     finally:
@@ -117,15 +115,7 @@ def _restart_instance_0(c: Cluster) -> None:
         stderr=subprocess.STDOUT,
     )
     log.close()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{c.urls[0]}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "instance 0 did not come back"
-        time.sleep(0.05)
+    wait_serving(f"{c.urls[0]}/readyz", c.procs[0])
 
 
 def _terminate_listeners(c: Cluster) -> int:
