@@ -101,9 +101,10 @@ def _event(kind: str, data: dict[str, Any], event_id: int | None = None) -> byte
 
 async def _events(ts: Tokensmith, since: int) -> AsyncIterator[bytes]:
     cache = ts.sessions.revocations
+    poll_every = ts.settings.revocation_poll_interval
     sent = since
     read = True
-    beat_at = 0.0
+    beat_at = polled_at = 0.0
     while True:
         if read:
             entries, sent, more = await in_thread(_page, ts, sent)
@@ -116,7 +117,10 @@ async def _events(ts: Tokensmith, since: int) -> AsyncIterator[bytes]:
         await asyncio.sleep(TICK)
         if not cache.follows_log:
             continue
-        await in_thread(cache.poll)  # without a feed: read the log when it is due
+        if time.monotonic() - polled_at >= poll_every:
+            # Without a feed nobody else reads the log; with one this returns at once.
+            await in_thread(cache.poll)
+            polled_at = time.monotonic()
         read = read or cache.cursor > sent
 
 
