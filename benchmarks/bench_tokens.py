@@ -14,7 +14,12 @@ access-token claim set:
 * ``pkcs11`` (mint only, when SoftHSM2 is installed): ``mint_access_token`` with the signer
   of the PKCS#11 key store, the key made in a fresh SoftHSM2 token (``tests/softhsm.py``),
   printed beside local signing with its ratio to ``tokensmith``. SoftHSM2 signs in this
-  process, so this is the cost of the PKCS#11 path, not of a hardware HSM's latency.
+  process, so this is the cost of the PKCS#11 path, not of a hardware HSM's latency;
+* ``remote`` (verify only): ``tokensmith`` verification as a resource server does it with
+  ``RemoteRevocations`` holding ``REMOTE_ENTRIES`` revocations (read through its real
+  ``GET /revocations`` client from an in-process transport): the keys lookup skips revoked
+  kids and the claims are checked against the set, printed with its ratio to ``tokensmith``.
+  The check is a few dict lookups, so the ratio should stay within noise of 1.
 
 Method (ARCHITECTURE.md "Cross-cutting choices"): each (alg, op, impl) cell is warmed up and
 calibrated to a fixed iteration count; then ``--repeats`` rounds run every cell once, the four
@@ -50,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cryptography
+import httpx
 import joserfc
 import jwt as pyjwt
 from cryptography.hazmat.primitives import hashes
@@ -59,6 +65,7 @@ from joserfc import jwt as jrfc_jwt
 
 from tokensmith.clock import ManualClock, SystemClock
 from tokensmith.events import EventBus
+from tokensmith.http.remote_revocations import RemoteRevocations
 from tokensmith.keys.lifecycle import KeyManager
 from tokensmith.keys.signer import LocalSigner
 from tokensmith.keys.store import FileKeyStore, KeyStore
@@ -69,6 +76,8 @@ from tokensmith.tokens.verify import AccessTokenVerifier
 ALGS = ("ES256", "ES384", "EdDSA", "RS256", "PS256")
 IMPLS = ("raw", "tokensmith", "pyjwt", "joserfc")
 HSM = "pkcs11"  # an extra mint row, beside "tokensmith" (local signing)
+REMOTE = "remote"  # an extra verify row: with RemoteRevocations holding REMOTE_ENTRIES
+REMOTE_ENTRIES = 100_000
 OPS = ("mint", "verify")
 ISSUER = "https://as.example.com"
 AUDIENCE = "https://api.example.com"
@@ -147,11 +156,42 @@ def open_hsm(directory: str) -> Callable[[str], KeyStore] | None:
     return lambda keys_dir: Pkcs11KeyStore(token.module, token.label, token.pin, keys_dir)
 
 
+def _feed_page(request: httpx.Request) -> httpx.Response:
+    """``GET /revocations?since=N`` over ``REMOTE_ENTRIES`` made-up entries of every kind
+    (none concerns the benchmark's token), a thousand a page."""
+    since = int(request.url.params.get("since", "0"))
+    kinds = ("jti", "family", "subject", "client_disabled", "kid")
+    exp = time.time() + 86_400
+    ids = range(since + 1, min(since + 1000, REMOTE_ENTRIES) + 1)
+    entries = [
+        {"id": i, "kind": kinds[i % 5], "key": f"k{i}", "at": time.time(), "exp": exp} for i in ids
+    ]
+    cursor = ids[-1] if entries else since
+    body = {"cursor": cursor, "more": cursor < REMOTE_ENTRIES, "entries": entries}
+    return httpx.Response(200, json=body)
+
+
+def remote_revocations() -> RemoteRevocations:
+    feed = RemoteRevocations(
+        ISSUER,
+        client_id="rs",
+        client_secret="-",
+        max_staleness=86_400,  # the benchmark outlasts the default bound
+        client=httpx.Client(transport=httpx.MockTransport(_feed_page)),
+    )
+    feed.sync()
+    assert len(feed) == REMOTE_ENTRIES
+    return feed
+
+
 def build(
-    alg: str, keys_dir: str, hsm: Callable[[str], KeyStore] | None = None
+    alg: str,
+    keys_dir: str,
+    hsm: Callable[[str], KeyStore] | None = None,
+    feed: RemoteRevocations | None = None,
 ) -> dict[tuple[str, str], Op]:
-    """The eight (impl, op) callables for ``alg`` (nine with ``hsm``: PKCS#11 minting),
-    each checked once for correctness."""
+    """The eight (impl, op) callables for ``alg`` (one more with ``hsm``: PKCS#11 minting;
+    one more with ``feed``: verifying against it), each checked once for correctness."""
     now = int(time.time())
     km = _keys(FileKeyStore(keys_dir), keys_dir, alg, now)
     signer = km.signer()
@@ -235,8 +275,19 @@ def build(
         )
         assert got["sub"] == claims.subject, HSM
         ops[HSM, "mint"] = lambda: mint_access_token(hsm_keys.signer(), ISSUER, claims)
+    if feed is not None:
+        remote = AccessTokenVerifier(
+            feed.keys(km), issuer=ISSUER, clock=SystemClock(), leeway=LEEWAY
+        )
+
+        def remote_verify() -> object:
+            claims = remote.verify(ts_token, audience=AUDIENCE)
+            assert not feed.check(claims)
+            return claims
+
+        ops[REMOTE, "verify"] = remote_verify
     # Every implementation must produce and accept the same claims, or the race is unfair.
-    for impl in ("tokensmith", "pyjwt", "joserfc"):
+    for impl in ("tokensmith", "pyjwt", "joserfc", *((REMOTE,) if feed else ())):
         got = ops[impl, "verify"]()
         assert isinstance(got, dict) and got["sub"] == claims.subject, impl
     assert ts_token.count(".") == 2 and pj_token.count(".") == 2 and jr_token.count(".") == 2
@@ -276,8 +327,9 @@ def calibrate(fn: Op, warmup_s: float, batch_s: float) -> int:
 
 
 def _impls(cells: dict[tuple[str, str, str], Cell], alg: str, op: str) -> tuple[str, ...]:
-    """The implementations measured for (alg, op): ``IMPLS``, then ``pkcs11`` if present."""
-    return tuple(impl for impl in (*IMPLS, HSM) if (alg, op, impl) in cells)
+    """The implementations measured for (alg, op): ``IMPLS``, then ``pkcs11`` and
+    ``remote`` if present."""
+    return tuple(impl for impl in (*IMPLS, HSM, REMOTE) if (alg, op, impl) in cells)
 
 
 def run(
@@ -297,10 +349,11 @@ def run(
     cells: dict[tuple[str, str, str], Cell] = {}
     with tempfile.TemporaryDirectory(prefix="bench-tokens-") as tmp:
         hsm = open_hsm(os.path.join(tmp, "softhsm")) if with_hsm else None
+        feed = remote_revocations()
         for alg in algs:
             keys_dir = os.path.join(tmp, alg)
             os.mkdir(keys_dir)
-            for (impl, op), fn in build(alg, keys_dir, hsm).items():
+            for (impl, op), fn in build(alg, keys_dir, hsm, feed).items():
                 cells[alg, op, impl] = Cell(fn)
         for (alg, op, _), cell in cells.items():
             # RSA signing is ~1.5 ms: twice the time keeps its few hundred samples a round
@@ -359,6 +412,17 @@ def report(cells: dict[tuple[str, str, str], Cell], algs: list[str]) -> list[str
             hsm_ratios.append(f"{alg} {_ratio(cells[alg, 'mint', HSM].ops_per_s, local):.3f}")
     if hsm_ratios:
         print(f"{HSM} mint ÷ local (tokensmith) mint: " + ", ".join(hsm_ratios))
+    remote = [
+        f"{alg} {_ratio(cells[alg, 'verify', REMOTE].ops_per_s, local):.3f}"
+        for alg in algs
+        if (alg, "verify", REMOTE) in cells
+        for local in [cells[alg, "verify", "tokensmith"].ops_per_s]
+    ]
+    if remote:
+        print(
+            f"{REMOTE} verify ({REMOTE_ENTRIES:,} revocations held) ÷ tokensmith verify: "
+            + ", ".join(remote)
+        )
     return missed
 
 

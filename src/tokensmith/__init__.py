@@ -33,6 +33,17 @@ from tokensmith.tokens.claims import ClaimsRequest
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    # Lazily: the resource-server side needs httpx and tokensmith.http (Starlette), which
+    # ``import tokensmith`` does not load (tests/test_portability.py).
+    if name == "RemoteRevocations":
+        from tokensmith.http.remote_revocations import RemoteRevocations
+
+        return RemoteRevocations
+    raise AttributeError(f"module 'tokensmith' has no attribute {name!r}")
+
+
 __all__ = [
     "ClaimsRequest",
     "ClientLifetimes",
@@ -50,6 +61,7 @@ __all__ = [
     "KeyStoreError",
     "ManualClock",
     "RefreshTokenReused",
+    "RemoteRevocations",
     "Settings",
     "Signer",
     "StoreError",

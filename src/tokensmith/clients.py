@@ -274,3 +274,7 @@ class CachedClientRegistry:
     def delete_client(self, client_id: str) -> bool:
         self._entries.pop(client_id, None)
         return self._registry.delete_client(client_id)
+
+    def forget(self, client_id: str) -> None:
+        """Read ``client_id`` afresh next time (another instance changed it)."""
+        self._entries.pop(client_id, None)

@@ -39,6 +39,7 @@ from tokensmith.errors import (
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
 from tokensmith.logout.outbox import LOGOUT_BATCH
+from tokensmith.revocation.log import CLIENT_DISABLED, CLIENT_ENABLED, KID, LogEntry
 from tokensmith.settings import MEMORY_URL, Settings
 from tokensmith.store.protocols import AuditReader, Registries
 from tokensmith.tokens import (
@@ -200,8 +201,14 @@ class Tokensmith:
                         reuse_policy=self._reuse_policy,
                         # The grace-retry secret lives with the keys (SECURITY B1).
                         secret_source=keys if isinstance(keys, SecretSource) else None,
+                        on_log_entry=self._log_entry,
                     )
         return self._refresh
+
+    def _log_entry(self, entry: LogEntry) -> None:
+        # Another instance may have disabled or enabled the client: read it afresh.
+        if entry.kind in (CLIENT_DISABLED, CLIENT_ENABLED) and self._clients is not None:
+            self._clients.forget(entry.key)
 
     @property
     def clients(self) -> CachedClientRegistry:
@@ -263,8 +270,9 @@ class Tokensmith:
         """Replace the lists given (``None`` keeps one) and set ``enabled`` and
         ``dpop_bound_access_tokens`` (RFC 9449 §5.2) if given. A
         disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
-        refused; nothing is revoked, so enabling it again restores them. An empty
-        ``backchannel_logout_uri`` removes it."""
+        refused, and its access tokens fail verification here, at the other instances and
+        at remote verifiers (the revocation log); nothing is revoked, so enabling it again
+        restores them. An empty ``backchannel_logout_uri`` removes it."""
         lists = {
             "scopes": scopes,
             "audiences": audiences,
@@ -281,8 +289,13 @@ class Tokensmith:
         ):
             if flag is not None:
                 changes[name] = flag
-        updated = validated(replace(self.client(client_id), **changes))
+        current = self.client(client_id)
+        updated = validated(replace(current, **changes))
         self.clients.update_client(updated)
+        if updated.enabled != current.enabled:
+            self.sessions.log_revocation(
+                CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED, client_id
+            )
         return updated
 
     def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
@@ -555,11 +568,13 @@ class Tokensmith:
     def _revoked(self, claims: dict[str, Any]) -> bool:
         """Denied ``jti``, revoked family (``sid``) or issued before the subject's cut-off."""
         sid = claims.get("sid")
+        client_id = claims.get("client_id")
         return self.sessions.is_access_token_revoked(
             jti=claims["jti"],
             subject=claims["sub"],
             issued_at=int(claims["iat"]),
             family_id=sid if isinstance(sid, str) else None,
+            client_id=client_id if isinstance(client_id, str) else None,
         )
 
     def verify_id_token(
@@ -699,6 +714,34 @@ class Tokensmith:
     # -- keys -----------------------------------------------------------------------------
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return self.keys.jwks()
+
+    def revocations_since(self, cursor: int, limit: int) -> tuple[list[LogEntry], int, bool]:
+        """The revocation log after ``cursor`` (``GET /revocations``): entries that still
+        matter, the next cursor, whether more follow."""
+        return self.sessions.revocation_entries(cursor, limit)
+
+    def follow_revocations(self) -> None:
+        """Hear other instances' revocations as they commit, in a thread (PostgreSQL
+        ``LISTEN``; SQLite: a poll every ``revocation_poll_interval``). ``tokensmith
+        serve`` does this; without it a check reads the log when that interval passed."""
+        self.sessions.follow_revocations()
+
+    def stop_following_revocations(self) -> None:
+        if self._refresh is not None:
+            self._refresh.stop_following()
+
+    def revoke_key(self, kid: str) -> KeyRecord:
+        """Emergency: stop publishing ``kid`` at once (if it was signing, the next key
+        signs) and log it, so remote verifiers refuse its tokens and fetch the JWKS again
+        (``GET /revocations``)."""
+        removed = self.keys.revoke(kid)
+        self.announce_key_revoked(kid)
+        return removed
+
+    def announce_key_revoked(self, kid: str) -> None:
+        """Log the revocation of ``kid`` for remote verifiers (``revoke_key`` does; raises
+        if the database cannot take it, when the key itself is revoked already)."""
+        self.sessions.log_revocation(KID, kid)
 
     def rotate_keys(self) -> KeyRecord:
         """Operator's rotation: the pending key signs from now on (docs/contract.md "Keys")."""

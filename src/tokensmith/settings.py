@@ -96,7 +96,11 @@ class Settings:
     # Key lifecycle: how long verifiers may cache the JWKS, and the scheduled rotation period.
     jwks_max_age: int = 10 * MINUTE
     key_rotation_period: int = 30 * DAY
+    # Revocations by other instances: the whole list is re-read every revocation_cache_ttl
+    # s; the log is polled every revocation_poll_interval s (SQLite; PostgreSQL while its
+    # LISTEN connection is down: it is pushed otherwise).
     revocation_cache_ttl: float = 5.0
+    revocation_poll_interval: float = 0.25
     # How long a process trusts a looked-up client registration before reading it again.
     client_cache_ttl: float = 5.0
     # SQL store connections: how long a writer waits for SQLite's lock, the pool per process
@@ -168,6 +172,7 @@ class Settings:
             "backchannel_timeout",
             "backchannel_poll_interval",
             "backchannel_max_backoff",
+            "revocation_poll_interval",
         ):
             value = getattr(self, name)
             if not _finite(value) or value <= 0:

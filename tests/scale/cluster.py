@@ -32,6 +32,20 @@ def tokensmith_exe() -> str:
     return str(Path(sys.executable).with_name("tokensmith"))
 
 
+def wait_serving(url: str, proc: subprocess.Popen[bytes], *, timeout: float = 60) -> None:
+    """Until ``url`` answers 200 (``proc`` must stay alive meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.poll() is None, f"the process serving {url} exited"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not come up"
+        time.sleep(0.05)
+
+
 @dataclass
 class Cluster:
     env: dict[str, str]

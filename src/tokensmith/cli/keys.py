@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import click
 
 from tokensmith.cli.main import cli, echo_json, facade
-from tokensmith.errors import ConfigError
+from tokensmith.errors import ConfigError, TokensmithError
 from tokensmith.keys import KeyRecord
 
 
@@ -77,6 +77,11 @@ def revoke(ctx: click.Context, kid: str) -> None:
         raise click.BadParameter(f"no key with kid {kid!r}", param_hint="KID")
     removed = ts.keys.revoke(kid)
     click.echo(f"revoked: {removed.kid} (was {removed.state}); it is no longer published")
+    try:
+        ts.announce_key_revoked(kid)
+    except TokensmithError as exc:
+        # The key is gone already; remote verifiers still drop it when their JWKS expires.
+        click.echo(f"warning: remote verifiers were not told: {exc.description}", err=True)
 
 
 @keys.command()

@@ -13,12 +13,21 @@ from starlette.routing import Route
 
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
-from tokensmith.http import endpoints, health, metrics, openapi, sessions, wellknown
+from tokensmith.http import (
+    endpoints,
+    health,
+    metrics,
+    openapi,
+    revocations,
+    sessions,
+    wellknown,
+)
 from tokensmith.http.errors import (
     handle_client_disconnect,
     handle_tokensmith_error,
     handle_unexpected,
 )
+from tokensmith.http.threads import in_thread
 from tokensmith.maintenance import Maintenance
 
 # Set by ``serve --no-schedule --workers N`` for the worker processes it starts.
@@ -48,6 +57,8 @@ def create_app(
         Route("/introspect", endpoints.introspect, methods=["POST"]),
         Route("/logout", endpoints.logout, methods=["POST"]),
         Route("/logout", endpoints.preflight, methods=["OPTIONS"]),
+        Route("/revocations", revocations.revocations, methods=["GET"]),
+        Route("/revocations/stream", revocations.stream, methods=["GET"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         *sessions.ROUTES,
@@ -72,9 +83,12 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if maintenance is not None:
             maintenance.start()
+        # Other instances' revocations as they commit (docs/contract.md "Revocation list").
+        await in_thread(ts.follow_revocations)
         try:
             yield
         finally:
+            ts.stop_following_revocations()
             if maintenance is not None:
                 maintenance.stop()
 

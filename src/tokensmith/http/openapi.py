@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from tokensmith.grants import GRANTS
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
+from tokensmith.revocation.log import KINDS
 
 PATH = "/openapi.json"
 _JSON = "application/json"
@@ -241,6 +242,33 @@ _SESSION_PATHS: dict[str, dict[str, Any]] = {
         "options": _PREFLIGHT,
     },
 }
+# ``http/revocations.py``: the revocation feed for resource servers.
+_SINCE = {
+    "name": "since",
+    "in": "query",
+    "description": "the cursor of the previous read (0 or absent: every live entry)",
+    "schema": {"type": "integer", "minimum": 0},
+}
+_REVOCATION = _object(
+    {
+        "id": {"type": "integer", "description": "its cursor; ids grow in commit order"},
+        "kind": {
+            "enum": list(KINDS),
+            "description": "jti: one access token; family: a session (sid); subject: tokens "
+            "of the subject issued before at; client_disabled / client_enabled: the "
+            "client's tokens while disabled; kid: every token signed with the key",
+        },
+        "key": {"type": "string", "description": "the jti, sid, sub, client_id or kid"},
+        "at": {"type": "number", "description": "when (subject: the not-before time)"},
+        "exp": {"type": "number", "description": "after this it no longer matters"},
+    },
+    "id",
+    "kind",
+    "key",
+    "at",
+    "exp",
+)
+_FEED_ERRORS = {"400": _ref("responses", "Error"), "401": _ref("responses", "ClientError")}
 
 _PATHS: dict[str, dict[str, Any]] = {
     **_SESSION_PATHS,
@@ -310,6 +338,58 @@ _PATHS: dict[str, dict[str, Any]] = {
             403,
         ),
         "options": _PREFLIGHT,
+    },
+    "/revocations": {
+        "get": {
+            "summary": "What is revoked and can still verify, after a cursor; confidential "
+            "clients (resource servers) only",
+            "security": [{"clientBasic": []}],
+            "parameters": [_SINCE, {"name": "If-None-Match", "in": "header", "schema": _TEXT}],
+            "responses": {
+                "200": _json_response(
+                    "Entries in id order; read again from cursor (at once while more)",
+                    _object(
+                        {
+                            "cursor": {"type": "integer"},
+                            "more": {"type": "boolean"},
+                            "entries": {"type": "array", "items": _REVOCATION},
+                        },
+                        "cursor",
+                        "more",
+                        "entries",
+                    ),
+                    "Cache-Control",
+                    "ETag",
+                ),
+                "304": _empty_response("Nothing new after since", "Cache-Control", "ETag"),
+                **_FEED_ERRORS,
+            },
+        }
+    },
+    "/revocations/stream": {
+        "get": {
+            "summary": "Server-sent events: every entry after the cursor, then each new one "
+            "as it commits; a heartbeat with the cursor every 5 s",
+            "security": [{"clientBasic": []}],
+            "parameters": [
+                _SINCE,
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "description": "resume after this entry (wins over since)",
+                    "schema": _TEXT,
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "event: revocation (id: the entry's id; data: the entry as "
+                    "in GET /revocations) and event: heartbeat (data: {cursor})",
+                    "headers": {"Cache-Control": _ref("headers", "Cache-Control")},
+                    "content": {"text/event-stream": {"schema": _TEXT}},
+                },
+                **_FEED_ERRORS,
+            },
+        }
     },
     "/healthz": {
         "get": {
@@ -395,7 +475,7 @@ _COMPONENTS: dict[str, Any] = {
     },
     "headers": {
         "Cache-Control": _header("no-store on every token response (RFC 6749 §5.1)"),
-        "ETag": _header("The key set's version; send it back in If-None-Match"),
+        "ETag": _header("The version of what was sent; send it back in If-None-Match"),
         "WWW-Authenticate": _header("The scheme to authenticate with (RFC 6749 §5.2)"),
         "Retry-After": _header("Seconds to wait (RFC 9110 §10.2.3)", {"type": "integer"}),
         "Set-Cookie": _header(f"Expires the {COOKIE_NAME} cookie"),

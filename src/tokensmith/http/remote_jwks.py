@@ -145,7 +145,7 @@ class RemoteJwks:
         max_max_age: float = MAX_MAX_AGE,
         allow_insecure_loopback: bool = False,
     ) -> None:
-        self.url = _check_url(url, allow_insecure_loopback)
+        self.url = check_url(url, allow_insecure_loopback)
         if not 0 < timeout <= 60:
             raise ConfigError("timeout must be between 0 and 60 s")
         if max_bytes <= 0 or cooldown < 0:
@@ -312,7 +312,7 @@ def _parse(body: bytes) -> JwkSet:
     return keys
 
 
-def _check_url(url: str, allow_insecure_loopback: bool) -> str:
+def check_url(url: str, allow_insecure_loopback: bool) -> str:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):

@@ -49,6 +49,7 @@ from tokensmith.errors import (
     UseDPoPNonce,
 )
 from tokensmith.http.remote_jwks import RemoteJwks
+from tokensmith.http.remote_revocations import RemoteRevocations
 from tokensmith.http.resource_dpop import (
     DPoPInvalidToken,
     ResourceRequest,
@@ -114,7 +115,8 @@ class BearerGuard:
 
     Keys come from a local ``tokensmith`` (then its revocation list is consulted when
     ``check_revoked``) or from ``keys`` (any ``KeyLookup``: ``RemoteJwks``, ``JwkSet``,
-    ``KeyManager``) together with the ``issuer`` they must name.
+    ``KeyManager``) together with the ``issuer`` they must name; then ``revocations`` (a
+    started ``RemoteRevocations``) refuses what the issuer revoked.
 
     DPoP proofs are checked by ``dpop`` (default: the local tokensmith's, per its settings,
     or a ``ProofVerifier`` with the default algorithms and no nonces);
@@ -138,6 +140,7 @@ class BearerGuard:
         algorithms: Iterable[str] = DEFAULT_ALGS,
         dpop: ProofVerifier | None = None,
         public_base_url: str | None = None,
+        revocations: RemoteRevocations | None = None,
     ) -> None:
         if not isinstance(audience, str) or not audience:
             raise ConfigError("audience must be a non-empty string")
@@ -145,6 +148,8 @@ class BearerGuard:
             raise ConfigError("pass exactly one of tokensmith= or keys=")
         if keys is not None and not issuer:
             raise ConfigError("keys= needs the issuer the tokens must name")
+        if revocations is not None and keys is None:
+            raise ConfigError("revocations= goes with keys= (a local tokensmith has its own)")
         self.audience = audience
         self.scopes = _scope_tuple(scopes)
         self.realm = _UNSAFE.sub("", realm)
@@ -156,6 +161,7 @@ class BearerGuard:
         self._check_revoked = check_revoked
         self._verifier: AccessTokenVerifier | None = None
         self._inline: AccessTokenVerifier | None = None
+        self._revocations = revocations
         if keys is not None:
             assert issuer is not None
             options: dict[str, Any] = {
@@ -166,11 +172,11 @@ class BearerGuard:
                 "max_bytes": max_bytes,
                 "algorithms": algorithms,
             }
+            inline: KeyLookup = _CachedOnly(keys) if isinstance(keys, RemoteJwks) else keys
+            if revocations is not None:
+                keys, inline = revocations.keys(keys), revocations.keys(inline)
             self._verifier = AccessTokenVerifier(keys, **options)
-            if isinstance(keys, RemoteJwks):
-                self._inline = AccessTokenVerifier(_CachedOnly(keys), **options)
-            else:
-                self._inline = self._verifier
+            self._inline = AccessTokenVerifier(inline, **options)
 
     # -- verification ---------------------------------------------------------------------
     def verify(self, token: str, *, scopes: Iterable[str] | None = None) -> Claims:
@@ -182,9 +188,14 @@ class BearerGuard:
             )
         else:
             assert self._verifier is not None
-            claims = self._verifier.verify(token, audience=self.audience)
+            claims = self._remote_check(self._verifier.verify(token, audience=self.audience))
         required = self.scopes if scopes is None else _scope_tuple(scopes)
         self._check_scopes(claims, required, "bearer")
+        return claims
+
+    def _remote_check(self, claims: Claims) -> Claims:
+        if self._revocations is not None and self._revocations.check(claims):
+            raise InvalidToken("token revoked")
         return claims
 
     async def authenticate(
@@ -203,7 +214,7 @@ class BearerGuard:
         with _fail_closed(scheme):
             if self._inline is not None:
                 try:
-                    claims = self._inline.verify(token, audience=self.audience)
+                    claims = self._remote_check(self._inline.verify(token, audience=self.audience))
                 except _WouldBlock:
                     claims = await run_in_threadpool(self.verify, token, scopes=())
             elif self._check_revoked:

@@ -37,6 +37,8 @@ from tokensmith.refresh.rotation import (
 )
 from tokensmith.refresh.secret import SecretSource
 from tokensmith.revocation.cache import RevocationCache
+from tokensmith.revocation.feed import RevocationFeed
+from tokensmith.revocation.log import LogEntry, log_of
 from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
 from tokensmith.store.records import FamilyRecord, NewToken
@@ -85,9 +87,11 @@ class RefreshService:
         events: EventBus,
         reuse_policy: ReusePolicy | None = None,
         secret_source: SecretSource | None = None,
+        on_log_entry: Callable[[LogEntry], None] | None = None,
     ) -> None:
         """``secret_source`` keeps the grace-retry secret (the key store; SECURITY B1);
-        ``settings.refresh_secret`` wins over it."""
+        ``settings.refresh_secret`` wins over it. ``on_log_entry`` hears of every
+        revocation-log entry this instance applies, its own and other instances'."""
         self._store = store
         self._settings = settings
         self._clock = clock
@@ -104,8 +108,15 @@ class RefreshService:
         # and any verifier sharing this store may allow up to MAX_LEEWAY (SECURITY B4).
         self._horizon = settings.max_token_lifetime + MAX_LEEWAY
         self.revocations = RevocationCache(
-            store, clock=clock, ttl=settings.revocation_cache_ttl, horizon=self._horizon
+            store,
+            clock=clock,
+            ttl=settings.revocation_cache_ttl,
+            horizon=self._horizon,
+            poll_interval=settings.revocation_poll_interval,
+            on_entry=on_log_entry,
         )
+        self._log = log_of(store)
+        self._feed: RevocationFeed | None = None
 
     @property
     def store(self) -> RefreshStore:
@@ -327,6 +338,7 @@ class RefreshService:
     def _after_reuse(self, outcome: Reuse, now: float) -> None:
         incident = outcome.incident
         self.revocations.revoke_family(incident.family_id)
+        self.logged()
         logger.warning(
             "refresh token reuse in family %s (%s); family revoked",
             incident.family_id,
@@ -364,6 +376,59 @@ class RefreshService:
         """``work``'s result once it is durable."""
         return self._store.atomic(work)
 
+    def logged(self) -> None:
+        """Read the revocation log now: this instance has just written to it (its cursor
+        moves on at once, so ``GET /revocations/stream`` sends the entry without waiting
+        for the feed). A failure is left to the feed's next read."""
+        try:
+            self.revocations.catch_up()
+        except Exception as exc:
+            logger.warning("revocation log read failed (%s)", type(exc).__name__)
+
+    def log_revocation(self, kind: str, key: str) -> None:
+        """Log a revocation kept outside the refresh store (``tokensmith.revocation.log``:
+        a client disabled or enabled, a key revoked) for the other instances and remote
+        verifiers. A store without a log has no one to tell."""
+        if self._log is not None:
+            self._log.append_revocation(kind, key, self._clock.now())
+            self.logged()
+
+    @property
+    def revocation_horizon(self) -> float:
+        """How long after its revocation a family, subject, client or key entry matters."""
+        return self._horizon
+
+    def revocation_entries(self, cursor: int, limit: int) -> tuple[list[LogEntry], int, bool]:
+        """The log entries after ``cursor`` that still matter (up to ``limit`` read), the
+        cursor to read from next, and whether more may follow."""
+        if self._log is None:
+            return [], cursor, False
+        entries = self._log.revocations_since(cursor, limit)
+        last = entries[-1].id if entries else cursor
+        now = self._clock.now()
+        live = [e for e in entries if e.expires(self._horizon) > now]
+        return live, last, len(entries) == limit
+
+    def follow_revocations(self) -> None:
+        """Follow other instances' revocations in a thread (:mod:`tokensmith.revocation.feed`)
+        if the store has any: they are then enforced as they commit (PostgreSQL
+        ``NOTIFY``) instead of at the next check after ``revocation_poll_interval``."""
+        signal = None if self._log is None else self._log.change_signal()
+        if signal is None or (self._feed is not None and self._feed.running):
+            return
+        settings = self._settings
+        self._feed = RevocationFeed(
+            self.revocations,
+            signal,
+            interval=settings.revocation_poll_interval,
+            fallback=max(settings.revocation_cache_ttl, settings.revocation_poll_interval),
+        )
+        self._feed.start()
+
+    def stop_following(self) -> None:
+        if self._feed is not None:
+            self._feed.stop()
+
     def revoke_refresh_token(self, refresh_token: str, *, client_id: str | None = None) -> bool:
         """RFC 7009 §2.1: revoke the token's whole family (and its access tokens). Unknown or
         garbage tokens, and another client's token, return ``False`` without an error
@@ -386,6 +451,7 @@ class RefreshService:
             return False
         family_id, revoked = found
         self.revocations.revoke_family(family_id)
+        self.logged()
         if revoked is not None:
             self._family_revoked(revoked, now, "token_revoked")
         return True
@@ -400,6 +466,7 @@ class RefreshService:
         if revoked is None:
             return False
         self.revocations.revoke_family(family_id)
+        self.logged()
         self._family_revoked(revoked, now, reason)
         return True
 
@@ -411,6 +478,8 @@ class RefreshService:
         self.revocations.set_not_before(subject, now)
         for family_id in family_ids:
             self.revocations.revoke_family(family_id)
+        self.logged()
+        for family_id in family_ids:
             self._events.emit(
                 "family_revoked",
                 now,
@@ -437,6 +506,8 @@ class RefreshService:
         families = self._write(work)
         for family in families:
             self.revocations.revoke_family(family.id)
+        self.logged()
+        for family in families:
             self._family_revoked(family, now, "client_deleted")
         return len(families)
 
@@ -445,15 +516,29 @@ class RefreshService:
         ``MAX_LEEWAY`` (never by token string, V5; SECURITY B4)."""
         self._write(lambda tx: tx.deny_access_token(jti, float(expires_at)))
         self.revocations.deny_jti(jti)
+        self.logged()
 
     def is_access_token_revoked(
-        self, *, jti: str, subject: str, issued_at: int, family_id: str | None
+        self,
+        *,
+        jti: str,
+        subject: str,
+        issued_at: int,
+        family_id: str | None,
+        client_id: str | None = None,
     ) -> bool:
-        """Denied jti, revoked family, or issued before the subject's not-before time.
-        Answered from the in-process cache (refreshed every ``revocation_cache_ttl`` s);
-        revocations made through this instance are visible at once."""
+        """Denied jti, revoked family, disabled client, or issued before the subject's
+        not-before time. Answered from the in-process cache: revocations made through this
+        instance are visible at once, other instances' through the log within
+        ``revocation_poll_interval`` (or as they commit, with a feed on PostgreSQL)."""
+        feed = self._feed
         return self.revocations.is_revoked(
-            jti=jti, subject=subject, issued_at=issued_at, family_id=family_id
+            jti=jti,
+            subject=subject,
+            issued_at=issued_at,
+            family_id=family_id,
+            client_id=client_id,
+            poll=feed is None or not feed.running,
         )
 
     def _family_revoked(self, family: FamilyRecord, now: float, reason: str) -> None:

@@ -14,6 +14,7 @@ SQLite's, and records an undo step for each write: a unit that raises leaves not
 
 from __future__ import annotations
 
+import bisect
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 from tokensmith.clients import Client
 from tokensmith.errors import InvalidRequest, StoreError
 from tokensmith.logout.outbox import LogoutMessage
+from tokensmith.revocation.log import FAMILY, JTI, SUBJECT, ChangeSignal, LogEntry
 from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
     FamilyRecord,
@@ -74,6 +76,9 @@ class _Tables:
         self.clients: dict[str, Client] = {}
         # The logout outbox: messages by id, with the claim (until, by) on each.
         self.logouts: dict[str, tuple[LogoutMessage, float, float | None, str | None]] = {}
+        # The revocation log in id order; ids are handed out under the store's lock.
+        self.log: list[LogEntry] = []
+        self.log_position = 0
 
 
 class MemoryTransaction:
@@ -110,6 +115,17 @@ class MemoryTransaction:
 
         for name, value in changes.items():
             setattr(row, name, value)
+        self._undo.append(undo)
+
+    def _log_revocation(self, kind: str, key: str, at: float, until: float | None) -> None:
+        t = self._t
+        t.log_position += 1
+        t.log.append(LogEntry(t.log_position, kind, key, at, until))
+
+        def undo() -> None:
+            t.log.pop()
+            t.log_position -= 1
+
         self._undo.append(undo)
 
     def _record(self, row: _Token) -> TokenRecord:
@@ -195,6 +211,7 @@ class MemoryTransaction:
                 secrets.token_urlsafe(16), family.client_id, family.subject, family_id, 0
             )
             self._set(self._t.logouts, message.id, (message, now, None, None))
+        self._log_revocation(FAMILY, family_id, now, None)
         return revoked
 
     def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
@@ -230,11 +247,13 @@ class MemoryTransaction:
         ids = self._live(now, lambda f: f.subject == subject)
         revoked = [fid for fid in ids if self._revoke(fid, now, "subject_revoked", None)]
         self._set(self._t.not_before, subject, now)
+        self._log_revocation(SUBJECT, subject, now, None)
         return revoked
 
     def deny_access_token(self, jti: str, expires_at: float) -> None:
         if jti not in self._t.denied:
             self._set(self._t.denied, jti, expires_at)
+        self._log_revocation(JTI, jti, expires_at, expires_at + MAX_LEEWAY)
 
 
 def _token_record(row: _Token, family: FamilyRecord) -> TokenRecord:
@@ -303,6 +322,19 @@ class MemoryStore:
                 {s: t for s, t in self._t.not_before.items() if t > since},
             )
 
+    # -- RevocationLog ------------------------------------------------------------------------
+    def revocations_since(self, cursor: int, limit: int) -> list[LogEntry]:
+        with self._lock:
+            log = self._t.log
+            start = bisect.bisect_right(log, cursor, key=lambda entry: entry.id)
+            return log[start : start + limit]
+
+    def append_revocation(self, kind: str, key: str, at: float) -> None:
+        self.atomic(lambda tx: tx._log_revocation(kind, key, at, None))
+
+    def change_signal(self) -> ChangeSignal | None:
+        return None  # no other process writes here
+
     def clear_salts(self, cutoff: float, batch_size: int) -> int:
         with self._lock:
             salted = [r for r in self._t.tokens.values() if r.salt is not None]
@@ -334,7 +366,10 @@ class MemoryStore:
             deleted += _drop(t.denied, lambda exp: exp <= now - MAX_LEEWAY, batch_size)
             deleted += _drop(t.not_before, lambda nb: nb <= cutoff, batch_size)
             deleted += _drop(t.proofs, lambda exp: exp <= now, batch_size)
-            return deleted
+            stale = [e for e in t.log if e.expires(horizon) <= now][:batch_size]
+            gone = {e.id for e in stale}
+            t.log = [e for e in t.log if e.id not in gone]
+            return deleted + len(stale)
 
     # -- ClientRegistry -----------------------------------------------------------------------
     def client_registry(self) -> MemoryStore:

@@ -4,7 +4,9 @@ Keys (README.md "Flask and Django"):
 
 - ``AUDIENCE`` (required): the ``aud`` tokens must name;
 - ``JWKS_URL`` and ``ISSUER``: verify against the issuer's JWKS (``RemoteJwks``, https);
-  without ``JWKS_URL`` the guard uses a local ``Tokensmith`` built from ``SETTINGS``
+  with ``REVOCATIONS`` (``RemoteRevocations`` options: ``client_id``, ``client_secret``,
+  ...) also against its revocation feed; without ``JWKS_URL`` the guard uses a local
+  ``Tokensmith`` built from ``SETTINGS``
   (``tokensmith.Settings`` fields over the ``TOKENSMITH_*`` environment) and checks
   revocation unless ``CHECK_REVOKED`` is false;
 - ``SCOPES`` (every view's default), ``REALM``, ``LEEWAY``.
@@ -21,6 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tokensmith.errors import ConfigError
 from tokensmith.facade import Tokensmith
 from tokensmith.http.remote_jwks import RemoteJwks
+from tokensmith.http.remote_revocations import RemoteRevocations
 from tokensmith.http.resource import BearerGuard
 from tokensmith.settings import Settings
 
@@ -63,6 +66,14 @@ def reset() -> None:
         _guard = None
 
 
+def _revocations(conf: dict[str, Any], keys: RemoteJwks) -> RemoteRevocations:
+    """``REVOCATIONS``: ``RemoteRevocations`` options (``client_id``, ``client_secret``,
+    ``max_staleness``, ...) for the feed of ``ISSUER``; started here."""
+    feed = RemoteRevocations(str(conf.get("ISSUER")), jwks=keys, **conf["REVOCATIONS"])
+    feed.start()
+    return feed
+
+
 def _build(conf: dict[str, Any]) -> BearerGuard:
     policy: dict[str, Any] = {
         "audience": conf.get("AUDIENCE"),
@@ -74,6 +85,8 @@ def _build(conf: dict[str, Any]) -> BearerGuard:
     try:
         if "JWKS_URL" in conf:
             keys = RemoteJwks(conf["JWKS_URL"])
+            if "REVOCATIONS" in conf:
+                policy["revocations"] = _revocations(conf, keys)
             return BearerGuard(keys=keys, issuer=conf.get("ISSUER"), **policy)
         local = Tokensmith(tokensmith_settings())
         revoked = bool(conf.get("CHECK_REVOKED", True))

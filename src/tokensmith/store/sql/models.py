@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Double,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    event,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -185,6 +187,29 @@ class LogoutMessage(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
 
 
+class RevocationLogEntry(Base):
+    """The revocation log (:mod:`tokensmith.revocation.log`). Ids come from
+    ``ts_revocation_cursor``, never from a sequence, so they grow in commit order."""
+
+    __tablename__ = "ts_revocation_log"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    item: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    at: Mapped[float]
+    until: Mapped[float | None]
+
+
+class RevocationCursor(Base):
+    """One row: the last id handed to the revocation log. Its row lock, taken just before
+    a unit commits, orders the log's writers (``store/sql/transaction.py``)."""
+
+    __tablename__ = "ts_revocation_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger)
+
+
 metadata = Base.metadata
 families = cast(Table, Family.__table__)
 refresh_tokens = cast(Table, RefreshToken.__table__)
@@ -195,3 +220,12 @@ dpop_proofs = cast(Table, DPoPProof.__table__)
 meta = cast(Table, Meta.__table__)
 family_revocations = cast(Table, FamilyRevocation.__table__)
 logout_outbox = cast(Table, LogoutMessage.__table__)
+revocation_log = cast(Table, RevocationLogEntry.__table__)
+revocation_cursor = cast(Table, RevocationCursor.__table__)
+# The cursor row exists from the start (migration 0009 inserts it too): a writer only
+# ever updates it, so two first writers cannot race to create it.
+event.listen(
+    revocation_cursor,
+    "after_create",
+    DDL("INSERT INTO ts_revocation_cursor (id, position) VALUES (1, 0)"),  # type: ignore[no-untyped-call]
+)

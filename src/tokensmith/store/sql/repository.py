@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from tokensmith.errors import TemporarilyUnavailable
+from tokensmith.revocation.log import ChangeSignal, LogEntry
 from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
     Pending,
@@ -34,6 +35,7 @@ from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
 from tokensmith.store.sql.group import GroupCommitter, Ticket
+from tokensmith.store.sql.notify import PgListener, Poll
 from tokensmith.store.sql.outbox import SqlLogoutOutbox
 from tokensmith.store.sql.rows import token_record
 from tokensmith.store.sql.statements import (
@@ -42,8 +44,10 @@ from tokensmith.store.sql.statements import (
     LOAD_DENIED,
     LOAD_FAMILIES,
     LOAD_NOT_BEFORE,
+    LOG_SINCE,
     PURGE,
     PURGE_DENIED,
+    PURGE_LOG,
     PURGE_NOT_BEFORE,
     PURGE_PROOFS,
     SQL,
@@ -100,7 +104,9 @@ class SqlStore:
                 if self._dialect == "sqlite":
                     cursor.execute("BEGIN IMMEDIATE")
                 try:
-                    yield self._unit(cursor)
+                    unit = self._unit(cursor)
+                    yield unit
+                    unit._flush_log()
                     self._commit(raw)
                 except BaseException:
                     self._rollback(raw)
@@ -146,13 +152,14 @@ class SqlStore:
             cursor = raw.cursor()
             try:
                 cursor.execute("BEGIN IMMEDIATE")
-                tx = self._unit(cursor)
                 ran: list[tuple[Ticket[Any], Any]] = []
                 for ticket in tickets:
                     if shared:
                         cursor.execute("SAVEPOINT unit")
                     try:
+                        tx = self._unit(cursor)  # its own: a failed unit's log goes with it
                         value = ticket.work(tx)
+                        tx._flush_log()
                     except Exception as exc:  # an interrupt ends the whole batch instead
                         if not shared:
                             raise
@@ -302,10 +309,27 @@ class SqlStore:
             not_before = {row[0]: row[1] for row in conn.execute(LOAD_NOT_BEFORE, {"since": since})}
         return RevocationSnapshot(denied, families, not_before)
 
+    # -- RevocationLog ------------------------------------------------------------------------
+    def revocations_since(self, cursor: int, limit: int) -> list[LogEntry]:
+        with self._connection(read_only=True) as conn:
+            rows = conn.execute(LOG_SINCE, {"cursor": cursor, "n": limit})
+            return [LogEntry(*row) for row in rows]
+
+    def append_revocation(self, kind: str, key: str, at: float) -> None:
+        self.atomic(lambda tx: tx._log_revocation(kind, key, at, None))
+
+    def change_signal(self) -> ChangeSignal | None:
+        """PostgreSQL pushes (``LISTEN``); elsewhere the feed polls (a signal that only
+        waits)."""
+        if self._dialect == "postgresql":
+            return PgListener(self.engine.url)
+        return Poll()
+
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
         """One batch: families expired ``horizon`` seconds ago (so every access token they
         issued has expired too) with their rows, denylist rows of tokens that can no longer
-        verify (``exp`` + ``MAX_LEEWAY`` passed, SECURITY B4), stale not-befores."""
+        verify (``exp`` + ``MAX_LEEWAY`` passed, SECURITY B4), stale not-befores and log
+        entries that no longer matter."""
         cutoff = now - horizon
         deleted = 0
         with self._connection() as conn:
@@ -318,6 +342,8 @@ class SqlStore:
             deleted += conn.execute(PURGE_DENIED, denied).rowcount
             deleted += conn.execute(PURGE_NOT_BEFORE, {"cutoff": cutoff, "n": batch_size}).rowcount
             deleted += conn.execute(PURGE_PROOFS, {"now": now, "n": batch_size}).rowcount
+            log = {"now": now, "cutoff": cutoff, "n": batch_size}
+            deleted += conn.execute(PURGE_LOG, log).rowcount
         return deleted
 
     def clear_salts(self, cutoff: float, batch_size: int) -> int:

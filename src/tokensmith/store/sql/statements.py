@@ -19,6 +19,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    func,
     insert,
     literal_column,
     null,
@@ -40,6 +41,8 @@ from tokensmith.store.sql.models import (
     family_revocations,
     logout_outbox,
     refresh_tokens,
+    revocation_cursor,
+    revocation_log,
     subject_not_before,
 )
 
@@ -217,6 +220,51 @@ LOAD_NOT_BEFORE = select(subject_not_before.c.subject, subject_not_before.c.not_
     subject_not_before.c.not_before > bindparam("since")
 )
 
+# The revocation log (tokensmith.revocation.log). A unit hands out its ids last, just before
+# it commits: the cursor row's lock then orders the writers (store/sql/transaction.py).
+ADVANCE_LOG = (
+    update(revocation_cursor)
+    .where(revocation_cursor.c.id == literal_column("1"))
+    .values(position=revocation_cursor.c.position + bindparam("n"))
+    .returning(revocation_cursor.c.position)
+)
+INSERT_LOG = insert(revocation_log).values(
+    id=bindparam("id"),
+    kind=bindparam("kind"),
+    item=bindparam("item"),
+    at=bindparam("at"),
+    until=bindparam("until"),
+)
+# Delivered at commit, in commit order, to every session that LISTENs (store/sql/notify.py).
+NOTIFY_CHANNEL = "tokensmith_revocations"
+NOTIFY_LOG = {
+    "postgresql": select(
+        func.pg_notify(literal_column(f"'{NOTIFY_CHANNEL}'"), bindparam("position"))
+    )
+}
+LOG_SINCE = (
+    select(
+        revocation_log.c.id,
+        revocation_log.c.kind,
+        revocation_log.c.item,
+        revocation_log.c.at,
+        revocation_log.c.until,
+    )
+    .where(revocation_log.c.id > bindparam("cursor"))
+    .order_by(revocation_log.c.id)
+    .limit(bindparam("n"))
+)
+PURGE_LOG = delete(revocation_log).where(
+    revocation_log.c.id.in_(
+        select(revocation_log.c.id)
+        .where(
+            ((revocation_log.c.until.is_not(None)) & (revocation_log.c.until <= bindparam("now")))
+            | ((revocation_log.c.until.is_(None)) & (revocation_log.c.at <= bindparam("cutoff")))
+        )
+        .limit(bindparam("n"))
+    )
+)
+
 # Cleanup (docs/contract.md: small batches; PostgreSQL: FOR UPDATE SKIP LOCKED so concurrent
 # cleaners and
 # live traffic never wait on each other).
@@ -302,6 +350,9 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "client_families": CLIENT_FAMILIES,
     "deny": DENY,
     "set_not_before": SET_NOT_BEFORE,
+    "advance_log": ADVANCE_LOG,
+    "insert_log": INSERT_LOG,
+    "notify_log": NOTIFY_LOG,
 }
 
 
@@ -309,6 +360,8 @@ def _compile(dialect_name: str) -> dict[str, str]:
     dialect = DIALECTS[dialect_name]
     compiled = {}
     for name, stmt in UNIT_OF_WORK.items():
+        if isinstance(stmt, dict) and dialect_name not in stmt:
+            continue  # a statement this database does without (NOTIFY)
         clause = stmt[dialect_name] if isinstance(stmt, dict) else stmt
         compiled[name] = str(clause.compile(dialect=dialect))
     return compiled

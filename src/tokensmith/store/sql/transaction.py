@@ -1,5 +1,15 @@
 """The SQL unit of work: :class:`tokensmith.store.RefreshTransaction` on one DBAPI cursor,
-running the statements precompiled in :mod:`tokensmith.store.sql.statements`."""
+running the statements precompiled in :mod:`tokensmith.store.sql.statements`.
+
+Its revoking methods add entries to the revocation log (:mod:`tokensmith.revocation.log`),
+written by :meth:`SqlTransaction._flush_log` as the unit's last statements, just before it
+commits: they take the ids from the one cursor row, whose lock is then held until the
+commit. Writers therefore commit in id order, and a reader that sees id N has seen every
+lower id that will ever commit. A PostgreSQL sequence would not promise that (a unit that
+drew 7 could commit after one that drew 8, behind a reader already past 8); and as nothing
+else is locked after the cursor row, a revocation of several families that waits for one
+of them cannot hold it (no deadlock).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,7 @@ import json
 import secrets
 from typing import Any
 
+from tokensmith.revocation.log import FAMILY, JTI, SUBJECT
 from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import FamilyRecord, NewToken, TokenRecord
 from tokensmith.store.sql.rows import family_record, token_record
@@ -26,6 +37,29 @@ class SqlTransaction:
     def __init__(self, cursor: Any, dialect_name: str) -> None:
         self._cursor = cursor
         self._sql = SQL[dialect_name]
+        self._log: list[tuple[str, str, float, float | None]] = []
+
+    # The store's own steps, not part of RefreshTransaction (tests/test_architecture.py).
+    def _log_revocation(self, kind: str, item: str, at: float, until: float | None) -> None:
+        """Add an entry to the revocation log when this unit commits."""
+        self._log.append((kind, item, at, until))
+
+    def _flush_log(self) -> None:
+        """Write the unit's log entries: call last, right before the commit."""
+        if not self._log:
+            return
+        entries, self._log = self._log, []
+        last = self._one("advance_log", {"n": len(entries)})[0]
+        first = last - len(entries) + 1
+        self._cursor.executemany(
+            self._sql["insert_log"],
+            [
+                {"id": first + n, "kind": kind, "item": item, "at": at, "until": until}
+                for n, (kind, item, at, until) in enumerate(entries)
+            ],
+        )
+        if "notify_log" in self._sql:
+            self._run("notify_log", {"position": str(last)})
 
     def _one(self, name: str, params: dict[str, Any]) -> Any:
         self._cursor.execute(self._sql[name], params)
@@ -99,6 +133,7 @@ class SqlTransaction:
         self._run("revoke_family_tokens", {"fid": family_id, "now": now})
         self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
+        self._log_revocation(FAMILY, family_id, now, None)
         family = family_record(row)
         self._enqueue_logout(family_id, family.subject, family.client_id, now)
         return family
@@ -134,9 +169,12 @@ class SqlTransaction:
                 self._run("revoke_family_tokens", {"fid": family_id, "now": now})
                 self._run("audit", {**params, "actor": None})
                 self._enqueue_logout(family_id, subject, family_record(row).client_id, now)
+                self._log_revocation(FAMILY, family_id, now, None)
                 revoked.append(family_id)
         self._run("set_not_before", {"subject": subject, "not_before": now})
+        self._log_revocation(SUBJECT, subject, now, None)
         return revoked
 
     def deny_access_token(self, jti: str, expires_at: float) -> None:
         self._run("deny", {"jti": jti, "expires_at": expires_at})
+        self._log_revocation(JTI, jti, expires_at, expires_at + MAX_LEEWAY)
