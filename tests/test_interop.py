@@ -40,6 +40,9 @@ from tokensmith.tokens.verify import AccessTokenVerifier, IdTokenVerifier
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated via RFC 9864")
 
 NOW = int(time.time())
+# jwcrypto checks ``exp`` against the wall clock, and a loaded machine may reach this file
+# many minutes after NOW was taken at import: the tokens it checks live an hour.
+WALL_CLOCK_LIFETIME = 3600
 JOSERFC_KEY = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}
 KTY = {"ES256": "EC", "ES384": "EC", "EdDSA": "OKP", "RS256": "RSA", "PS256": "RSA"}
 
@@ -54,7 +57,8 @@ def _clock() -> ManualClock:
 
 
 def _access_token(km: KeyManager) -> str:
-    claims = AccessTokenClaims("alice", "spa", "api", "openid", NOW, NOW + 300, new_jti(), "s1")
+    exp = NOW + WALL_CLOCK_LIFETIME
+    claims = AccessTokenClaims("alice", "spa", "api", "openid", NOW, exp, new_jti(), "s1")
     return mint_access_token(km.signer(), ISSUER, claims)
 
 
@@ -119,7 +123,8 @@ def test_our_access_token_verifies_with_jwcrypto_against_our_jwks(km: KeyManager
 
 
 def test_our_id_token_verifies_with_joserfc_and_jwcrypto(km: KeyManager) -> None:
-    token = mint_id_token(km.signer(), ISSUER, IdTokenClaims("alice", "spa", NOW, NOW + 300, NOW))
+    exp = NOW + WALL_CLOCK_LIFETIME
+    token = mint_id_token(km.signer(), ISSUER, IdTokenClaims("alice", "spa", NOW, exp, NOW))
     claims = joserfc_jwt.decode(token, KeySet.import_key_set(km.jwks()), algorithms=[km.alg])
     assert claims.claims["aud"] == "spa"
     keys = jwcrypto_jwk.JWKSet.from_json(json.dumps(km.jwks()))

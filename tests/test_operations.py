@@ -60,8 +60,9 @@ def test_the_schedule_thread_starts_and_stops_with_the_app(ts: Tokensmith) -> No
 
     with TestClient(create_app(ts, maintenance=maintenance)) as client:
         assert client.get("/.well-known/jwks.json").status_code == 200
-        assert maintenance._thread is not None and maintenance._thread.is_alive()
-    assert maintenance._thread is None
+        threads = maintenance._threads  # the schedule and the back-channel logout delivery
+        assert len(threads) == 2 and all(t.is_alive() for t in threads)
+    assert maintenance._threads == [] and not any(t.is_alive() for t in threads)
 
 
 @pytest.fixture

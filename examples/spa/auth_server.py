@@ -65,7 +65,8 @@ async def demo_login(request: Request) -> Response:
             subject=username,
             client_id=CLIENT_ID,
             scope=SCOPE,
-            audience=AUDIENCE,
+            # The API, and this server's own GET /sessions ("your sessions" panel).
+            audience=(AUDIENCE, ts.settings.issuer),
         )
     )
     body = result.to_dict()

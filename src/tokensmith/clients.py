@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from tokensmith.errors import InvalidRequest, InvalidScope, TokensmithError
 from tokensmith.grants import GRANTS
@@ -32,6 +33,7 @@ _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _ORIGIN = re.compile(
     r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9a-fA-F:]+\](:[0-9]{1,5})?"
 )
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 # Compared against when a client is unknown, so timing does not reveal which ids exist.
 _DUMMY_HASH = hashlib.sha256(b"tokensmith-no-such-client").digest()
 
@@ -53,6 +55,10 @@ class Client:
     previous_secret_expires_at: float | None = None
     # RFC 9449 §5.2: every token request must carry a DPoP proof.
     dpop_bound_access_tokens: bool = False
+    # OpenID Connect Back-Channel Logout 1.0 §2.2: where logout tokens are POSTed, and
+    # whether the client needs the ``sid`` claim in them.
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
 
     def allows_scope(self, scope: str) -> bool:
         return set(scope.split()) <= set(self.scopes)
@@ -162,7 +168,26 @@ def validated(client: Client) -> Client:
             raise InvalidRequest(f"origin {origin!r} must be scheme://host[:port]")
     if client.cookie_mode and not client.allowed_origins:
         raise InvalidRequest("cookie mode needs at least one allowed origin")
+    uri = client.backchannel_logout_uri
+    if uri is not None and not safe_url(uri):
+        raise InvalidRequest(
+            "backchannel_logout_uri must be an https:// URL (http:// only on a loopback host) "
+            "without a fragment (Back-Channel Logout 1.0 §2.2)"
+        )
     return client
+
+
+def safe_url(url: str) -> bool:
+    """An absolute ``https`` URL, or ``http`` on a loopback host (development), with no
+    fragment or credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    if not host or parts.fragment or parts.username is not None or url != url.strip():
+        return False
+    return parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK)
 
 
 def new_client(
@@ -177,6 +202,8 @@ def new_client(
     allowed_origins: Sequence[str] = (),
     cookie_mode: bool = False,
     dpop_bound_access_tokens: bool = False,
+    backchannel_logout_uri: str | None = None,
+    backchannel_logout_session_required: bool = False,
 ) -> tuple[Client, str | None]:
     """Validate and build a client; returns it with its secret (``None`` when public)."""
     every = tuple(g.name for g in GRANTS.values() if confidential or not g.confidential_only)
@@ -194,6 +221,8 @@ def new_client(
         cookie_mode=cookie_mode,
         dpop_bound_access_tokens=dpop_bound_access_tokens,
         created_at=now,
+        backchannel_logout_uri=backchannel_logout_uri,
+        backchannel_logout_session_required=backchannel_logout_session_required,
     )
     return validated(client), secret
 

@@ -38,6 +38,7 @@ from tokensmith.errors import (
 )
 from tokensmith.events import EventBus, Hook
 from tokensmith.keys import FileKeyStore, KeyManager, KeyRecord, KeyStore, Signer
+from tokensmith.logout.outbox import LOGOUT_BATCH
 from tokensmith.settings import MEMORY_URL, Settings
 from tokensmith.store.protocols import AuditReader, Registries
 from tokensmith.tokens import (
@@ -58,8 +59,11 @@ from tokensmith.tokens.claims import (
 )
 
 if TYPE_CHECKING:
+    from tokensmith.logout.delivery import DeliveryReport, LogoutDelivery
+    from tokensmith.logout.outbox import LogoutOutbox
     from tokensmith.refresh.reuse import ReusePolicy
     from tokensmith.refresh.service import RefreshService, RequestContext, Session
+    from tokensmith.sessions import UserSession, UserSessions
     from tokensmith.store.protocols import RefreshStore
     from tokensmith.store.records import FamilyRecord, FamilySummary
 
@@ -150,6 +154,7 @@ class Tokensmith:
         self._refresh_lock = threading.Lock()
         self._claims_hook: ClaimsHook | None = None
         self.dpop = DPoP(settings, self.clock, lambda: self.sessions.derived_key(NONCE_PURPOSE))
+        self._logout_delivery: LogoutDelivery | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -251,12 +256,15 @@ class Tokensmith:
         allowed_origins: Sequence[str] | None = None,
         grant_types: Sequence[str] | None = None,
         enabled: bool | None = None,
+        backchannel_logout_uri: str | None = None,
+        backchannel_logout_session_required: bool | None = None,
         dpop_bound_access_tokens: bool | None = None,
     ) -> Client:
         """Replace the lists given (``None`` keeps one) and set ``enabled`` and
         ``dpop_bound_access_tokens`` (RFC 9449 §5.2) if given. A
         disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
-        refused; nothing is revoked, so enabling it again restores them."""
+        refused; nothing is revoked, so enabling it again restores them. An empty
+        ``backchannel_logout_uri`` removes it."""
         lists = {
             "scopes": scopes,
             "audiences": audiences,
@@ -264,12 +272,14 @@ class Tokensmith:
             "grant_types": grant_types,
         }
         changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
-        for name, flag in (
-            ("enabled", enabled),
-            ("dpop_bound_access_tokens", dpop_bound_access_tokens),
-        ):
-            if flag is not None:
-                changes[name] = flag
+        if enabled is not None:
+            changes["enabled"] = enabled
+        if backchannel_logout_uri is not None:
+            changes["backchannel_logout_uri"] = backchannel_logout_uri or None
+        if backchannel_logout_session_required is not None:
+            changes["backchannel_logout_session_required"] = backchannel_logout_session_required
+        if dpop_bound_access_tokens is not None:
+            changes["dpop_bound_access_tokens"] = dpop_bound_access_tokens
         updated = validated(replace(self.client(client_id), **changes))
         self.clients.update_client(updated)
         return updated
@@ -620,6 +630,52 @@ class Tokensmith:
 
     def cleanup(self, *, batch_size: int = 500) -> int:
         return self.sessions.cleanup(batch_size=batch_size)
+
+    # -- sessions a user sees (README "Sessions") -----------------------------------------
+    def _user_sessions(self) -> UserSessions:
+        from tokensmith.sessions import UserSessions
+
+        return UserSessions(self._audit or self._registries().audit_reader(), self.sessions)
+
+    def user_sessions(self, subject: str, *, current: str | None = None) -> list[UserSession]:
+        """``subject``'s live sessions, newest first; ``current`` (the ``sid`` of the
+        caller's access token) is flagged."""
+        return self._user_sessions().list(subject, self.clock.now(), current)
+
+    def end_user_session(self, subject: str, session_id: str) -> bool:
+        """End one of ``subject``'s own sessions; ``False`` for anyone else's or none."""
+        return self._user_sessions().end(subject, session_id, self.clock.now())
+
+    def end_other_user_sessions(self, subject: str, *, current: str | None) -> int:
+        """End all of ``subject``'s sessions but ``current``; how many ended."""
+        return self._user_sessions().end_others(subject, current, self.clock.now())
+
+    # -- back-channel logout (README "Back-channel logout") -------------------------------
+    @property
+    def logout_outbox(self) -> LogoutOutbox | None:
+        """The store's outbox of logout tokens to deliver, if it keeps one."""
+        from tokensmith.logout.outbox import KeepsLogouts
+
+        store = self.sessions.store
+        return store.logout_outbox() if isinstance(store, KeepsLogouts) else None
+
+    def deliver_logouts(self, *, limit: int = LOGOUT_BATCH) -> DeliveryReport:
+        """Deliver up to ``limit`` due back-channel logouts now (``tokensmith serve`` does
+        this every ``backchannel_poll_interval``; scripts may call it themselves)."""
+        from tokensmith.logout.delivery import DeliveryReport, LogoutDelivery
+
+        if self._logout_delivery is None:
+            outbox = self.logout_outbox
+            if outbox is None:
+                return DeliveryReport()
+            self._logout_delivery = LogoutDelivery(
+                outbox,
+                client=self.clients.get_client,
+                signer=self.keys.signer,
+                settings=self.settings,
+                clock=self.clock,
+            )
+        return self._logout_delivery.run_once(limit)
 
     # -- health ---------------------------------------------------------------------------
     def ready(self) -> list[str]:

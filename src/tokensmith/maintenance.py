@@ -1,4 +1,6 @@
-"""Scheduled upkeep inside a running service: key rotation on schedule and cleanup.
+"""Scheduled upkeep inside a running service: key rotation on schedule, cleanup, and the
+delivery of back-channel logouts (a thread of its own: it polls every
+``backchannel_poll_interval``, and a slow receiver must not delay key rotation).
 
 Safe with many instances: ``KeyManager.tick()`` decides under the key store's lock, so
 only the first instance to see a rotation due performs it and the others find it done;
@@ -12,6 +14,8 @@ import logging
 import random
 import threading
 from typing import TYPE_CHECKING
+
+from tokensmith.logout.outbox import LOGOUT_BATCH
 
 if TYPE_CHECKING:
     from tokensmith.facade import Tokensmith
@@ -33,7 +37,7 @@ class Maintenance:
         self._cleanup_interval = cleanup_interval
         self._jitter = jitter
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def run_once(self, *, cleanup: bool = True) -> None:
         """One round: the key schedule, then (optionally) a cleanup. Errors are logged."""
@@ -51,18 +55,36 @@ class Maintenance:
                 logger.exception("cleanup failed; will retry")
 
     def start(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="tokensmith-maintenance")
-        self._thread.daemon = True
-        self._thread.start()
+        for target, name in ((self._loop, "maintenance"), (self._logout_loop, "logout")):
+            thread = threading.Thread(target=target, name=f"tokensmith-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        for thread in self._threads:
+            thread.join(timeout)
+        self._threads = []
+
+    def deliver_logouts(self) -> int:
+        """One round of back-channel logout delivery; how many were handled. Errors (the
+        database away) are logged and the next round tries again."""
+        try:
+            report = self._ts.deliver_logouts()
+        except Exception:
+            logger.exception("back-channel logout delivery failed; will retry")
+            return 0
+        return report.delivered + report.retried + report.dropped
+
+    def _logout_loop(self) -> None:
+        interval = self._ts.settings.backchannel_poll_interval
+        while not self._stop.is_set():
+            # A full batch means more may be due: go on at once.
+            if self.deliver_logouts() < LOGOUT_BATCH:
+                self._stop.wait(interval * (1 + random.uniform(-self._jitter, self._jitter)))
 
     def _loop(self) -> None:
         since_cleanup = self._cleanup_interval  # clean up on the first round

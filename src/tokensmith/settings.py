@@ -124,6 +124,13 @@ class Settings:
     dpop_algs: tuple[str, ...] = DPOP_ALGS
     dpop_iat_window: int = 60
     dpop_iat_skew: int = 5
+    # Back-channel logout delivery (README "Back-channel logout"): seconds per connect,
+    # write and read; how often an instance looks for due logouts (and the first retry
+    # delay); the longest retry delay; attempts before a logout is dropped.
+    backchannel_timeout: float = 5.0
+    backchannel_poll_interval: float = 1.0
+    backchannel_max_backoff: float = 300.0
+    backchannel_max_attempts: int = 12
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -154,7 +161,14 @@ class Settings:
             _require_int(name, getattr(self, name), minimum=0)
         for name in ("max_header_bytes", "keep_alive_timeout", "max_connections"):
             _require_int(name, getattr(self, name), minimum=1)
-        for name in ("header_timeout", "body_timeout"):
+        _require_int("backchannel_max_attempts", self.backchannel_max_attempts, minimum=1)
+        for name in (
+            "header_timeout",
+            "body_timeout",
+            "backchannel_timeout",
+            "backchannel_poll_interval",
+            "backchannel_max_backoff",
+        ):
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a finite number of seconds > 0")

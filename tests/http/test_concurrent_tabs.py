@@ -7,6 +7,9 @@ response (the rotation is durable) is still reuse and revokes the family.
 
 The second test holds the winner between its stamp and its commit, so every loser is sent
 in exactly that window: the window a wall-clock race hits only now and then.
+
+The last test is tabs with nothing to order them: whole requests released together, some
+of which arrive after the winner's answer. With a grace window they all share one child.
 """
 
 from __future__ import annotations
@@ -118,12 +121,22 @@ def _refresh(tab: httpx.Client, token: str) -> httpx.Response:
     return tab.post("/token", data=form)
 
 
+# A grace window with a retry budget for every tab: what a deployment whose tabs refresh on
+# their own sets (README "Concurrent tabs").
+GRACE = {"TOKENSMITH_REFRESH_REUSE_GRACE": "5", "TOKENSMITH_REFRESH_GRACE_RETRIES": "8"}
+
+
 @pytest.fixture
-def served(backend: Backend, tmp_path: Path) -> Iterator[tuple[Tokensmith, Cluster]]:  # noqa: F811
+def served(
+    backend: Backend,  # noqa: F811
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[Tokensmith, Cluster]]:
     """One live ``tokensmith serve`` process, and a facade in this process on the same
     database and keys that logs users in (the server's state is only read back over HTTP
-    and from the database)."""
+    and from the database). Indirect parameters are extra settings for both."""
     keys = str(tmp_path / "keys")
+    extra: dict[str, str] = getattr(request, "param", {})
     if backend.name == "sqlite":
         env = {**os.environ, "TOKENSMITH_DATABASE_URL": backend.url, "TOKENSMITH_KEYS_DIR": keys}
         scope = contextlib.nullcontext(Cluster(env))
@@ -131,6 +144,7 @@ def served(backend: Backend, tmp_path: Path) -> Iterator[tuple[Tokensmith, Clust
         assert PG_URL is not None
         scope = postgres_cluster(PG_URL, tmp_path)
     with scope as cluster:
+        cluster.env.update(extra)
         settings = Settings.from_env(cluster.env, issuer=ISSUER)
         ts = Tokensmith(settings)
         ts.setup()
@@ -263,3 +277,51 @@ def test_a_tab_sent_while_the_winner_commits_is_a_loser_not_reuse(live: Live) ->
     finally:
         for tab in tabs:
             tab.close()
+
+
+def _naive(tabs: list[Tab], token: str) -> list[tuple[int, Any]]:
+    """Every tab sends its whole request when a barrier opens, as a page's timer would: the
+    requests leave together, but one may reach the server after the winner was answered."""
+    barrier = threading.Barrier(len(tabs))
+    answers: list[tuple[int, Any] | None] = [None] * len(tabs)
+
+    def send(i: int) -> None:
+        barrier.wait(TIMEOUT)
+        answers[i] = tabs[i].refresh(token)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(tabs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert all(a is not None for a in answers), "a tab got no answer"
+    return [a for a in answers if a is not None]
+
+
+@pytest.mark.parametrize("served", [GRACE], indirect=True, ids=["grace 5 s"])
+@pytest.mark.parametrize("count", [2, 8], ids=lambda n: f"{n} tabs")
+def test_uncoordinated_tabs_with_a_grace_window_share_one_token(
+    served: tuple[Tokensmith, Cluster], count: int
+) -> None:
+    """Tabs that refresh on their own timers, with nothing to order them: a request that
+    reaches the server after the winner's answer cannot be told from a replay by the server,
+    so the grace window is what keeps them (README "Concurrent tabs"). Every tab gets the
+    same child, the family keeps one active token, and nothing is revoked."""
+    ts, cluster = served
+    tabs = [Tab(cluster.ports[0]) for _ in range(count)]
+    try:
+        for trial in range(TRIALS):
+            login = ts.issue(subject="alice", client_id="spa", scope="openid", audience="api")
+            answers = _naive(tabs, login.refresh_token or "")
+            assert [status for status, _ in answers] == [200] * count, (trial, answers)
+            children = {body["refresh_token"] for _, body in answers}
+            assert len(children) == 1, trial
+            child = children.pop()
+            assert ts.introspect(child)["active"] is True, trial
+            assert tabs[0].refresh(child)[0] == 200, trial
+        families = ts.families("alice", limit=TRIALS + 1)
+        assert len(families) == TRIALS
+        assert [f.family_id for f in families if f.revoked_at is not None] == []
+    finally:
+        for tab in tabs:
+            tab.sock.close()

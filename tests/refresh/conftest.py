@@ -49,19 +49,37 @@ class Backend:
         return SqlStore(self.engine(**options))
 
 
-def _pg_backend() -> Iterator[Backend]:
+@contextmanager
+def pg_schema(prefix: str = "t") -> Iterator[str]:
+    """A fresh schema on ``TOKENSMITH_TEST_PG_URL``, dropped afterwards; skips the test,
+    visibly, without the variable."""
     if not PG_URL:
         pytest.skip("TOKENSMITH_TEST_PG_URL is not set: PostgreSQL case not run")
-    schema = f"t_{secrets.token_hex(6)}"
+    schema = f"{prefix}_{secrets.token_hex(6)}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
-        yield Backend("postgresql", PG_URL, {"options": f"-csearch_path={schema}"})
+        yield schema
     finally:
         with admin.connect() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@contextmanager
+def pg_schema_url(prefix: str) -> Iterator[str]:
+    """A ``database_url`` for a fresh schema (``search_path`` in the URL), for code that
+    opens its own engine from settings (the facade, ``tokensmith serve``)."""
+    with pg_schema(prefix) as schema:
+        separator = "&" if "?" in (PG_URL or "") else "?"
+        yield f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+
+
+def _pg_backend() -> Iterator[Backend]:
+    with pg_schema() as schema:
+        assert PG_URL is not None
+        yield Backend("postgresql", PG_URL, {"options": f"-csearch_path={schema}"})
 
 
 @pytest.fixture(

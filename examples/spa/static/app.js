@@ -135,6 +135,38 @@
     if (!response.ok) throw new Error('logout failed: ' + (await errorText(response)));
   }
 
+  // -- "Your sessions" panel: GET /sessions and POST /sessions/revoke-others on the auth
+  // server, authenticated by the access token (its sid is this tab's session). -----------
+  async function sessionsFetch(path, method) {
+    if (!state.accessToken && !(await refresh())) throw new Error('signed out');
+    const send = () => fetch(path, {
+      method, headers: { authorization: 'Bearer ' + state.accessToken },
+    });
+    let response = await send();
+    if (response.status === 401 && (await refresh())) response = await send();
+    if (!response.ok) throw new Error(path + ': ' + (await errorText(response)));
+    return response.json();
+  }
+
+  async function listSessions() {
+    const { sessions } = await sessionsFetch('/sessions', 'GET');
+    const list = $('sessions');
+    list.replaceChildren(...sessions.map((s) => {
+      const item = document.createElement('li');
+      item.dataset.sid = s.sid;
+      item.dataset.current = String(s.current);
+      const when = new Date(s.last_used_at * 1000).toISOString();
+      item.textContent = `${s.client_id} · last used ${when} · ${s.ip || '-'} · ` +
+        `${s.user_agent || '-'}${s.current ? ' (this session)' : ''}`;
+      return item;
+    }));
+  }
+
+  async function revokeOtherSessions() {
+    await sessionsFetch('/sessions/revoke-others', 'POST');
+    await listSessions();
+  }
+
   function action(fn) {
     return async (event) => {
       if (event) event.preventDefault();
@@ -154,6 +186,8 @@
     $('call-api').addEventListener('click', action(callApi));
     $('refresh').addEventListener('click', action(refresh));
     $('logout').addEventListener('click', action(logout));
+    $('list-sessions').addEventListener('click', action(listSessions));
+    $('revoke-others').addEventListener('click', action(revokeOtherSessions));
     await refresh();  // restore a session kept in the cookie (after a reload)
   }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokensmith.cli import clients, db, families, keys, serve, tokens
+from tokensmith.cli import clients, db, families, keys, logout, serve, tokens
 from tokensmith.cli.main import cli, main
 
-__all__ = ["cli", "clients", "db", "families", "keys", "main", "serve", "tokens"]
+__all__ = ["cli", "clients", "db", "families", "keys", "logout", "main", "serve", "tokens"]

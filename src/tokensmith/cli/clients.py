@@ -29,6 +29,8 @@ def _describe(client: Client) -> dict[str, object]:
         "cookie_mode": client.cookie_mode,
         "dpop_bound_access_tokens": client.dpop_bound_access_tokens,
         "state": "enabled" if client.enabled else "disabled",
+        "backchannel_logout_uri": client.backchannel_logout_uri,
+        "backchannel_logout_session_required": client.backchannel_logout_session_required,
     }
 
 
@@ -48,6 +50,15 @@ def _lists(f: Callable[..., None]) -> Callable[..., None]:
         click.option("--origin", "allowed_origins", multiple=True, help="Allowed browser origin."),
         click.option(
             "--grant", "grant_types", multiple=True, help=f"One of {', '.join(GRANTS)}; repeatable."
+        ),
+        click.option(
+            "--backchannel-logout-uri",
+            help="Where logout tokens are POSTed (https; http on loopback); '' removes it.",
+        ),
+        click.option(
+            "--backchannel-logout-session-required/--no-backchannel-logout-session-required",
+            default=None,
+            help="The client needs the sid claim (logout tokens always carry it).",
         ),
     )
     for option in reversed(options):
@@ -80,6 +91,8 @@ def add(
     audiences: tuple[str, ...],
     allowed_origins: tuple[str, ...],
     grant_types: tuple[str, ...],
+    backchannel_logout_uri: str | None,
+    backchannel_logout_session_required: bool | None,
     as_json: bool,
 ) -> None:
     """Register client NAME. A confidential client's secret is printed once: store it now,
@@ -96,6 +109,8 @@ def add(
         scopes=scopes,
         audiences=audiences,
         grant_types=grant_types or None,
+        backchannel_logout_uri=backchannel_logout_uri or None,
+        backchannel_logout_session_required=bool(backchannel_logout_session_required),
     )
     if as_json:
         echo_json({**_describe(client), "client_secret": secret})
@@ -115,12 +130,15 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         echo_json(described)
         return
-    click.echo(f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} {'COOKIE':<6} DPOP")
+    click.echo(
+        f"{'CLIENT_ID':<32} {'TYPE':<13} {'STATE':<9} {'GRANTS':<34} COOKIE DPOP  BACKCHANNEL"
+    )
     for d in described:
         grants = ",".join(d["grant_types"])  # type: ignore[arg-type]
         click.echo(
             f"{d['client_id']:<32} {d['type']:<13} {d['state']:<9} {grants:<34} "
-            f"{d['cookie_mode']!s:<6} {d['dpop_bound_access_tokens']}"
+            f"{d['cookie_mode']!s:<6} {d['dpop_bound_access_tokens']!s:<5} "
+            f"{d['backchannel_logout_uri'] or '-'}"
         )
 
 
@@ -132,17 +150,13 @@ def list_clients(ctx: click.Context, as_json: bool) -> None:
     help="Require a DPoP proof with every token request (RFC 9449 §5.2), or no longer.",
 )
 @_named
-def update(
-    ctx: click.Context,
-    name: str,
-    as_json: bool,
-    dpop_bound_access_tokens: bool | None,
-    **lists: tuple[str, ...],
-) -> None:
-    """Replace client NAME's scopes, audiences, origins or grants. Repeated flags build
-    one list, which replaces the stored one; a list not named is kept."""
-    changes: dict[str, Any] = {field: values for field, values in lists.items() if values}
-    changes["dpop_bound_access_tokens"] = dpop_bound_access_tokens
+def update(ctx: click.Context, name: str, as_json: bool, **lists: Any) -> None:
+    """Replace client NAME's scopes, audiences, origins or grants, or its back-channel
+    logout settings. Repeated flags build one list, which replaces the stored one; a list
+    not named is kept."""
+    changes: dict[str, Any] = {
+        field: values for field, values in lists.items() if values or values in ("", False)
+    }
     _done(facade(ctx).update_client(name, **changes), as_json, "updated")
 
 

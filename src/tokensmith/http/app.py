@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
-from tokensmith.http import endpoints, health, metrics, openapi, wellknown
+from tokensmith.http import endpoints, health, metrics, openapi, sessions, wellknown
 from tokensmith.http.errors import (
     handle_client_disconnect,
     handle_tokensmith_error,
@@ -50,6 +50,7 @@ def create_app(
         Route("/logout", endpoints.preflight, methods=["OPTIONS"]),
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
+        *sessions.ROUTES,
     ]
     middleware: list[Middleware] = []
     collector: metrics.Metrics | None = None

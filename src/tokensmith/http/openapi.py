@@ -159,7 +159,91 @@ _KEY_SET = _object(
     "keys",
 )
 
+# README "Sessions" (http/sessions.py): the caller's access token (aud = the issuer) names
+# the user (sub) and the current session (sid).
+_BEARER_ERRORS = {
+    "401": {
+        "description": "No, invalid or revoked access token (RFC 6750 §3; no `error` when "
+        "there was no token at all, §3.1)",
+        "headers": {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
+        "content": {_JSON: {"schema": _object({"error": _TEXT, "error_description": _TEXT})}},
+    },
+    "503": _ref("responses", "Unavailable"),
+}
+_SESSION = _object(
+    {
+        "sid": _TEXT,
+        "client_id": _TEXT,
+        "created_at": {"type": "integer"},
+        "last_used_at": {"type": "integer"},
+        "ip": {"type": ["string", "null"]},
+        "user_agent": {"type": ["string", "null"]},
+        "current": {"type": "boolean"},
+    },
+    "sid",
+    "client_id",
+    "created_at",
+    "last_used_at",
+    "current",
+)
+
+
+def _session_operation(summary: str, ok: dict[str, Schema], *params: Schema) -> Schema:
+    operation: Schema = {
+        "summary": summary,
+        "security": [{"accessToken": []}],
+        "responses": {**ok, **_BEARER_ERRORS},
+    }
+    if params:
+        operation["parameters"] = list(params)
+    return operation
+
+
+_SESSION_PATHS: dict[str, dict[str, Any]] = {
+    "/sessions": {
+        "get": _session_operation(
+            "The caller's live sessions; the token's own sid is current",
+            {
+                "200": _json_response(
+                    "Newest first",
+                    _object({"sessions": {"type": "array", "items": _SESSION}}, "sessions"),
+                    "Cache-Control",
+                )
+            },
+        ),
+        "options": _PREFLIGHT,
+    },
+    "/sessions/{sid}": {
+        "delete": _session_operation(
+            "End one of the caller's sessions (revokes its family)",
+            {
+                "204": _empty_response("Ended", "Cache-Control"),
+                "404": _ref("responses", "Error"),
+            },
+            {"name": "sid", "in": "path", "required": True, "schema": _TEXT},
+        ),
+        "options": {
+            **_PREFLIGHT,
+            "parameters": [{"name": "sid", "in": "path", "required": True, "schema": _TEXT}],
+        },
+    },
+    "/sessions/revoke-others": {
+        "post": _session_operation(
+            "End every session of the caller but the current one",
+            {
+                "200": _json_response(
+                    "How many ended",
+                    _object({"ended": {"type": "integer"}}, "ended"),
+                    "Cache-Control",
+                )
+            },
+        ),
+        "options": _PREFLIGHT,
+    },
+}
+
 _PATHS: dict[str, dict[str, Any]] = {
+    **_SESSION_PATHS,
     "/.well-known/jwks.json": {
         "get": {
             "summary": "The published public keys (RFC 7517 §5)",
@@ -326,6 +410,12 @@ _COMPONENTS: dict[str, Any] = {
             "description": "client_secret_basic (RFC 6749 §2.3.1)",
         },
         "metricsBearer": {"type": "http", "scheme": "bearer"},
+        "accessToken": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An access token of this issuer (aud = the issuer, RFC 9068)",
+        },
     },
 }
 

@@ -103,6 +103,9 @@ async def openid_configuration(request: Request) -> Response:
         "scopes_supported": ["openid"],
         "claims_supported": list(_ID_TOKEN_CLAIMS),
         "dpop_signing_alg_values_supported": list(ts.settings.dpop_algs),  # RFC 9449 §5.1
+        # Back-Channel Logout 1.0 §2.1: logout tokens, always with the sid.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
     }
     # The algorithms follow the key set: cache no longer than the JWKS may be cached.
     cache_control = f"public, max-age={ts.keys.jwks_max_age()}"

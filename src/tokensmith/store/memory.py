@@ -14,14 +14,16 @@ SQLite's, and records an undo step for each write: a unit that raises leaves not
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from tokensmith.clients import Client
 from tokensmith.errors import InvalidRequest, StoreError
+from tokensmith.logout.outbox import LogoutMessage
 from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
     FamilyRecord,
@@ -30,6 +32,7 @@ from tokensmith.store.records import (
     Pending,
     Revocation,
     RevocationSnapshot,
+    SessionActivity,
     TokenRecord,
 )
 from tokensmith.tokens.claims import SessionClaims
@@ -69,6 +72,8 @@ class _Tables:
         self.not_before: dict[str, float] = {}
         self.revocations: dict[str, list[Revocation]] = {}
         self.clients: dict[str, Client] = {}
+        # The logout outbox: messages by id, with the claim (until, by) on each.
+        self.logouts: dict[str, tuple[LogoutMessage, float, float | None, str | None]] = {}
 
 
 class MemoryTransaction:
@@ -184,6 +189,12 @@ class MemoryTransaction:
                 # No grace retry can follow a revocation: its salt goes (SECURITY B1).
                 self._update(row, revoked_at=now, salt=None)
         self._append(self._t.revocations, family_id, Revocation(now, reason, actor))
+        client = self._t.clients.get(family.client_id)
+        if client is not None and client.backchannel_logout_uri is not None:
+            message = LogoutMessage(
+                secrets.token_urlsafe(16), family.client_id, family.subject, family_id, 0
+            )
+            self._set(self._t.logouts, message.id, (message, now, None, None))
         return revoked
 
     def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
@@ -332,6 +343,44 @@ class MemoryStore:
     def audit_reader(self) -> MemoryStore:
         return self
 
+    def logout_outbox(self) -> MemoryStore:
+        return self
+
+    # -- LogoutOutbox -------------------------------------------------------------------------
+    def claim_logouts(
+        self, now: float, lease: float, limit: int, claimant: str
+    ) -> list[LogoutMessage]:
+        with self._lock:
+            due = sorted(
+                (due_at, m.id)
+                for m, due_at, until, _ in self._t.logouts.values()
+                if due_at <= now and (until is None or until <= now)
+            )[:limit]
+            claimed = []
+            for due_at, message_id in due:
+                message = self._t.logouts[message_id][0]
+                self._t.logouts[message_id] = (message, due_at, now + lease, claimant)
+                claimed.append(message)
+            return claimed
+
+    def logout_delivered(self, message_id: str, claimant: str) -> None:
+        self.logout_failed(message_id, claimant, None)
+
+    def logout_failed(self, message_id: str, claimant: str, retry_at: float | None) -> None:
+        with self._lock:
+            entry = self._t.logouts.get(message_id)
+            if entry is None or entry[3] != claimant:
+                return
+            if retry_at is None:
+                del self._t.logouts[message_id]
+            else:
+                retried = replace(entry[0], attempts=entry[0].attempts + 1)
+                self._t.logouts[message_id] = (retried, retry_at, None, None)
+
+    def pending_logouts(self) -> int:
+        with self._lock:
+            return len(self._t.logouts)
+
     def get_client(self, client_id: str) -> Client | None:
         return self._t.clients.get(client_id)
 
@@ -363,6 +412,32 @@ class MemoryStore:
             return [
                 FamilySummary.of(f, tuple(self._t.revocations.get(f.id, ()))) for f in mine[:limit]
             ]
+
+    def list_sessions(self, subject: str, now: float, limit: int) -> list[SessionActivity]:
+        with self._lock:
+            found = []
+            for f in sorted(self._t.families.values(), key=lambda f: f.created_at, reverse=True):
+                if f.subject != subject or f.revoked_at is not None or f.expires_at <= now:
+                    continue
+                rows = [self._t.tokens[h] for h in self._t.family_tokens.get(f.id, ())]
+                if not any(
+                    r.used_at is None and r.revoked_at is None and r.expires_at > now for r in rows
+                ):
+                    continue
+                used = [r for r in rows if r.used_at is not None]
+                last = max(used, key=lambda r: r.used_at or 0.0) if used else None
+                found.append(
+                    SessionActivity(
+                        f.id,
+                        f.client_id,
+                        f.created_at,
+                        f.expires_at,
+                        None if last is None else last.used_at,
+                        None if last is None else last.used_ip,
+                        None if last is None else last.used_user_agent,
+                    )
+                )
+            return found[:limit]
 
 
 def _issue_order(record: TokenRecord) -> tuple[float, bytes]:

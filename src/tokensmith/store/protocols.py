@@ -24,6 +24,7 @@ from tokensmith.store.records import (
     NewToken,
     Pending,
     RevocationSnapshot,
+    SessionActivity,
     TokenRecord,
 )
 from tokensmith.tokens.claims import SessionClaims
@@ -136,6 +137,11 @@ class RefreshStore(RevocationSource, Protocol):
 class AuditReader(Protocol):
     def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:
         """The newest ``limit`` sessions of ``subject``, each with its revocation trail."""
+        ...
+
+    def list_sessions(self, subject: str, now: float, limit: int) -> list[SessionActivity]:
+        """The newest ``limit`` live sessions of ``subject`` (unrevoked, unexpired, with an
+        unused refresh token that has not expired), each with its last refresh."""
         ...
 
 

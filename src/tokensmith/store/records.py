@@ -20,6 +20,7 @@ __all__ = [
     "Pending",
     "Revocation",
     "RevocationSnapshot",
+    "SessionActivity",
     "StoreError",
     "TokenRecord",
 ]
@@ -74,6 +75,19 @@ class NewToken(NamedTuple):
     salt: bytes | None
     issued_at: float
     expires_at: float
+
+
+class SessionActivity(NamedTuple):
+    """A live session as its user sees it: created when, by which client, and the time,
+    IP and user agent of its last refresh (``None`` until it was refreshed once)."""
+
+    family_id: str
+    client_id: str
+    created_at: float
+    expires_at: float
+    last_used_at: float | None
+    ip: str | None
+    user_agent: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Engine, and_, bindparam, exists, func, select
 
-from tokensmith.store.records import FamilySummary, Revocation
-from tokensmith.store.sql.models import families, family_revocations
+from tokensmith.store.records import FamilySummary, Revocation, SessionActivity
+from tokensmith.store.sql.models import families, family_revocations, refresh_tokens
 from tokensmith.store.sql.rows import family_record
 from tokensmith.store.sql.statements import FAMILY_COLS
 
@@ -19,6 +19,43 @@ _REVOCATIONS = (
     select(family_revocations)
     .where(family_revocations.c.family_id.in_(bindparam("ids", expanding=True)))
     .order_by(family_revocations.c.revoked_at)
+)
+
+_used = refresh_tokens.alias("used")
+_live = refresh_tokens.alias("live")
+_LAST_USE = select(func.max(_used.c.used_at)).where(_used.c.family_id == families.c.id)
+_SESSIONS = (
+    select(
+        families.c.id,
+        families.c.client_id,
+        families.c.created_at,
+        families.c.expires_at,
+        refresh_tokens.c.used_at,
+        refresh_tokens.c.used_ip,
+        refresh_tokens.c.used_user_agent,
+    )
+    .select_from(
+        families.outerjoin(
+            refresh_tokens,
+            and_(
+                refresh_tokens.c.family_id == families.c.id,
+                refresh_tokens.c.used_at == _LAST_USE.scalar_subquery(),
+            ),
+        )
+    )
+    .where(
+        families.c.subject == bindparam("subject"),
+        families.c.revoked_at.is_(None),
+        families.c.expires_at > bindparam("now"),
+        exists().where(
+            _live.c.family_id == families.c.id,
+            _live.c.used_at.is_(None),
+            _live.c.revoked_at.is_(None),
+            _live.c.expires_at > bindparam("now"),
+        ),
+    )
+    .order_by(families.c.created_at.desc())
+    .limit(bindparam("limit"))
 )
 
 
@@ -43,3 +80,10 @@ class SqlAuditReader:
                         Revocation(r.revoked_at, r.reason, r.actor)
                     )
         return [FamilySummary.of(family, tuple(trail.get(family.id, ()))) for family in found]
+
+    def list_sessions(self, subject: str, now: float, limit: int) -> list[SessionActivity]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(_SESSIONS, {"subject": subject, "now": now, "limit": limit})
+            # Two uses at the same instant would join twice: keep one row per session.
+            found = {row[0]: SessionActivity(*row) for row in rows}
+        return list(found.values())

@@ -41,6 +41,10 @@ class ClientRow(Base):
     previous_secret_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     previous_secret_expires_at: Mapped[float | None]
     dpop_bound_access_tokens: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(
+        Boolean, server_default=false()
+    )
 
 
 clients = cast(Table, ClientRow.__table__)
@@ -59,6 +63,8 @@ _SCALARS = (
     "previous_secret_hash",
     "previous_secret_expires_at",
     "dpop_bound_access_tokens",
+    "backchannel_logout_uri",
+    "backchannel_logout_session_required",
 )
 
 

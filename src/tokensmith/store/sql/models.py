@@ -163,6 +163,28 @@ class FamilyRevocation(Base):
     actor: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
 
 
+class LogoutMessage(Base):
+    """The back-channel logout outbox (OpenID Connect Back-Channel Logout 1.0): one row per
+    logout token still to deliver, written in the revocation's own transaction. An instance
+    claims a row until ``claimed_until`` (a lease longer than one delivery), so while it
+    delivers, no other instance takes the row; a crashed instance's claim simply expires."""
+
+    __tablename__ = "ts_logout_outbox"
+    # The worker's query: due and unclaimed rows, oldest first.
+    __table_args__ = (Index(None, "next_attempt_at"),)
+
+    # Random, and the logout token's ``jti``: a receiver that got it twice can tell.
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    subject: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    created_at: Mapped[float]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float]
+    claimed_until: Mapped[float | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
 metadata = Base.metadata
 families = cast(Table, Family.__table__)
 refresh_tokens = cast(Table, RefreshToken.__table__)
@@ -172,3 +194,4 @@ subject_not_before = cast(Table, SubjectNotBefore.__table__)
 dpop_proofs = cast(Table, DPoPProof.__table__)
 meta = cast(Table, Meta.__table__)
 family_revocations = cast(Table, FamilyRevocation.__table__)
+logout_outbox = cast(Table, LogoutMessage.__table__)

@@ -34,6 +34,7 @@ from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
 from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
 from tokensmith.store.sql.group import GroupCommitter, Ticket
+from tokensmith.store.sql.outbox import SqlLogoutOutbox
 from tokensmith.store.sql.rows import token_record
 from tokensmith.store.sql.statements import (
     CLEAR_SALTS,
@@ -280,6 +281,9 @@ class SqlStore:
 
     def audit_reader(self) -> SqlAuditReader:
         return SqlAuditReader(self.engine)
+
+    def logout_outbox(self) -> SqlLogoutOutbox:
+        return SqlLogoutOutbox(self.engine)
 
     def find_token(self, token_hash: bytes) -> TokenRecord | None:
         """The token and its family as last committed, read without a row lock or SQLite's

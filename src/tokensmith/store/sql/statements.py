@@ -13,7 +13,9 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Double,
     Select,
+    String,
     bindparam,
     delete,
     exists,
@@ -29,12 +31,14 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.expression import ClauseElement
 
+from tokensmith.store.sql.clients import clients
 from tokensmith.store.sql.models import (
     access_tokens,
     denylist,
     dpop_proofs,
     families,
     family_revocations,
+    logout_outbox,
     refresh_tokens,
     subject_not_before,
 )
@@ -144,6 +148,23 @@ AUDIT = insert(family_revocations).values(
     revoked_at=bindparam("now"),
     reason=bindparam("reason"),
     actor=bindparam("actor"),
+)
+
+# A revoked family's back-channel logout, queued in the revocation's own transaction when
+# its client registered a backchannel_logout_uri (tokensmith.logout.outbox); the typed
+# parameters make PostgreSQL cast them in the select list.
+_NOW: BindParameter[float] = bindparam("now", type_=Double())
+ENQUEUE_LOGOUT = insert(logout_outbox).from_select(
+    ["id", "client_id", "subject", "session_id", "created_at", "attempts", "next_attempt_at"],
+    select(
+        bindparam("id", type_=String()),
+        clients.c.client_id,
+        bindparam("sub", type_=String()),
+        bindparam("fid", type_=String()),
+        _NOW,
+        literal_column("0"),
+        _NOW,
+    ).where(clients.c.client_id == bindparam("cid"), clients.c.backchannel_logout_uri.is_not(None)),
 )
 
 
@@ -276,6 +297,7 @@ UNIT_OF_WORK: dict[str, ClauseElement | dict[str, Any]] = {
     "revoke_family_tokens": REVOKE_FAMILY_TOKENS,
     "deny_family_access": DENY_FAMILY_ACCESS,
     "audit": AUDIT,
+    "enqueue_logout": ENQUEUE_LOGOUT,
     "subject_families": SUBJECT_FAMILIES,
     "client_families": CLIENT_FAMILIES,
     "deny": DENY,

@@ -4,6 +4,7 @@ running the statements precompiled in :mod:`tokensmith.store.sql.statements`."""
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from tokensmith.settings import MAX_LEEWAY
@@ -98,7 +99,15 @@ class SqlTransaction:
         self._run("revoke_family_tokens", {"fid": family_id, "now": now})
         self._run("deny_family_access", {"fid": family_id, "verifiable_after": now - MAX_LEEWAY})
         self._run("audit", {"fid": family_id, "now": now, "reason": reason, "actor": actor})
-        return family_record(row)
+        family = family_record(row)
+        self._enqueue_logout(family_id, family.subject, family.client_id, now)
+        return family
+
+    def _enqueue_logout(self, family_id: str, subject: str, client_id: str, now: float) -> None:
+        """Queue the back-channel logout of a family this unit revoked (a no-op unless its
+        client registered a ``backchannel_logout_uri``; tokensmith.logout.outbox)."""
+        params = {"id": secrets.token_urlsafe(16), "sub": subject, "fid": family_id}
+        self._run("enqueue_logout", {**params, "cid": client_id, "now": now})
 
     def set_family_claims(self, family_id: str, claims: SessionClaims | None) -> None:
         self._run("set_family_claims", {"fid": family_id, "claims": _claims_json(claims)})
@@ -120,9 +129,11 @@ class SqlTransaction:
         revoked = []
         for family_id in ids:
             params = {"fid": family_id, "now": now, "reason": "subject_revoked"}
-            if self._one("revoke_family", params) is not None:
+            row = self._one("revoke_family", params)
+            if row is not None:
                 self._run("revoke_family_tokens", {"fid": family_id, "now": now})
                 self._run("audit", {**params, "actor": None})
+                self._enqueue_logout(family_id, subject, family_record(row).client_id, now)
                 revoked.append(family_id)
         self._run("set_not_before", {"subject": subject, "not_before": now})
         return revoked
