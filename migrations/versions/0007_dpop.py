@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("key", sa.LargeBinary(length=32), nullable=False),
         sa.Column("expires_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_ts_dpop_proofs")),
+        sqlite_with_rowid=False,
     )
     op.create_index(op.f("ix_ts_dpop_proofs_expires_at"), "ts_dpop_proofs", ["expires_at"])
 
