@@ -129,7 +129,7 @@ class DPoPProof(Base):
 
     __tablename__ = "ts_dpop_proofs"
     # SQLite: the rows live in the primary key's own b-tree, one write fewer per proof.
-    __table_args__ = {"sqlite_with_rowid": False}
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
     expires_at: Mapped[float] = mapped_column(index=True)
