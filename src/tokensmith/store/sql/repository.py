@@ -276,6 +276,8 @@ class SqlStore:
 
     def _lost(self, exc: Exception, raw: PoolProxiedConnection) -> bool:
         """Whether ``exc`` means the connection is gone; if so, the pool drops it."""
+        if not raw.is_valid:
+            return True  # dropped already: the rollback after ``exc`` found it dead
         disconnect = getattr(exc, "sqlstate", None) in DISCONNECT_SQLSTATES or (
             self.engine.dialect.is_disconnect(cast(Any, exc), raw.dbapi_connection, None)
         )
