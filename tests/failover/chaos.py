@@ -8,6 +8,7 @@ Shared by ``tests/failover/test_chaos.py`` (synchronous replication, pass/fail) 
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import threading
@@ -163,7 +164,7 @@ def _longest_gap(successes: list[float], kill_at: float) -> float:
     if not after:
         return float("inf")
     times = [before[-1] if before else kill_at, *after]
-    return max(b - a for a, b in zip(times, times[1:], strict=False))
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 def _check(serve: Cluster, chains: list[Chain], report: ChaosReport) -> None:

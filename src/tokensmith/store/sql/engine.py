@@ -16,7 +16,7 @@ import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 from tokensmith.errors import ConfigError, TemporarilyUnavailable
 from tokensmith.settings import Settings
@@ -57,7 +57,7 @@ def create_store_engine(
         require_driver(url.get_driver_name())
         engine = create_engine(
             url,
-            connect_args={**_pg_bounds(connect_timeout, lock_timeout), **args},
+            connect_args=_pg_connect_args(url, args, connect_timeout, lock_timeout),
             pool_size=pool_size,
             max_overflow=2 * pool_size,
             # After a failover every pooled connection is dead: the ping at checkout (one
@@ -72,21 +72,32 @@ def create_store_engine(
     raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
 
 
-def _pg_bounds(connect_timeout: float, lock_timeout: float) -> dict[str, Any]:
-    """libpq settings that bound every wait on the server. libpq counts the connect timeout
-    per host in whole seconds, at least 2. ``lock_timeout``, not ``statement_timeout``: a
-    statement timeout that fires while ``COMMIT`` waits for the synchronous standby makes
-    PostgreSQL report success for a commit the standby never got. TCP keepalives and
-    ``tcp_user_timeout`` notice a primary that vanished without closing the socket."""
+def _pg_connect_args(
+    url: URL, args: dict[str, Any], connect_timeout: float, lock_timeout: float
+) -> dict[str, Any]:
+    """libpq settings that bound every wait on the server, under the caller's own (an
+    ``options`` of the URL or of ``args`` keeps its settings). libpq counts the connect
+    timeout per host in whole seconds, at least 2. ``lock_timeout``, not
+    ``statement_timeout``: a statement timeout that fires while ``COMMIT`` waits for the
+    synchronous standby makes PostgreSQL report success for a commit the standby never got.
+    TCP keepalives and ``tcp_user_timeout`` notice a primary that vanished without closing
+    the socket."""
+    given = args.get("options", url.query.get("options", ""))
+    options = " ".join([f"-c lock_timeout={int(lock_timeout * 1000)}", *_strings(given)])
     return {
         "connect_timeout": max(2, math.ceil(connect_timeout)),
-        "options": f"-c lock_timeout={int(lock_timeout * 1000)}",
         "keepalives": 1,
         "keepalives_idle": 5,
         "keepalives_interval": 2,
         "keepalives_count": 3,
         "tcp_user_timeout": 10_000,
+        **args,
+        "options": options,
     }
+
+
+def _strings(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else value
 
 
 def _unavailable_when_unreachable(ctx: ExceptionContext) -> BaseException | None:

@@ -263,6 +263,8 @@ class SqlStore:
 
     @staticmethod
     def _rollback(raw: PoolProxiedConnection) -> None:
+        if not raw.is_valid:
+            return  # dropped already (the commit found it dead): nothing to roll back
         try:
             raw.rollback()
         except Exception:
