@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_http import LUA_REFRESH, wrk  # noqa: E402
-
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from tests.failover.ha import ha_cluster  # noqa: E402

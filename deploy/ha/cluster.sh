@@ -14,10 +14,11 @@
 # PostgreSQL refuses to run as root: as root, everything runs as the postgres user.
 #
 # Manager timeouts (the monitor's pgautofailover.* settings; pg_auto_failover's defaults in
-# brackets): health check every 1 s [5 s], 1 s connect timeout [5 s], 1 retry [2] after
-# 1 s [2 s]; a node is unhealthy after 3 s [20 s]; a primary that stops reporting is
-# demoted after 5 s [30 s]. With these, a killed primary is replaced in about 10 s; with
-# the defaults it takes about 50 s.
+# brackets): health check every 1 s [5 s] with a 5 s connect timeout [5 s], 2 retries [2]
+# 1 s apart [2 s]; a node is unhealthy after 5 s [20 s]; a primary that stops reporting is
+# demoted after 5 s [30 s]. A killed node refuses connections at once, so with these a
+# killed primary is replaced in about 10 s; with the defaults it takes about 50 s. Shorter
+# connect timeouts made a busy standby look unhealthy too, and the failover stalled.
 set -euo pipefail
 
 cmd=${1:?usage: cluster.sh start|url|status|primary|wait-primary|kill-primary|stop DIR}
@@ -70,10 +71,10 @@ wait_for() {
 tune_monitor() {
   as_pg psql -X -qAt -h 127.0.0.1 -p "$base" -U postgres -d pg_auto_failover \
     -c "alter system set pgautofailover.health_check_period = 1000" \
-    -c "alter system set pgautofailover.health_check_timeout = 1000" \
-    -c "alter system set pgautofailover.health_check_max_retries = 1" \
+    -c "alter system set pgautofailover.health_check_timeout = 5000" \
+    -c "alter system set pgautofailover.health_check_max_retries = 2" \
     -c "alter system set pgautofailover.health_check_retry_delay = 1000" \
-    -c "alter system set pgautofailover.node_considered_unhealthy_timeout = 3000" \
+    -c "alter system set pgautofailover.node_considered_unhealthy_timeout = 5000" \
     -c "alter system set pgautofailover.primary_demote_timeout = 5000" \
     -c "select pg_reload_conf()"
 }

@@ -151,6 +151,7 @@ def run(
             t.join(90)
         report.window = _longest_gap(sorted(successes), kill_at)
         report.dead_chains = [c.dead for c in chains if c.dead]
+        cluster.run("wait-primary", "60")
         _check(serve, chains, report)
     finally:
         serve.stop()

@@ -6,7 +6,6 @@ child was stored and answers it; never ``invalid_grant``, never a 500."""
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import make_url
 
 from tests.failover.cutter import Cut, Cutter
 from tokensmith import Settings, Tokensmith
@@ -25,22 +24,6 @@ from tokensmith.http import create_app
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 pytestmark = pytest.mark.postgres
 ISSUER = "https://as.example.com"
-
-
-@pytest.fixture
-def schema() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: the cut-connection tests need PostgreSQL")
-    name = f"cut_{secrets.token_hex(5)}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    try:
-        yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
 
 
 def _url(port: int, schema: str) -> str:

@@ -6,10 +6,8 @@ cleanup decide under row locks inside one transaction, which a lost session roll
 from __future__ import annotations
 
 import os
-import secrets
 import threading
 import time
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
@@ -22,19 +20,8 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def schema_url() -> Iterator[str]:
-    if not PG_URL:
-        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: the lock test needs PostgreSQL")
-    name = f"lock_{secrets.token_hex(5)}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE SCHEMA {name}"))
-    try:
-        yield f"{PG_URL}?options={quote(f'-csearch_path={name}')}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
-        admin.dispose()
+def schema_url(schema: str) -> str:
+    return f"{PG_URL}?options={quote(f'-csearch_path={schema}')}"
 
 
 def _advisory_holders(conn: object) -> list[int]:
