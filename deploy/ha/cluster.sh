@@ -131,9 +131,14 @@ kill_primary() {
   node="node$((port - base))"
   # The keeper would restart its postgres: the whole node goes, as when its machine dies.
   kill -KILL -- "-$(cat "$dir/$node.pid")" 2>/dev/null || true
+  # Its backends and WAL sender too, in one go: orphaned, they would go on serving (and
+  # acknowledging commits) for a while, which a dead machine does not.
   local postmaster
   postmaster=$(head -1 "$dir/$node/postmaster.pid" 2>/dev/null || true)
-  [ -n "$postmaster" ] && kill -KILL "$postmaster" 2>/dev/null || true
+  if [ -n "$postmaster" ]; then
+    # shellcheck disable=SC2046 # one pid a word
+    kill -KILL "$postmaster" $(ps -o pid= --ppid "$postmaster") 2>/dev/null || true
+  fi
   echo "$node"
 }
 

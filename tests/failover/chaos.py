@@ -138,8 +138,8 @@ def run(
             t.start()
         start = time.monotonic()
         time.sleep(before)
-        kill_at = time.monotonic()
         cluster.kill_primary()
+        kill_at = time.monotonic()  # once it is dead: no later success is the old primary's
         while time.monotonic() - start < limit:
             time.sleep(0.25)
             with lock:
