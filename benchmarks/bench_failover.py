@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--modes", default="sync,async")
+    parser.add_argument("--logs", help="keep the instances' logs here (default: discarded)")
     args = parser.parse_args(argv)
     reason = unavailable_reason()
     if reason:
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for mode in args.modes.split(","):
         with tempfile.TemporaryDirectory() as tmp, ha_cluster(mode) as cluster:
-            print(chaos.run(cluster, mode, Path(tmp), clients=args.clients).line(), flush=True)
+            logs = Path(args.logs or tmp) / mode
+            logs.mkdir(parents=True, exist_ok=True)
+            print(chaos.run(cluster, mode, logs, clients=args.clients).line(), flush=True)
     return 0
 
 

@@ -45,6 +45,7 @@ class ChaosReport:
     refreshes: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     window: float = 0.0  # longest time without a successful refresh, around the kill
+    slowest: float = 0.0  # the longest any one request took to be answered
     lost: int = 0  # acknowledged tokens that no longer work
     resurrected: int = 0  # used tokens the new primary holds as unused
     dead_chains: list[str] = field(default_factory=list)
@@ -53,7 +54,8 @@ class ChaosReport:
         kinds = ", ".join(f"{k}: {v}" for k, v in sorted(self.failures.items())) or "none"
         return (
             f"{self.mode:5} clients={self.clients} refreshes={self.refreshes} "
-            f"unavailable={self.window:.1f}s failures=({kinds}) lost={self.lost} "
+            f"unavailable={self.window:.1f}s slowest={self.slowest:.1f}s failures=({kinds}) "
+            f"lost={self.lost} "
             f"resurrected={self.resurrected} dead_chains={len(self.dead_chains)}"
         )
 
@@ -107,6 +109,7 @@ def run(
                 while not stop.is_set():
                     url = pick.choice(serve.urls)
                     data = {"grant_type": "refresh_token", "client_id": "spa"}
+                    sent = time.monotonic()
                     try:
                         r = http.post(f"{url}/token", data={**data, "refresh_token": chain.token})
                     except httpx.HTTPError as exc:
@@ -115,6 +118,8 @@ def run(
                             report.failures[kind] += 1
                         time.sleep(0.2)
                         continue
+                    with lock:
+                        report.slowest = max(report.slowest, time.monotonic() - sent)
                     if r.status_code == 200:
                         with lock:
                             chain.used.append(chain.token)

@@ -39,6 +39,8 @@ def test_a_killed_primary_costs_503s_for_seconds_and_loses_nothing(tmp_path: Pat
     assert report.refreshes > 0
     assert set(report.failures) <= {"503 temporarily_unavailable"}, report.line()
     assert report.window <= 30, report.line()
+    # The bound: a connect timeout per host, or the in-doubt read-back's wait.
+    assert report.slowest <= Settings.database_in_doubt_timeout + 10, report.line()
     assert report.dead_chains == [], report.line()
     assert report.lost == 0 and report.resurrected == 0, report.line()
 
