@@ -40,6 +40,9 @@ from tokensmith.tokens.verify import AccessTokenVerifier, IdTokenVerifier
 pytestmark = pytest.mark.filterwarnings("ignore:EdDSA is deprecated via RFC 9864")
 
 NOW = int(time.time())
+# Verified against the real clock by the other libraries: valid long enough for a whole
+# suite (the failover tests alone take minutes before this module's tests run).
+TTL = 3600
 JOSERFC_KEY = {"EC": ECKey, "RSA": RSAKey, "OKP": OKPKey}
 KTY = {"ES256": "EC", "ES384": "EC", "EdDSA": "OKP", "RS256": "RSA", "PS256": "RSA"}
 
@@ -54,7 +57,7 @@ def _clock() -> ManualClock:
 
 
 def _access_token(km: KeyManager) -> str:
-    claims = AccessTokenClaims("alice", "spa", "api", "openid", NOW, NOW + 300, new_jti(), "s1")
+    claims = AccessTokenClaims("alice", "spa", "api", "openid", NOW, NOW + TTL, new_jti(), "s1")
     return mint_access_token(km.signer(), ISSUER, claims)
 
 
@@ -63,7 +66,7 @@ def _claims(**overrides: Any) -> dict[str, Any]:
         "iss": ISSUER,
         "sub": "alice",
         "aud": "api",
-        "exp": NOW + 300,
+        "exp": NOW + TTL,
         "iat": NOW,
         "nbf": NOW,
         "jti": new_jti(),
@@ -119,7 +122,7 @@ def test_our_access_token_verifies_with_jwcrypto_against_our_jwks(km: KeyManager
 
 
 def test_our_id_token_verifies_with_joserfc_and_jwcrypto(km: KeyManager) -> None:
-    token = mint_id_token(km.signer(), ISSUER, IdTokenClaims("alice", "spa", NOW, NOW + 300, NOW))
+    token = mint_id_token(km.signer(), ISSUER, IdTokenClaims("alice", "spa", NOW, NOW + TTL, NOW))
     claims = joserfc_jwt.decode(token, KeySet.import_key_set(km.jwks()), algorithms=[km.alg])
     assert claims.claims["aud"] == "spa"
     keys = jwcrypto_jwk.JWKSet.from_json(json.dumps(km.jwks()))
@@ -200,7 +203,7 @@ def test_at_hash_is_the_left_half_of_the_digest_named_by_alg(km: KeyManager) -> 
     id_token = mint_id_token(
         km.signer(),
         ISSUER,
-        IdTokenClaims("alice", "spa", NOW, NOW + 300, NOW, access_token=access),
+        IdTokenClaims("alice", "spa", NOW, NOW + TTL, NOW, access_token=access),
     )
     claims = IdTokenVerifier(km, issuer=ISSUER, clock=_clock()).verify(id_token, client_id="spa")
     digest, half = HASHES[km.alg]
