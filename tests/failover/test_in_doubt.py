@@ -131,5 +131,5 @@ def test_nothing_listening_is_refused_fast(tmp_path: Path, schema: str) -> None:
         Settings(issuer=ISSUER, database_url=_url(port, schema), keys_dir=str(tmp_path / "k")),
         clock=ManualClock(1_800_000_000.0),
     )
-    with pytest.raises(TemporarilyUnavailable):
+    with pytest.raises(TemporarilyUnavailable, match="unreachable"):
         ts.sessions.store.find_token(b"\0" * 32)

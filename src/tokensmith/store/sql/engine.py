@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 from tokensmith.errors import ConfigError, TemporarilyUnavailable
 from tokensmith.settings import Settings
-from tokensmith.store.sql.errors import translate
+from tokensmith.store.sql.errors import translate, unreachable
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Execution option naming a read-only unit of work (plain deferred BEGIN on SQLite).
@@ -106,8 +106,9 @@ def _unavailable_when_unreachable(ctx: ExceptionContext) -> BaseException | None
     error (500). Other errors keep their own handling."""
     if ctx.is_pre_ping:
         return None  # the pool reconnects on its own, and says so if it cannot
-    lost = ctx.is_disconnect or ctx.connection is None
-    error = translate(ctx.original_exception, disconnect=lost)
+    if ctx.connection is None:
+        return unreachable(ctx.original_exception)
+    error = translate(ctx.original_exception, disconnect=ctx.is_disconnect)
     return error if isinstance(error, TemporarilyUnavailable) else None
 
 

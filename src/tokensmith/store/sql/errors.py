@@ -23,6 +23,14 @@ def busy() -> TemporarilyUnavailable:
     return TemporarilyUnavailable("the token store is busy; retry the request")
 
 
+def unreachable(orig: BaseException | None) -> TemporarilyUnavailable:
+    """No connection could be made: every host of the URL refused, or none is an accepting
+    primary (a failover). The driver's first line names the hosts tried; it is logged and
+    printed by the CLI, never sent to an HTTP client (a 503 body has no description)."""
+    first = (str(orig).strip().splitlines() or [""])[0][:200]
+    return TemporarilyUnavailable(f"the token store is unreachable ({first})")
+
+
 def translate(
     orig: BaseException | None, *, disconnect: bool
 ) -> StoreError | TemporarilyUnavailable:

@@ -33,7 +33,12 @@ from tokensmith.store.records import (
 from tokensmith.store.sql.audit import SqlAuditReader
 from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
-from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, busy, translate
+from tokensmith.store.sql.errors import (
+    DISCONNECT_SQLSTATES,
+    busy,
+    translate,
+    unreachable,
+)
 from tokensmith.store.sql.group import GroupCommitter, Ticket
 from tokensmith.store.sql.rows import token_record
 from tokensmith.store.sql.statements import (
@@ -248,7 +253,9 @@ class SqlStore:
             raise busy() from exc
         except (self._driver_error, DBAPIError) as exc:
             orig = exc.orig if isinstance(exc, DBAPIError) else exc
-            raise translate(orig, disconnect=self._dialect == "postgresql") from exc
+            if self._dialect == "postgresql":
+                raise unreachable(orig) from exc
+            raise translate(orig, disconnect=False) from exc
 
     def _commit(self, raw: PoolProxiedConnection) -> None:
         """Commit. A connection lost once ``COMMIT`` was sent leaves the outcome unknown:
