@@ -10,6 +10,11 @@ ratio says how far the service scales *here*; on a 2-core box it cannot reach N.
     python benchmarks/bench_scale.py --pg postgresql+psycopg://postgres@127.0.0.1:55432/db
 
 Needs Debian's ``wrk`` and a PostgreSQL URL (``--pg`` or ``TOKENSMITH_TEST_PG_URL``).
+
+``--ha`` adds the price of the reference HA layout (``deploy/ha/cluster.sh``, README "High
+availability"): one process against its primary with the synchronous standby, then against
+the same primary with ``synchronous_commit = local`` (a single primary's durability, no
+wait for the standby), in the same run.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_http import LUA_REFRESH, wrk  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
 
+from tests.failover.ha import ha_cluster  # noqa: E402
 from tests.scale.cluster import postgres_cluster  # noqa: E402
 from tokensmith import Settings, Tokensmith  # noqa: E402
 
@@ -83,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per run")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1 s runs, 1 run each")
+    parser.add_argument("--ha", action="store_true", help="add the synchronous-standby rows")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.runs = 1, 1
@@ -106,7 +114,26 @@ def main(argv: list[str] | None = None) -> int:
             base = base or median
             runs = ", ".join(f"{r:,.0f}" for r in rates)
             print(f"{n:>9}  {median:>10,.0f}  {median / base:>12.2f}  {runs}", flush=True)
+        if args.ha:
+            ha_rows(args, Path(tmp))
     return 0
+
+
+def ha_rows(args: argparse.Namespace, tmp: Path) -> None:
+    """One process on the HA cluster: with the synchronous standby, then without the wait."""
+    print(f"{'HA primary':>22}  {'refresh/s':>10}  {'vs standby':>10}  runs")
+    with ha_cluster("sync") as cluster:
+        base: float | None = None
+        for label, commit in (("+ synchronous standby", "on"), ("single (commit local)", "local")):
+            admin = create_engine(cluster.url, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f"ALTER DATABASE tokensmith SET synchronous_commit = {commit}"))
+            admin.dispose()
+            rates = run_row(cluster.url, 1, args, tmp)
+            median = statistics.median(rates)
+            base = base or median
+            runs = ", ".join(f"{r:,.0f}" for r in rates)
+            print(f"{label:>22}  {median:>10,.0f}  {median / base:>10.2f}  {runs}", flush=True)
 
 
 if __name__ == "__main__":

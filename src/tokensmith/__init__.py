@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tokensmith.clock import Clock, ManualClock, SystemClock
 from tokensmith.errors import (
+    CommitInDoubt,
     ConfigError,
     InvalidClient,
     InvalidDPoPProof,
@@ -48,6 +49,7 @@ __all__ = [
     "ClaimsRequest",
     "ClientLifetimes",
     "Clock",
+    "CommitInDoubt",
     "ConfigError",
     "Event",
     "EventBus",

@@ -106,6 +106,12 @@ class TemporarilyUnavailable(TokensmithError):
     status_code = 503
 
 
+class CommitInDoubt(TemporarilyUnavailable):
+    """The connection died after ``COMMIT`` was sent: the unit of work may or may not have
+    committed (README "High availability"). The caller that knows what its unit wrote reads
+    it back to find out; anyone else answers it as retryable."""
+
+
 def one_line(exc: Exception) -> str:
     """``exc`` as one line of command output, never a traceback (docs/contract.md "CLI"):
     a database never migrated says what to run; a configuration error is the operator's,

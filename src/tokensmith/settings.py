@@ -107,6 +107,12 @@ class Settings:
     # (PostgreSQL may open twice as many more under load), and SQLite's durability level.
     database_busy_timeout: float = 10.0
     database_pool_size: int = 10
+    # PostgreSQL bounds (README "High availability"): seconds to connect to each host of the
+    # URL, to wait for a row lock, and for a rotation whose commit was cut off to learn
+    # whether it happened (it waits for the new primary that long, then answers 503).
+    database_connect_timeout: float = 3.0
+    database_lock_timeout: float = 10.0
+    database_in_doubt_timeout: float = 15.0
     sqlite_synchronous: str = "FULL"
     # Server secret for deriving grace-retry children; when absent the key store keeps one
     # (never the database: SECURITY B1).
@@ -173,6 +179,7 @@ class Settings:
             "backchannel_poll_interval",
             "backchannel_max_backoff",
             "revocation_poll_interval",
+            *_DATABASE_BOUNDS,
         ):
             value = getattr(self, name)
             if not _finite(value) or value <= 0:
@@ -261,6 +268,13 @@ def _with_driver(database_url: str) -> str:
         if database_url.startswith(scheme):
             return "postgresql+psycopg://" + database_url.removeprefix(scheme)
     return database_url
+
+
+_DATABASE_BOUNDS = (
+    "database_connect_timeout",
+    "database_lock_timeout",
+    "database_in_doubt_timeout",
+)
 
 
 def _pick(override: int | None, default: int) -> int:

@@ -7,11 +7,14 @@ import logging
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tokensmith.errors import InvalidClient, TokensmithError, UseDPoPNonce
+from tokensmith.errors import InvalidClient, TemporarilyUnavailable, TokensmithError, UseDPoPNonce
 
 logger = logging.getLogger("tokensmith.http")
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Seconds a client should wait before retrying a 503 (RFC 9110 §10.2.3): about the time the
+# pool takes to find a new primary once the failover manager promoted one.
+RETRY_AFTER = "1"
 
 
 class OAuthError(TokensmithError):
@@ -31,6 +34,8 @@ def error_response(exc: TokensmithError) -> Response:
         headers["WWW-Authenticate"] = 'Basic realm="tokensmith"'
     if isinstance(exc, UseDPoPNonce):
         headers["DPoP-Nonce"] = exc.nonce  # RFC 9449 §8: the nonce to put in the next proof
+    if isinstance(exc, TemporarilyUnavailable):
+        headers["Retry-After"] = RETRY_AFTER
     body = {"error": exc.error}
     if exc.status_code < 500:
         body["error_description"] = exc.description
@@ -42,7 +47,12 @@ async def handle_tokensmith_error(request: Request, exc: Exception) -> Response:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.count_error(exc.error)
-    if exc.status_code >= 500:
+    if isinstance(exc, TemporarilyUnavailable):
+        # Expected by the hundred while the database fails over: one line each, no traceback.
+        logger.warning(
+            "%s %s: %s (%s)", request.method, request.url.path, exc.error, exc.description
+        )
+    elif exc.status_code >= 500:
         logger.error(
             "%s %s failed: %s (%s: %s)",
             request.method,

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tokensmith.facade import Tokensmith
-from tokensmith.http.errors import NO_STORE
+from tokensmith.http.errors import NO_STORE, RETRY_AFTER
 from tokensmith.http.threads import in_thread
 
 
@@ -24,5 +24,6 @@ async def readyz(request: Request) -> Response:
     reasons = await in_thread(ts.ready)
     if reasons:
         body = {"status": "unavailable", "reasons": reasons}
-        return JSONResponse(body, status_code=503, headers=NO_STORE)
+        headers = {**NO_STORE, "Retry-After": RETRY_AFTER}
+        return JSONResponse(body, status_code=503, headers=headers)
     return JSONResponse({"status": "ready"}, headers=NO_STORE)

@@ -21,8 +21,15 @@ from typing import TypeVar
 from tokensmith.clock import Clock
 from tokensmith.dpop.proof import Proof
 from tokensmith.dpop.replay import remember_proof
-from tokensmith.errors import ConfigError, InvalidGrant, RefreshTokenReused
+from tokensmith.errors import (
+    CommitInDoubt,
+    ConfigError,
+    InvalidGrant,
+    RefreshTokenReused,
+    TemporarilyUnavailable,
+)
 from tokensmith.events import EventBus
+from tokensmith.refresh import indoubt
 from tokensmith.refresh.inflight import RecentRotations
 from tokensmith.refresh.opaque import hash_prefix, is_well_formed, new_child, new_token, token_hash
 from tokensmith.refresh.reuse import RequestContext, ReusePolicy
@@ -30,6 +37,7 @@ from tokensmith.refresh.rotation import (
     Attempt,
     Concurrent,
     GraceRetry,
+    Outcome,
     Reuse,
     Rotation,
     Session,
@@ -41,7 +49,7 @@ from tokensmith.revocation.feed import RevocationFeed
 from tokensmith.revocation.log import LogEntry, log_of
 from tokensmith.settings import MAX_LEEWAY, MAX_REUSE_GRACE, Settings
 from tokensmith.store.protocols import RefreshStore, RefreshTransaction
-from tokensmith.store.records import FamilyRecord, NewToken
+from tokensmith.store.records import FamilyRecord, NewToken, Pending
 from tokensmith.tokens.claims import SessionClaims
 
 T = TypeVar("T")
@@ -272,8 +280,17 @@ class RefreshService:
             proof=proof,
             bind=bind,
         )
+        decided: list[Outcome] = []
+
+        def work(tx: RefreshTransaction) -> Outcome:
+            decided.append(self._rotation.run(tx, attempt))
+            return decided[-1]
+
         try:
-            pending = self._store.pending(lambda tx: self._rotation.run(tx, attempt))
+            try:
+                pending = self._store.pending(work)
+            except CommitInDoubt:
+                pending = Pending(self._read_back(attempt, decided[-1] if decided else None))
         except BaseException:
             self._recent.failed(digest, attempt.child_hash)
             raise
@@ -314,6 +331,21 @@ class RefreshService:
             )
 
         return PendingSession(session, durable)
+
+    def _read_back(self, attempt: Attempt, outcome: Outcome | None) -> Session:
+        """The commit of ``outcome`` was cut off (:mod:`tokensmith.refresh.indoubt`): the
+        rotation's session if its child is in the store, else ``TemporarilyUnavailable``.
+        Only a won rotation has a child of its own to look for; a grace retry, a conflict or
+        a reuse verdict is safe to decide again, so those are answered as retryable."""
+        if isinstance(outcome, Session) and indoubt.committed(
+            self._store,
+            attempt.child_hash,
+            timeout=self._settings.database_in_doubt_timeout,
+        ):
+            logger.warning("in-doubt rotation in family %s had committed", outcome.family_id)
+            return outcome
+        logger.warning("in-doubt rotation of %s had not committed", hash_prefix(attempt.digest))
+        raise TemporarilyUnavailable("the token store failed during commit; retry the request")
 
     def _recomputed(
         self,

@@ -18,6 +18,8 @@ def open_store(settings: Settings) -> SqlStore:
         busy_timeout=settings.database_busy_timeout,
         sqlite_synchronous=settings.sqlite_synchronous,
         pool_size=settings.database_pool_size,
+        connect_timeout=settings.database_connect_timeout,
+        lock_timeout=settings.database_lock_timeout,
     )
     return SqlStore(engine)
 
@@ -27,7 +29,11 @@ def open_key_store(settings: Settings) -> SqlKeyStore:
     private keys are sealed under ``settings.key_passphrase``, which it requires."""
     # Keys are read at start-up and on the rotation schedule: two connections suffice.
     engine = create_store_engine(
-        settings.database_url, busy_timeout=settings.database_busy_timeout, pool_size=2
+        settings.database_url,
+        busy_timeout=settings.database_busy_timeout,
+        pool_size=2,
+        connect_timeout=settings.database_connect_timeout,
+        lock_timeout=settings.database_lock_timeout,
     )
     return SqlKeyStore(engine, settings.key_passphrase)
 

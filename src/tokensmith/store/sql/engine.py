@@ -1,5 +1,6 @@
 """Engine factory: SQLite in WAL mode with a busy timeout and ``BEGIN IMMEDIATE``;
-PostgreSQL (psycopg 3) at READ COMMITTED with row locks.
+PostgreSQL (psycopg 3) at READ COMMITTED with row locks, and bounded so that no request
+hangs on a database that is gone (README "High availability").
 
 SQLAlchemy drops ``with_for_update()`` on SQLite (SECURITY R1, tested), so on SQLite every
 write transaction starts with ``BEGIN IMMEDIATE``: writers queue on the database lock at the
@@ -9,15 +10,17 @@ start (waiting up to the busy timeout) instead of failing at commit.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 
-from tokensmith.errors import ConfigError
+from tokensmith.errors import ConfigError, TemporarilyUnavailable
 from tokensmith.settings import Settings
+from tokensmith.store.sql.errors import translate, unreachable
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Execution option naming a read-only unit of work (plain deferred BEGIN on SQLite).
@@ -30,6 +33,8 @@ def create_store_engine(
     busy_timeout: float = Settings.database_busy_timeout,
     sqlite_synchronous: str = Settings.sqlite_synchronous,
     pool_size: int = Settings.database_pool_size,
+    connect_timeout: float = Settings.database_connect_timeout,
+    lock_timeout: float = Settings.database_lock_timeout,
     connect_args: dict[str, Any] | None = None,
 ) -> Engine:
     """An engine configured for the refresh store; the defaults are ``Settings``'."""
@@ -50,17 +55,61 @@ def create_store_engine(
         return engine
     if backend == "postgresql":
         require_driver(url.get_driver_name())
-        return create_engine(
+        engine = create_engine(
             url,
-            connect_args=args,
+            connect_args=_pg_connect_args(url, args, connect_timeout, lock_timeout),
             pool_size=pool_size,
             max_overflow=2 * pool_size,
-            # No pre-ping: it costs a round trip per unit of work. A connection found dead
-            # mid-transaction is invalidated and the call answers TemporarilyUnavailable.
+            # After a failover every pooled connection is dead: the ping at checkout (one
+            # round trip) finds them, instead of one failed request each.
+            pool_pre_ping=True,
+            pool_timeout=connect_timeout,
             pool_recycle=3600,
             isolation_level="READ COMMITTED",
         )
+        event.listen(engine, "handle_error", _unavailable_when_unreachable)
+        return engine
     raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def _pg_connect_args(
+    url: URL, args: dict[str, Any], connect_timeout: float, lock_timeout: float
+) -> dict[str, Any]:
+    """libpq settings that bound every wait on the server, under the caller's own (an
+    ``options`` of the URL or of ``args`` keeps its settings). libpq counts the connect
+    timeout per host in whole seconds, at least 2. ``lock_timeout``, not
+    ``statement_timeout``: a statement timeout that fires while ``COMMIT`` waits for the
+    synchronous standby makes PostgreSQL report success for a commit the standby never got.
+    TCP keepalives and ``tcp_user_timeout`` notice a primary that vanished without closing
+    the socket."""
+    given = args.get("options", url.query.get("options", ""))
+    options = " ".join([f"-c lock_timeout={int(lock_timeout * 1000)}", *_strings(given)])
+    return {
+        "connect_timeout": max(2, math.ceil(connect_timeout)),
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+        **args,
+        "options": options,
+    }
+
+
+def _strings(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else value
+
+
+def _unavailable_when_unreachable(ctx: ExceptionContext) -> BaseException | None:
+    """Connecting failed (no host of the URL is an accepting primary) or the connection
+    died: every user of the engine hears ``TemporarilyUnavailable`` (503), not a driver
+    error (500). Other errors keep their own handling."""
+    if ctx.is_pre_ping:
+        return None  # the pool reconnects on its own, and says so if it cannot
+    if ctx.connection is None:
+        return unreachable(ctx.original_exception)
+    error = translate(ctx.original_exception, disconnect=ctx.is_disconnect)
+    return error if isinstance(error, TemporarilyUnavailable) else None
 
 
 def require_driver(driver: str) -> None:

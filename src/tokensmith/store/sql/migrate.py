@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import Connection, create_engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from tokensmith.errors import ConfigError
@@ -58,9 +58,12 @@ def upgrade(
     call this at once (every ``serve`` instance sets up at start): they take turns, and the
     later ones find nothing to do. ``refresh_secret_sink`` receives a refresh secret found
     in the database before it is deleted there (migration 0005), to keep it with the keys."""
-    with _migration_lock(database_url):
+    with _migration_lock(database_url) as session:
         config = alembic_config(database_url)
         config.attributes[REFRESH_SECRET_SINK] = refresh_secret_sink
+        # On PostgreSQL the migrations run in the session that holds the lock: a failover
+        # ends both at once, so no other process can take the lock while they still run.
+        config.attributes["connection"] = session
         before = _current_revision(database_url)
         command.upgrade(config, revision)
         after = _current_revision(database_url)
@@ -82,7 +85,9 @@ def _current_revision(database_url: str) -> str | None:
 
 
 @contextmanager
-def _migration_lock(database_url: str) -> Iterator[None]:
+def _migration_lock(database_url: str) -> Iterator[Connection | None]:
+    """Hold the migration lock: on PostgreSQL a session-level advisory lock, yielding its
+    session (the lock lives exactly as long as it); on SQLite a file lock."""
     url = make_url(database_url)
     if url.get_backend_name() == "postgresql":
         require_driver(url.get_driver_name())
@@ -90,18 +95,18 @@ def _migration_lock(database_url: str) -> Iterator[None]:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _LOCK_KEY})
-                try:
-                    yield
-                finally:
-                    conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+                conn.commit()  # the lock stays: the migrations begin their own transaction
+                yield conn
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+                conn.commit()
         finally:
             engine.dispose()
     elif url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         create_private_sqlite_file(url.database)
         with exclusive_lock(Path(f"{url.database}.migrate-lock")):
-            yield
+            yield None
     else:
-        yield
+        yield None
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

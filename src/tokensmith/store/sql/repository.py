@@ -19,9 +19,10 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import PoolProxiedConnection
 
-from tokensmith.errors import TemporarilyUnavailable
+from tokensmith.errors import CommitInDoubt, TemporarilyUnavailable
 from tokensmith.revocation.log import ChangeSignal, LogEntry
 from tokensmith.settings import MAX_LEEWAY
 from tokensmith.store.records import (
@@ -33,7 +34,12 @@ from tokensmith.store.records import (
 from tokensmith.store.sql.audit import SqlAuditReader
 from tokensmith.store.sql.clients import SqlClientRegistry
 from tokensmith.store.sql.engine import READ_ONLY
-from tokensmith.store.sql.errors import DISCONNECT_SQLSTATES, translate
+from tokensmith.store.sql.errors import (
+    DISCONNECT_SQLSTATES,
+    busy,
+    translate,
+    unreachable,
+)
 from tokensmith.store.sql.group import GroupCommitter, Ticket
 from tokensmith.store.sql.notify import PgListener, Poll
 from tokensmith.store.sql.outbox import SqlLogoutOutbox
@@ -97,7 +103,7 @@ class SqlStore:
         ``atomic`` runs on it outside SQLite. On SQLite, writes belong in ``atomic``: a
         transaction of its own waits for the database lock outside the group-commit queue,
         polling in SQLite's busy handler while the queue keeps taking the lock."""
-        raw = self.engine.raw_connection()
+        raw = self._checkout()
         try:
             cursor = raw.cursor()
             try:
@@ -230,7 +236,7 @@ class SqlStore:
         # Group leaders run one at a time, so they share one connection instead of a pool
         # round trip per batch.
         if self._writer is None:
-            self._writer = self.engine.raw_connection()
+            self._writer = self._checkout()
         return self._writer
 
     def _error(self, exc: BaseException, raw: PoolProxiedConnection | None) -> BaseException:
@@ -246,11 +252,35 @@ class SqlStore:
         translated.__cause__ = exc
         return translated
 
+    def _checkout(self) -> PoolProxiedConnection:
+        """A pooled connection. On PostgreSQL, none to be had (no host of the URL is an
+        accepting primary, or the pool stayed exhausted for the connect timeout) is
+        retryable: the unit of work has not started."""
+        try:
+            return self.engine.raw_connection()
+        except PoolTimeout as exc:
+            raise busy() from exc
+        except (self._driver_error, DBAPIError) as exc:
+            orig = exc.orig if isinstance(exc, DBAPIError) else exc
+            if self._dialect == "postgresql":
+                raise unreachable(orig) from exc
+            raise translate(orig, disconnect=False) from exc
+
     def _commit(self, raw: PoolProxiedConnection) -> None:
-        raw.commit()
+        """Commit. A connection lost once ``COMMIT`` was sent leaves the outcome unknown:
+        :class:`CommitInDoubt`, for the caller to read back what its unit wrote. (SQLite
+        has no connection to lose: its commit either happened or raised.)"""
+        try:
+            raw.commit()
+        except self._driver_error as exc:
+            if not self._lost(exc, raw):
+                raise
+            raise CommitInDoubt("the token store connection was lost during commit") from exc
 
     @staticmethod
     def _rollback(raw: PoolProxiedConnection) -> None:
+        if not raw.is_valid:
+            return  # dropped already (the commit found it dead): nothing to roll back
         try:
             raw.rollback()
         except Exception:
@@ -260,12 +290,18 @@ class SqlStore:
     def _translate(
         self, exc: Exception, raw: PoolProxiedConnection
     ) -> StoreError | TemporarilyUnavailable:
+        return translate(exc, disconnect=self._lost(exc, raw))
+
+    def _lost(self, exc: Exception, raw: PoolProxiedConnection) -> bool:
+        """Whether ``exc`` means the connection is gone; if so, the pool drops it."""
+        if not raw.is_valid:
+            return True  # dropped already: the rollback after ``exc`` found it dead
         disconnect = getattr(exc, "sqlstate", None) in DISCONNECT_SQLSTATES or (
             self.engine.dialect.is_disconnect(cast(Any, exc), raw.dbapi_connection, None)
         )
         if disconnect and raw.is_valid:
             raw.invalidate()
-        return translate(exc, disconnect=disconnect)
+        return disconnect
 
     @contextmanager
     def _connection(self, *, read_only: bool = False) -> Iterator[Connection]:
@@ -277,6 +313,8 @@ class SqlStore:
                     yield conn
         except DBAPIError as exc:
             raise self._error(exc, None) from exc
+        except PoolTimeout as exc:
+            raise busy() from exc
 
     def family_tokens(self, family_id: str) -> list[TokenRecord]:
         with self._connection(read_only=True) as conn:

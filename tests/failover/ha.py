@@ -1,0 +1,64 @@
+"""The reference HA PostgreSQL (``deploy/ha/cluster.sh``) for tests and benchmarks: a
+pg_auto_failover monitor, a primary and a standby on loopback ports of their own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "ha" / "cluster.sh"
+# Not 55432 (the dev/CI server); one cluster at a time per port base.
+PORT_BASE = int(os.environ.get("TOKENSMITH_TEST_HA_PORT_BASE", "56000"))
+
+
+def unavailable_reason() -> str | None:
+    """Why the cluster cannot run here, or ``None``. ``.ci/run`` installs pg_auto_failover."""
+    if shutil.which("pg_autoctl") is None:
+        return "pg_autoctl is missing: apt-get install postgresql-15-auto-failover"
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        return "running as root needs runuser to start PostgreSQL as postgres"
+    return None
+
+
+@dataclass
+class HaCluster:
+    directory: Path
+    url: str
+
+    def run(self, *args: str, timeout: float = 150) -> str:
+        proc = subprocess.run(
+            [str(SCRIPT), args[0], str(self.directory), *args[1:]],
+            env={**os.environ, "HA_PORT_BASE": str(PORT_BASE)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"cluster.sh {args[0]} failed: {proc.stderr.strip()[-2000:]}")
+        return proc.stdout.strip()
+
+    def kill_primary(self) -> str:
+        return self.run("kill-primary")
+
+    def status(self) -> str:
+        return self.run("status")
+
+
+@contextmanager
+def ha_cluster(mode: str = "sync") -> Iterator[HaCluster]:
+    """A running cluster (``mode``: ``sync`` or ``async`` replication), deleted afterwards."""
+    # Under /tmp: the postgres user must reach it (pytest's tmp_path may be private).
+    directory = Path(tempfile.mkdtemp(prefix="tokensmith-ha-"))
+    directory.chmod(0o755)
+    cluster = HaCluster(directory, "")
+    try:
+        cluster.url = cluster.run("start", mode, timeout=240).splitlines()[-1]
+        yield cluster
+    finally:
+        cluster.run("stop", timeout=60)
