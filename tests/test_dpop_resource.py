@@ -205,3 +205,38 @@ async def test_behind_a_proxy_htu_is_the_public_url(
     proof = key.proof(f"{public}/items", htm="GET", iat=clock.now(), access_token=token)
     r = await send(app, Authorization=f"DPoP {token}", DPoP=proof)
     assert r.status_code == 200, r.text
+
+
+def two_routes(guard: BearerGuard) -> Starlette:
+    return Starlette(
+        routes=[Route("/a", items), Route("/b", items)],
+        middleware=[Middleware(BearerAuthMiddleware, guard=guard)],
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "host"),
+    [
+        ("/b", "api.example.com/a#"),  # the Host header would move the path to /a
+        ("/b", "api.example.com/a?"),
+        ("/b", "user@api.example.com/a#"),
+        ("/a%23x", None),  # decoded, %23 would cut the path back to /a
+        ("/a%3Fx", None),
+    ],
+)
+async def test_a_proof_for_one_path_is_refused_on_another_whatever_the_host_says(
+    ts: Tokensmith, clock: ManualClock, key: DPoPKey, token: str, path: str, host: str | None
+) -> None:
+    """Found by attacking a live server: the proof's ``htu`` was compared with a URL built
+    from the Host header and the decoded path, so ``Host: api.example/a#`` let a proof for
+    ``/a`` call ``/b``. The path is now the raw one and a malformed Host is ignored."""
+    app = two_routes(BearerGuard(audience="api", tokensmith=ts))
+    proof = key.proof(f"{API}/a", htm="GET", iat=clock.now(), access_token=token)
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    if host is not None:
+        headers["Host"] = host
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=API) as c:
+        r = await c.get(path, headers=headers)
+    assert r.status_code == 401, r.text
+    assert 'error="invalid_dpop_proof"' in _challenge(r)

@@ -79,6 +79,13 @@ class UserSessions:
         return self._service.revoke_family(session_id, reason=ENDED_BY_USER)
 
     def end_others(self, subject: str, current: str | None, now: float) -> int:
-        """End every live session of ``subject`` but ``current``; how many ended."""
-        others = [a.family_id for a in self._own(subject, now) if a.family_id != current]
-        return sum(self._service.revoke_family(fid, reason=ENDED_BY_USER) for fid in others)
+        """End every live session of ``subject`` but ``current``; how many ended. A listing
+        holds at most ``MAX_SESSIONS``, so this lists again until one is not full."""
+        ended = 0
+        while True:
+            own = self._own(subject, now)
+            others = [a.family_id for a in own if a.family_id != current]
+            done = sum(self._service.revoke_family(f, reason=ENDED_BY_USER) for f in others)
+            ended += done
+            if len(own) < MAX_SESSIONS or done == 0:
+                return ended

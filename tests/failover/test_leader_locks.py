@@ -66,8 +66,7 @@ def test_losing_the_lock_session_stops_the_migration_it_guarded(schema_url: str)
         blocker.execute(text("ROLLBACK"))
     assert outcome and outcome[0] is not None
     # After the failover the next upgrade takes the lock again and finishes the job.
-    assert upgrade(schema_url) == [
-        '0006 Families keep their application claims (README "Custom claims"): a nullable'
-        " JSON column,"
-    ]
+    applied = upgrade(schema_url)
+    assert applied[0].startswith("0006 Families keep their application claims"), applied
+    assert upgrade(schema_url) == []
     engine.dispose()

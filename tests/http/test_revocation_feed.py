@@ -208,3 +208,28 @@ def test_the_stream_resumes_after_the_last_event_id(live: Live) -> None:
             if line.startswith("event: heartbeat"):
                 break
     assert f"id: {first[1]['id']}" in lines and f"id: {after}" not in lines
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cursor", ["²", "١٢", "1e3", "0x10"])
+async def test_a_cursor_is_ascii_digits_or_a_400(env: Env, cursor: str) -> None:
+    """Found by attacking a live server: "²" passed ``str.isdigit`` and ``int`` then raised,
+    a 500; "١٢" was read as 12."""
+    bad = await env.http.get("/revocations", params={"since": cursor}, headers=env.basic("rs"))
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+
+
+def test_the_stream_ends_once_its_client_is_disabled(live: Live) -> None:
+    """Found by attacking a live server: a stream opened before its client was disabled
+    kept delivering revocations (user ids among them)."""
+    auth = httpx.BasicAuth("rs", live.secret)
+    seen: list[str] = []
+    with httpx.stream("GET", f"{live.url}/revocations/stream", auth=auth, timeout=15) as response:
+        lines = response.iter_lines()
+        assert next(line for line in lines if line.startswith("event: heartbeat"))
+        live.ts.update_client("rs", enabled=False)
+        live.ts.revoke_subject("carol")
+        started = time.monotonic()
+        seen = list(lines)  # the server ends the stream at its next heartbeat
+    assert time.monotonic() - started < 12
+    assert not any("carol" in line for line in seen), seen

@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import event
 
 from tokensmith import ManualClock, Settings, Tokensmith
+from tokensmith import sessions as sessions_module
 from tokensmith.http import create_app
 
+from ..dpop_helpers import DPoPKey
 from ..refresh.conftest import pg_schema_url
 from .conftest import ISSUER, ORIGIN, T0
 
@@ -218,3 +220,47 @@ async def test_other_users_and_unknown_sids_do_the_same_database_work(
             event.remove(engine, "before_cursor_execute", record)
         runs.append(seen)
     assert runs[0] == runs[1] and runs[0]
+
+
+async def test_a_proof_used_here_is_refused_at_another_instance(
+    ts: Tokensmith, http: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    """Found by attacking live servers: a proof for ``POST /sessions/revoke-others`` was
+    refused again at the instance that took it but accepted at another one. These endpoints
+    end sessions, so their proofs go to the store's ledger, as at /token (SECURITY D1)."""
+    if database_url == "memory://":
+        pytest.skip("a memory store has no other instance")
+    key = DPoPKey()
+    issued = ts.issue(subject="alice", client_id="spa", scope="openid", dpop_jkt=key.jkt)
+    token = issued.access_token
+    proof = key.proof(f"{ISSUER}/sessions", htm="GET", iat=T0, access_token=token)
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    assert (await http.get("/sessions", headers=headers)).status_code == 200
+    other = Tokensmith(
+        Settings(issuer=ISSUER, database_url=database_url, keys_dir=str(tmp_path / "keys")),
+        clock=ManualClock(T0),
+    )
+    transport = httpx.ASGITransport(app=create_app(other), client=("192.0.2.2", 5000))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as second:
+            replayed = await second.get("/sessions", headers=headers)
+        assert replayed.status_code == 401, replayed.text
+        assert 'error="invalid_dpop_proof"' in replayed.headers["www-authenticate"]
+    finally:
+        engine = getattr(other.sessions.store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+
+async def test_revoke_others_ends_sessions_beyond_one_listing(
+    ts: Tokensmith, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by attacking a live server: with more sessions than one listing holds, the
+    oldest survived "sign out other sessions"."""
+    monkeypatch.setattr(sessions_module, "MAX_SESSIONS", 3)
+    for _ in range(6):
+        login(ts)
+    token, current = login(ts)
+    response = await http.post("/sessions/revoke-others", headers=bearer(token))
+    assert response.status_code == 200 and response.json() == {"ended": 6}
+    assert [s["sid"] for s in await listed(http, token)] == [current]

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from starlette.types import Scope
 
@@ -23,6 +23,8 @@ from tokensmith.errors import InvalidDPoPProof, InvalidRequest, InvalidToken
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=";
 # RFC 9449 §7.1 uses the same for the DPoP scheme.
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 9110 §7.2: a Host is a name or an IPv4 or [IPv6] address, with an optional port.
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _WS_SCHEMES = {"ws": "http", "wss": "https"}
 
 
@@ -53,11 +55,22 @@ def asgi_request(scope: Scope) -> ResourceRequest:
             proofs.append(value.decode("latin-1"))
     scheme = str(scope.get("scheme", "http"))
     scheme = _WS_SCHEMES.get(scheme, scheme)
-    if not host:
+    if not _HOST.fullmatch(host):
+        # Absent or not a host[:port] (a "/", "#" or "@" in it would move the path the proof
+        # is checked against): the address the request reached instead.
         server = scope.get("server")
         host = f"{server[0]}:{server[1]}" if server else "localhost"
     method = "GET" if scope["type"] == "websocket" else str(scope.get("method", "GET"))
-    return ResourceRequest(method, f"{scheme}://{host}{scope.get('path', '/')}", tuple(proofs))
+    return ResourceRequest(method, f"{scheme}://{host}{_path(scope)}", tuple(proofs))
+
+
+def _path(scope: Scope) -> str:
+    """The path as the client sent it, still percent-encoded (ASGI ``raw_path``): the
+    decoded ``path`` turns ``%3F`` and ``%23`` into a query or a fragment that the ``htu``
+    comparison would then cut off."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else quote(str(scope.get("path", "/")), safe="/")
+    return path.replace("?", "%3F").replace("#", "%23") or "/"
 
 
 def credentials(authorization: Sequence[str]) -> tuple[str, str] | None:

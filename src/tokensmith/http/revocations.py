@@ -45,18 +45,26 @@ def _ts(request: Request) -> Tokensmith:
     return ts
 
 
-def _resource_server(request: Request) -> None:
-    """The caller must be a registered, enabled confidential client (like /introspect)."""
+def _resource_server(request: Request) -> str:
+    """The caller must be a registered, enabled confidential client (like /introspect);
+    returns its id."""
     ts = _ts(request)
     client = authenticate(request, {}, ts.clients, ts.clock.now())
     if not client.confidential:
         raise OAuthError("invalid_client", "the revocation feed needs a confidential client", 401)
+    return client.client_id
+
+
+def _still_allowed(ts: Tokensmith, client_id: str) -> bool:
+    client = ts.clients.get_client(client_id)
+    return client is not None and client.enabled
 
 
 def _cursor(value: str | None) -> int:
     if value is None or value == "":
         return 0
-    if not value.isdigit() or int(value) > _MAX_CURSOR:
+    # ASCII digits only: str.isdigit() also takes superscripts and other scripts' digits.
+    if not (value.isascii() and value.isdigit()) or int(value) > _MAX_CURSOR:
         raise InvalidRequest("the cursor must be a non-negative integer")
     return int(value)
 
@@ -99,19 +107,24 @@ def _event(kind: str, data: dict[str, Any], event_id: int | None = None) -> byte
     return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-async def _events(ts: Tokensmith, since: int) -> AsyncIterator[bytes]:
+async def _events(ts: Tokensmith, since: int, client_id: str) -> AsyncIterator[bytes]:
     cache = ts.sessions.revocations
     poll_every = ts.settings.revocation_poll_interval
     sent = since
     read = True
     beat_at = polled_at = 0.0
     while True:
+        beat = time.monotonic() >= beat_at
+        # A client disabled or deleted since the stream opened hears nothing more (at
+        # another instance, once its client cache has expired).
+        if (read or beat) and not await in_thread(_still_allowed, ts, client_id):
+            return
         if read:
             entries, sent, more = await in_thread(_page, ts, sent)
             for entry in entries:
                 yield _event("revocation", entry, entry["id"])
             read = more
-        if time.monotonic() >= beat_at:
+        if beat:
             yield _event("heartbeat", {"cursor": sent})
             beat_at = time.monotonic() + HEARTBEAT
         await asyncio.sleep(TICK)
@@ -125,10 +138,10 @@ async def _events(ts: Tokensmith, since: int) -> AsyncIterator[bytes]:
 
 
 async def stream(request: Request) -> Response:
-    await in_thread(_resource_server, request)
+    client_id = await in_thread(_resource_server, request)
     since = _cursor(request.headers.get("last-event-id") or request.query_params.get("since"))
     return StreamingResponse(
-        _events(_ts(request), since),
+        _events(_ts(request), since, client_id),
         media_type="text/event-stream",
         headers={**NO_STORE, "X-Accel-Buffering": "no"},
     )

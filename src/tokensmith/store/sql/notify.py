@@ -52,6 +52,7 @@ class PgListener:
         self._backoff = FIRST_BACKOFF
         self._retry_at = 0.0
         self._closed = threading.Event()
+        self._lock = threading.Lock()
 
     @property
     def live(self) -> bool:
@@ -87,7 +88,12 @@ class PgListener:
             self._backoff = min(MAX_BACKOFF, self._backoff * 2)
             logger.warning("revocation listener cannot connect (%s)", type(exc).__name__)
             return
-        self._conn = conn
+        with self._lock:
+            if self._closed.is_set():
+                # Closed while connecting: nobody else would ever close this connection.
+                conn.close()
+                return
+            self._conn = conn
         self._backoff = FIRST_BACKOFF
         # Returning wakes the feed, which catches up with what was logged meanwhile.
 
@@ -101,5 +107,6 @@ class PgListener:
                 logger.debug("closing the broken listener connection failed", exc_info=True)
 
     def close(self) -> None:
-        self._closed.set()
-        self._drop()
+        with self._lock:
+            self._closed.set()
+            self._drop()
