@@ -13,6 +13,11 @@ that begins a transaction:
 - ``Cut("commit")``: drops it instead of sending ``COMMIT`` (the server rolls back);
 - ``Cut("commit", deliver=True)``: sends ``COMMIT``, then drops the connection without
   passing the server's answer on: committed, and the client cannot know.
+
+``transaction=n`` acts on the ``n``-th transaction begun after arming instead (a key
+rotation reads the records before its locking transaction). With ``hold=True`` the proxy
+stops at the point, its locks still held by the server, sets ``reached`` and cuts only once
+:meth:`Cutter.release` is called: another process can be lined up behind those locks.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Cut:
     point: str
     statement: int = 0
     deliver: bool = False
+    transaction: int = 1
+    hold: bool = False
 
 
 class Cutter:
@@ -42,6 +49,9 @@ class Cutter:
         self._lock = threading.Lock()
         self._armed: Cut | None = None
         self.fired = threading.Event()
+        self.reached = threading.Event()  # a held cut stopped at its point
+        self._released = threading.Event()
+        self._begun = 0  # transactions begun since arming
         self._closed = False
         self._sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -49,7 +59,14 @@ class Cutter:
     def arm(self, cut: Cut) -> None:
         with self._lock:
             self._armed = cut
+            self._begun = 0
             self.fired.clear()
+            self.reached.clear()
+            self._released.clear()
+
+    def release(self) -> None:
+        """Let a held cut go on and cut."""
+        self._released.set()
 
     def close(self) -> None:
         """Stop listening and drop every connection: the server is gone."""
@@ -60,9 +77,21 @@ class Cutter:
                 _close(sock)
 
     def _take(self) -> Cut | None:
+        """The armed cut, if the transaction beginning now is the one it is for."""
         with self._lock:
-            cut, self._armed = self._armed, None
+            cut = self._armed
+            if cut is None:
+                return None
+            self._begun += 1
+            if self._begun < cut.transaction:
+                return None
+            self._armed = None
             return cut
+
+    def _hold(self, cut: Cut) -> None:
+        if cut.hold:
+            self.reached.set()
+            self._released.wait(60)
 
     def _accept(self) -> None:
         while not self._closed:
@@ -104,9 +133,11 @@ class Cutter:
                     elif kind == b"Q" and message[5:].upper().startswith(b"BEGIN"):
                         cut, statements = self._take(), 0
                         if cut is not None and cut.point == "begin":
+                            self._hold(cut)
                             return self._cut(client, server)
                     elif cut is not None and kind in (b"P", b"B") and cut.point == "statement":
                         if statements + 1 == cut.statement:
+                            self._hold(cut)
                             return self._cut(client, server)
                     elif kind == b"S":
                         statements += 1
@@ -116,6 +147,7 @@ class Cutter:
                         and kind == b"Q"
                         and b"COMMIT" in message[5:].upper()
                     ):
+                        self._hold(cut)
                         if cut.deliver:
                             self.fired.set()
                             _close(client)  # so the server's answer goes nowhere

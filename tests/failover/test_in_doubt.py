@@ -9,12 +9,11 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import pytest
-from sqlalchemy import make_url
 
+from tests.failover.conftest import via
 from tests.failover.cutter import Cut, Cutter
 from tokensmith import Settings, Tokensmith
 from tokensmith.clock import ManualClock
@@ -24,22 +23,6 @@ from tokensmith.http import create_app
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 pytestmark = pytest.mark.postgres
 ISSUER = "https://as.example.com"
-
-
-def _url(port: int, schema: str) -> str:
-    url = make_url(PG_URL or "")
-    return (
-        f"postgresql+psycopg://{url.username}@127.0.0.1:{port}/{url.database}"
-        f"?options={quote(f'-csearch_path={schema}')}"
-    )
-
-
-@pytest.fixture
-def cutter() -> Iterator[Cutter]:
-    url = make_url(PG_URL or "")
-    proxy = Cutter(url.host or "127.0.0.1", url.port or 5432)
-    yield proxy
-    proxy.close()
 
 
 def _tokensmith(tmp_path: Path, database_url: str, **settings: object) -> Tokensmith:
@@ -59,7 +42,7 @@ def _tokensmith(tmp_path: Path, database_url: str, **settings: object) -> Tokens
 
 @pytest.fixture
 def ts(tmp_path: Path, schema: str, cutter: Cutter) -> Iterator[Tokensmith]:
-    ts = _tokensmith(tmp_path, _url(cutter.port, schema))
+    ts = _tokensmith(tmp_path, via(cutter.port, schema))
     yield ts
     ts.sessions.store.engine.dispose()  # type: ignore[attr-defined]
 
@@ -107,7 +90,7 @@ def test_a_commit_whose_answer_was_lost_is_read_back_and_answers_the_child(
 async def test_over_http_an_unreachable_database_is_503_with_retry_after(
     tmp_path: Path, schema: str, cutter: Cutter
 ) -> None:
-    ts = _tokensmith(tmp_path, _url(cutter.port, schema), database_connect_timeout=2.0)
+    ts = _tokensmith(tmp_path, via(cutter.port, schema), database_connect_timeout=2.0)
     token = _chain(ts)
     cutter.close()  # nothing listens there any more: every connection is refused
     transport = httpx.ASGITransport(app=create_app(ts))
@@ -128,7 +111,7 @@ def test_nothing_listening_is_refused_fast(tmp_path: Path, schema: str) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ts = Tokensmith(
-        Settings(issuer=ISSUER, database_url=_url(port, schema), keys_dir=str(tmp_path / "k")),
+        Settings(issuer=ISSUER, database_url=via(port, schema), keys_dir=str(tmp_path / "k")),
         clock=ManualClock(1_800_000_000.0),
     )
     with pytest.raises(TemporarilyUnavailable, match="unreachable"):

@@ -65,8 +65,9 @@ def test_losing_the_lock_session_stops_the_migration_it_guarded(schema_url: str)
         assert not worker.is_alive(), "the migration outlived the lock that guarded it"
         blocker.execute(text("ROLLBACK"))
     assert outcome and outcome[0] is not None
-    # After the failover the next upgrade takes the lock again and finishes the job.
+    # After the failover the next upgrade takes the lock again and finishes the job, from
+    # the migration that was cut off.
     applied = upgrade(schema_url)
-    assert applied[0].startswith("0006 Families keep their application claims"), applied
+    assert applied[0].startswith("0006 Families keep their application claims")
     assert upgrade(schema_url) == []
     engine.dispose()

@@ -17,10 +17,12 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from tokensmith.errors import ConfigError, TemporarilyUnavailable
 from tokensmith.settings import Settings
-from tokensmith.store.sql.errors import translate, unreachable
+from tokensmith.store.sql.errors import busy, translate, unreachable
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # Execution option naming a read-only unit of work (plain deferred BEGIN on SQLite).
@@ -49,7 +51,11 @@ def create_store_engine(
         create_private_sqlite_file(url.database)
         args.setdefault("timeout", busy_timeout)
         engine = create_engine(
-            url, connect_args=args, pool_size=pool_size, max_overflow=2 * pool_size
+            url,
+            connect_args=args,
+            poolclass=_Pool,
+            pool_size=pool_size,
+            max_overflow=2 * pool_size,
         )
         _configure_sqlite(engine, sqlite_synchronous.upper(), busy_timeout)
         return engine
@@ -58,6 +64,7 @@ def create_store_engine(
         engine = create_engine(
             url,
             connect_args=_pg_connect_args(url, args, connect_timeout, lock_timeout),
+            poolclass=_Pool,
             pool_size=pool_size,
             max_overflow=2 * pool_size,
             # After a failover every pooled connection is dead: the ping at checkout (one
@@ -70,6 +77,19 @@ def create_store_engine(
         event.listen(engine, "handle_error", _unavailable_when_unreachable)
         return engine
     raise ConfigError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+class _Pool(QueuePool):
+    """A pool whose exhaustion is retryable for every user of the engine (key store, client
+    registry, audit reader, not only the refresh store's unit of work): a pool that stayed
+    full for its timeout is ``TemporarilyUnavailable`` (503), not SQLAlchemy's
+    ``TimeoutError`` (a 500). ``handle_error`` never sees it: no driver call failed."""
+
+    def _do_get(self) -> ConnectionPoolEntry:
+        try:
+            return super()._do_get()
+        except PoolTimeout as exc:
+            raise busy() from exc
 
 
 def _pg_connect_args(

@@ -3,7 +3,10 @@
 
 On PostgreSQL, :class:`PgListener` keeps one dedicated autocommit connection that
 ``LISTEN``s on the channel each revoking unit notifies at commit
-(``store/sql/statements.py`` ``NOTIFY_LOG``). A lost connection is reopened with backoff;
+(``store/sql/statements.py`` ``NOTIFY_LOG``). It is made by the store's engine and then
+detached from its pool, so it connects as the store does: every host of a multi-host URL
+with ``target_session_attrs`` (README "High availability"), the engine's keepalives and
+timeouts. A lost connection is reopened with backoff;
 until then the listener is not ``live`` and the feed polls. A reconnect wakes the feed,
 which reads the log from its cursor: what was notified meanwhile is caught up, never
 skipped. SQLite has no notifications: :class:`Poll` only waits.
@@ -16,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine
 
 from tokensmith.store.sql.statements import NOTIFY_CHANNEL
 
@@ -24,7 +27,6 @@ logger = logging.getLogger("tokensmith.store.sql.notify")
 
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
-CONNECT_TIMEOUT = 5
 
 
 class Poll:
@@ -45,9 +47,8 @@ class Poll:
 class PgListener:
     """``LISTEN`` on a connection of its own, reopened with backoff when it drops."""
 
-    def __init__(self, url: URL) -> None:
-        # psycopg's own connection string: the SQLAlchemy driver name means nothing to it.
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._conn: Any = None
         self._backoff = FIRST_BACKOFF
         self._retry_at = 0.0
@@ -75,13 +76,16 @@ class PgListener:
         if delay > 0:
             self._closed.wait(min(delay, timeout))
             return
-        import psycopg
-
-        conn = None
+        conn: Any = None
         try:
-            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+            # Not a URL rendered for psycopg: that keeps only the last host of a multi-host
+            # URL, with its port glued on, and never connects to a failover pair.
+            pooled = self._engine.raw_connection()
+            pooled.detach()  # ours for good; the pool makes another in its place
+            conn = pooled.dbapi_connection
+            conn.autocommit = True
             conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        except psycopg.Error as exc:
+        except Exception as exc:  # no primary (TemporarilyUnavailable) or the driver's error
             if conn is not None:
                 conn.close()
             self._retry_at = time.monotonic() + self._backoff

@@ -360,7 +360,7 @@ class SqlStore:
         """PostgreSQL pushes (``LISTEN``); elsewhere the feed polls (a signal that only
         waits)."""
         if self._dialect == "postgresql":
-            return PgListener(self.engine.url)
+            return PgListener(self.engine)
         return Poll()
 
     def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
