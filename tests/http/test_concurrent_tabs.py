@@ -188,6 +188,24 @@ class Tab:
         return self.answer()
 
 
+def _together(tabs: list[Tab], act: Callable[[int], tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """``act(i)`` for every tab ``i``, each in a thread of its own, released by a barrier."""
+    barrier = threading.Barrier(len(tabs))
+    answers: list[tuple[int, Any] | None] = [None] * len(tabs)
+
+    def run(i: int) -> None:
+        barrier.wait(TIMEOUT)
+        answers[i] = act(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(tabs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert all(a is not None for a in answers), "a tab got no answer"
+    return [a for a in answers if a is not None]
+
+
 def _at_once(tabs: list[Tab], token: str) -> list[tuple[int, Any]]:
     """Every tab refreshes with ``token`` at once. Each sends its request but its last byte
     first, so every request is in flight before any can be answered; then the last bytes go
@@ -196,21 +214,12 @@ def _at_once(tabs: list[Tab], token: str) -> list[tuple[int, Any]]:
     for tab, request in zip(tabs, requests, strict=True):
         tab.sock.sendall(request[:-1])
     time.sleep(0.01)  # the server has read every partial request
-    barrier = threading.Barrier(len(tabs))
-    answers: list[tuple[int, Any] | None] = [None] * len(tabs)
 
-    def finish(i: int) -> None:
-        barrier.wait(TIMEOUT)
+    def finish(i: int) -> tuple[int, Any]:
         tabs[i].sock.sendall(requests[i][-1:])
-        answers[i] = tabs[i].answer()
+        return tabs[i].answer()
 
-    threads = [threading.Thread(target=finish, args=(i,)) for i in range(len(tabs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert all(a is not None for a in answers), "a tab got no answer"
-    return [a for a in answers if a is not None]
+    return _together(tabs, finish)
 
 
 @pytest.mark.parametrize("count", [2, 8], ids=lambda n: f"{n} tabs")
@@ -282,20 +291,7 @@ def test_a_tab_sent_while_the_winner_commits_is_a_loser_not_reuse(live: Live) ->
 def _naive(tabs: list[Tab], token: str) -> list[tuple[int, Any]]:
     """Every tab sends its whole request when a barrier opens, as a page's timer would: the
     requests leave together, but one may reach the server after the winner was answered."""
-    barrier = threading.Barrier(len(tabs))
-    answers: list[tuple[int, Any] | None] = [None] * len(tabs)
-
-    def send(i: int) -> None:
-        barrier.wait(TIMEOUT)
-        answers[i] = tabs[i].refresh(token)
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(tabs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(TIMEOUT)
-    assert all(a is not None for a in answers), "a tab got no answer"
-    return [a for a in answers if a is not None]
+    return _together(tabs, lambda i: tabs[i].refresh(token))
 
 
 @pytest.mark.parametrize("served", [GRACE], indirect=True, ids=["grace 5 s"])
