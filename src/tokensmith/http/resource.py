@@ -121,6 +121,9 @@ class BearerGuard:
     DPoP proofs are checked by ``dpop`` (default: the local tokensmith's, per its settings,
     or a ``ProofVerifier`` with the default algorithms and no nonces);
     ``public_base_url`` is the scheme and host clients address when a proxy rewrites them.
+    ``share_proofs`` (with a local ``tokensmith``) records each accepted proof in its store,
+    so another instance refuses a replay, as ``/token`` does: for endpoints that change
+    state; it writes to the store on every DPoP request.
     """
 
     def __init__(
@@ -141,6 +144,7 @@ class BearerGuard:
         dpop: ProofVerifier | None = None,
         public_base_url: str | None = None,
         revocations: RemoteRevocations | None = None,
+        share_proofs: bool = False,
     ) -> None:
         if not isinstance(audience, str) or not audience:
             raise ConfigError("audience must be a non-empty string")
@@ -150,6 +154,8 @@ class BearerGuard:
             raise ConfigError("keys= needs the issuer the tokens must name")
         if revocations is not None and keys is None:
             raise ConfigError("revocations= goes with keys= (a local tokensmith has its own)")
+        if share_proofs and tokensmith is None:
+            raise ConfigError("share_proofs= needs a local tokensmith= (its store keeps them)")
         self.audience = audience
         self.scopes = _scope_tuple(scopes)
         self.realm = _UNSAFE.sub("", realm)
@@ -158,6 +164,7 @@ class BearerGuard:
             dpop = tokensmith.dpop.verifier
         self.dpop = dpop or ProofVerifier(clock=clock)
         self.public_base_url = public_base_url
+        self._share_proofs = share_proofs
         self._check_revoked = check_revoked
         self._verifier: AccessTokenVerifier | None = None
         self._inline: AccessTokenVerifier | None = None
@@ -221,7 +228,7 @@ class BearerGuard:
                 claims = await run_in_threadpool(self.verify, token, scopes=())
             else:
                 claims = self.verify(token, scopes=())
-            check_binding(self.dpop, claims, scheme, token, request, self.public_base_url)
+            self._bind(claims, scheme, token, request)
         self._check_scopes(claims, required, scheme)
         return claims
 
@@ -238,9 +245,17 @@ class BearerGuard:
         required = self.scopes if scopes is None else _scope_tuple(scopes)
         with _fail_closed(scheme):
             claims = self.verify(token, scopes=())
-            check_binding(self.dpop, claims, scheme, token, request, self.public_base_url)
+            self._bind(claims, scheme, token, request)
         self._check_scopes(claims, required, scheme)
         return claims
+
+    def _bind(
+        self, claims: Claims, scheme: str, token: str, request: ResourceRequest | None
+    ) -> None:
+        proof = check_binding(self.dpop, claims, scheme, token, request, self.public_base_url)
+        if proof is not None and self._share_proofs:
+            assert self._ts is not None
+            self._ts.sessions.record_proof(proof)
 
     def _check_scopes(self, claims: Claims, required: tuple[str, ...], scheme: str) -> None:
         if not required:

@@ -17,7 +17,7 @@ from urllib.parse import quote, urlsplit
 
 from starlette.types import Scope
 
-from tokensmith.dpop.proof import ProofVerifier
+from tokensmith.dpop.proof import Proof, ProofVerifier
 from tokensmith.errors import InvalidDPoPProof, InvalidRequest, InvalidToken
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=";
@@ -105,14 +105,15 @@ def check_binding(
     token: str,
     request: ResourceRequest | None,
     public_base_url: str | None,
-) -> None:
-    """RFC 9449 §7.1 and §7.2 for a token whose signature and claims verified."""
+) -> Proof | None:
+    """RFC 9449 §7.1 and §7.2 for a token whose signature and claims verified; the
+    accepted proof, or ``None`` for a Bearer token."""
     cnf = claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
     if scheme == "bearer":
         if jkt is not None:
             raise DPoPInvalidToken("a DPoP-bound token must be sent with the DPoP scheme")
-        return
+        return None
     if not isinstance(jkt, str):
         raise DPoPInvalidToken("the token is not DPoP-bound: send it as Bearer")
     if request is None:
@@ -125,3 +126,4 @@ def check_binding(
     )
     if proof.jkt != jkt:
         raise InvalidDPoPProof("the DPoP proof is not by the token's key")
+    return proof

@@ -17,7 +17,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tokensmith.dpop.proof import Proof
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.http.cookies import cors_headers
@@ -25,7 +24,6 @@ from tokensmith.http.errors import NO_STORE, OAuthError, error_response
 from tokensmith.http.resource import BearerGuard, error_body
 from tokensmith.http.resource_dpop import asgi_request
 from tokensmith.http.threads import in_thread
-from tokensmith.tokens.jws import parse_json_object
 
 _Operation = Callable[[Tokensmith, Request, dict[str, Any]], Response]
 
@@ -42,17 +40,19 @@ def _run(operation: _Operation, request: Request) -> Response:
     """Authenticate the bearer token, run ``operation`` for its claims, add CORS."""
     ts: Tokensmith = request.app.state.tokensmith
     # Proofs name the URL clients use, which is the issuer's (as for /token, RFC 9449 §4.3).
+    # These endpoints end sessions: a proof accepted here is refused at every other instance
+    # too, as at /token (RFC 9449 §11.1; SECURITY D1).
     guard = BearerGuard(
         audience=ts.settings.issuer,
         tokensmith=ts,
         realm="sessions",
         public_base_url=ts.settings.issuer,
+        share_proofs=True,
     )
     try:
         claims = guard.authenticate_sync(
             request.headers.getlist("authorization"), request=asgi_request(request.scope)
         )
-        _share_proof(ts, request, claims)
     except TokensmithError as exc:
         status, headers = guard.challenge(exc)
         response: Response = JSONResponse(
@@ -65,19 +65,6 @@ def _run(operation: _Operation, request: Request) -> Response:
             response = error_response(exc)
     response.headers.update(_cors(request, ts))
     return response
-
-
-def _share_proof(ts: Tokensmith, request: Request, claims: dict[str, Any]) -> None:
-    """These endpoints end sessions: a proof accepted here is refused at every other
-    instance too, as at /token (RFC 9449 §11.1; SECURITY D1). The guard verified the one
-    proof of a DPoP-bound token; its ``jti`` goes to the store's ledger."""
-    cnf = claims.get("cnf")
-    if not isinstance(cnf, dict) or not isinstance(cnf.get("jkt"), str):
-        return
-    payload = parse_json_object(request.headers["dpop"].split(".")[1])
-    iat = float(payload["iat"])
-    window = ts.settings.dpop_iat_window
-    ts.sessions.record_proof(Proof(cnf["jkt"], payload["jti"], iat, iat + window))
 
 
 def _endpoint(operation: _Operation) -> Callable[[Request], Awaitable[Response]]:
