@@ -27,15 +27,17 @@ def replay_key(jkt: str, jti: str) -> bytes:
 
 
 class ProofLedger(Protocol):
-    def remember_proof(self, key: bytes, expires_at: float, now: float) -> bool:
-        """Record ``key`` until ``expires_at``; false if it is recorded and unexpired."""
+    def remember_proof(self, key: bytes, expires_at: float) -> bool:
+        """Record ``key`` with the end of its window; false if that pair is recorded."""
         ...
 
 
-def remember_proof(ledger: ProofLedger, proof: Proof, now: float) -> None:
+def remember_proof(ledger: ProofLedger, proof: Proof) -> None:
     """Record ``proof`` in ``ledger`` (a store transaction); ``InvalidDPoPProof`` if an
-    instance sharing it accepted the proof before."""
-    if not ledger.remember_proof(proof.replay_key, proof.replay_until, now):
+    instance sharing it accepted the proof before. A replay is the same proof, so it has
+    the same key and the same ``replay_until`` (instances sharing a store share
+    ``dpop_iat_window``, as they share every setting that decides what a token is worth)."""
+    if not ledger.remember_proof(proof.replay_key, proof.replay_until):
         raise InvalidDPoPProof("DPoP proof replayed")
 
 

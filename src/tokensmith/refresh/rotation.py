@@ -138,7 +138,7 @@ class Rotation:
         # A proof seen by any instance sharing this store is refused (SECURITY D1).
         proof = a.proof
         if proof is not None:
-            remember_proof(tx, proof, a.now)
+            remember_proof(tx, proof)
         # Two passes at most: a second one only after losing the compare-and-set, to see
         # what the winner committed.
         for _ in range(2):

@@ -138,8 +138,7 @@ class RefreshService:
     def record_proof(self, proof: Proof) -> None:
         """Remember a DPoP proof where every instance sees it; ``InvalidDPoPProof`` if one
         already did (RFC 9449 §11.1; SECURITY D1)."""
-        now = self._clock.now()
-        self._write(lambda tx: remember_proof(tx, proof, now))
+        self._write(lambda tx: remember_proof(tx, proof))
 
     def _server_secret(self) -> bytes:
         # Fetched outside any rotation transaction: the SQL key store keeps it in the same
@@ -201,7 +200,7 @@ class RefreshService:
 
         def work(tx: RefreshTransaction) -> None:
             if proof is not None:
-                remember_proof(tx, proof, now)
+                remember_proof(tx, proof)
             tx.insert_family(family)
             if first is not None:
                 tx.insert_token(first)

@@ -70,7 +70,7 @@ class _Tables:
         self.access: dict[str, tuple[str, float]] = {}
         self.family_access: dict[str, list[str]] = {}
         self.denied: dict[str, float] = {}
-        self.proofs: dict[bytes, float] = {}
+        self.proofs: dict[tuple[float, bytes], float] = {}
         self.not_before: dict[str, float] = {}
         self.revocations: dict[str, list[Revocation]] = {}
         self.clients: dict[str, Client] = {}
@@ -226,11 +226,10 @@ class MemoryTransaction:
             raise StoreError("unknown family")
         self._set(self._t.families, family_id, family._replace(dpop_jkt=jkt))
 
-    def remember_proof(self, key: bytes, expires_at: float, now: float) -> bool:
-        seen = self._t.proofs.get(key)
-        if seen is not None and seen > now:
+    def remember_proof(self, key: bytes, expires_at: float) -> bool:
+        if (expires_at, key) in self._t.proofs:
             return False
-        self._set(self._t.proofs, key, expires_at)
+        self._set(self._t.proofs, (expires_at, key), expires_at)
         return True
 
     def _live(self, now: float, owner: Callable[[FamilyRecord], bool]) -> list[str]:

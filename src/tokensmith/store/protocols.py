@@ -72,9 +72,10 @@ class RefreshTransaction(Protocol):
         """Bind the family's refresh tokens to a DPoP key (RFC 9449 §5; SECURITY D2)."""
         ...
 
-    def remember_proof(self, key: bytes, expires_at: float, now: float) -> bool:
-        """Record a DPoP proof's replay key until ``expires_at``; false if it is recorded
-        and unexpired at ``now`` (RFC 9449 §11.1, shared by every instance; SECURITY D1)."""
+    def remember_proof(self, key: bytes, expires_at: float) -> bool:
+        """Record a DPoP proof by its replay key and the end of its window (its ``iat``
+        plus the window: a replay has both the same); false if it is recorded (RFC 9449
+        §11.1, shared by every instance; SECURITY D1)."""
         ...
 
     def client_families(self, client_id: str, now: float) -> list[str]:

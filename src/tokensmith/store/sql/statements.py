@@ -24,6 +24,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg
@@ -188,18 +189,11 @@ DENY = {
 }
 
 
-def _remember_proof(statement: pg.Insert | sqlite.Insert) -> ClauseElement:
-    """A proof's key is taken unless its row has expired: then the row is this proof's."""
-    return statement.on_conflict_do_update(
-        index_elements=[dpop_proofs.c.key],
-        set_={"expires_at": statement.excluded.expires_at},
-        where=dpop_proofs.c.expires_at <= bindparam("now"),
-    ).returning(dpop_proofs.c.key)
-
-
+# A replayed proof names the same row (SECURITY D1); an expired row is never met again,
+# since a proof past its window is refused before it gets here.
 REMEMBER_PROOF = {
-    "postgresql": _remember_proof(pg.insert(dpop_proofs)),
-    "sqlite": _remember_proof(sqlite.insert(dpop_proofs)),
+    "postgresql": pg.insert(dpop_proofs).on_conflict_do_nothing().returning(dpop_proofs.c.key),
+    "sqlite": sqlite.insert(dpop_proofs).on_conflict_do_nothing().returning(dpop_proofs.c.key),
 }
 _pg_not_before = pg.insert(subject_not_before)
 _sqlite_not_before = sqlite.insert(subject_not_before)
@@ -305,9 +299,10 @@ CLEAR_SALTS = (
     .values(salt=null())
 )
 PURGE_PROOFS = delete(dpop_proofs).where(
-    dpop_proofs.c.key.in_(
-        select(dpop_proofs.c.key)
+    tuple_(dpop_proofs.c.expires_at, dpop_proofs.c.key).in_(
+        select(dpop_proofs.c.expires_at, dpop_proofs.c.key)
         .where(dpop_proofs.c.expires_at <= bindparam("now"))
+        .order_by(dpop_proofs.c.expires_at)
         .limit(bindparam("n"))
     )
 )
