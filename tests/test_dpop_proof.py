@@ -20,10 +20,10 @@ from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jws as jwcrypto_jws
 
 from tokensmith.clock import ManualClock
-from tokensmith.dpop import Nonces, ProofVerifier, normalize_htu
+from tokensmith.dpop import Nonces, ProofVerifier, ReplayCache, normalize_htu
 from tokensmith.errors import InvalidDPoPProof, UseDPoPNonce
 from tokensmith.keys.algorithms import ALGORITHMS
-from tokensmith.keys.jwk import public_members
+from tokensmith.keys.jwk import public_members, thumbprint
 
 from .dpop_helpers import DPoPKey, ath
 from .test_hostile_tokens import json_value
@@ -149,6 +149,53 @@ def test_a_replayed_jti_is_refused() -> None:
     other = ec.generate_private_key(ec.SECP256R1())
     header = {**GOOD_HEADER, "jwk": public_members(other.public_key())}
     v.verify(_sign(header, GOOD_CLAIMS, other), htm="POST", htu=HTU)
+
+
+def test_a_full_replay_memory_refuses_the_keys_that_filled_it_not_the_others() -> None:
+    """SECURITY D1 (finding 8 of the last attack): a flood by one key fills the memory
+    for that key only; a key that holds few entries still gets in, up to twice the bound;
+    the next generation admits the flooding key again. Replays stay refused throughout."""
+    memory = ReplayCache(60.0, max_entries=8, light_key=2)
+    for i in range(8):
+        memory.remember("flooder", f"j{i}", NOW)
+    with pytest.raises(InvalidDPoPProof, match="too many"):
+        memory.remember("flooder", "j8", NOW)
+    memory.remember("victim", "a", NOW)
+    memory.remember("victim", "b", NOW)
+    with pytest.raises(InvalidDPoPProof, match="too many"):
+        memory.remember("victim", "c", NOW)  # no longer a light key
+    for i in range(6):
+        memory.remember(f"light{i}", "x", NOW)
+    with pytest.raises(InvalidDPoPProof, match="too many"):
+        memory.remember("newcomer", "x", NOW)  # twice the bound: nobody gets in
+    assert len(memory) == 16
+    memory.remember("flooder", "j8", NOW + 60)  # a new generation
+    with pytest.raises(InvalidDPoPProof, match="replayed"):
+        memory.remember("flooder", "j0", NOW + 60)  # the old one is still remembered
+
+
+def test_a_proof_by_another_key_than_the_tokens_is_refused_before_its_signature() -> None:
+    """A resource passes the token's ``cnf.jkt``: a proof by another key is refused
+    without a signature check and leaves nothing in the replay memory, so one stolen
+    token cannot be used to fill it with proofs by keys of the thief's making."""
+    v = verifier()
+    other = ec.generate_private_key(ec.SECP256R1())
+    header = {**GOOD_HEADER, "jwk": public_members(other.public_key())}
+    forged = _sign(header, GOOD_CLAIMS, PRIVATE)  # a bad signature too
+    with pytest.raises(InvalidDPoPProof, match="not by the token's key"):
+        v.verify(forged, htm="POST", htu=HTU, jkt=thumbprint(PUBLIC_JWK))
+    assert len(v.replays) == 0
+    good = _sign(GOOD_HEADER, GOOD_CLAIMS, PRIVATE)
+    v.verify(good, htm="POST", htu=HTU, jkt=thumbprint(PUBLIC_JWK))
+    assert len(v.replays) == 1
+
+
+def test_a_proof_left_to_the_ledger_is_not_remembered_here() -> None:
+    v = verifier()
+    proof = _sign(GOOD_HEADER, GOOD_CLAIMS, PRIVATE)
+    v.verify(proof, htm="POST", htu=HTU, remember=False)
+    assert len(v.replays) == 0
+    v.verify(proof, htm="POST", htu=HTU)  # the caller's ledger is where a replay shows
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,33 @@ async def test_a_cookie_mode_refresh_with_a_proof_and_its_dpop_errors_are_readab
     assert r.headers["access-control-expose-headers"] == "DPoP-Nonce"
 
 
+async def test_failed_token_requests_leave_no_proof_remembered_and_a_used_one_stays_spent(
+    env: Env,
+) -> None:
+    """Anybody can sign proofs: the token endpoint records a proof only with the writes of
+    a request that succeeded (the store's ledger), so failed requests fill no memory of
+    this process (finding 8 of the last attack), while a proof that was spent is refused
+    when it comes back."""
+    key = DPoPKey()
+    garbage = {"grant_type": "refresh_token", "client_id": "spa", "refresh_token": "x" * 43}
+    for _ in range(20):
+        headers = {"DPoP": key.proof(TOKEN_URL, iat=env.clock.now())}
+        r = await env.http.post("/token", data=garbage, headers=headers)
+        assert r.json()["error"] == "invalid_grant"
+    assert len(env.ts.dpop.verifier.replays) == 0
+    login = env.login("spa")
+    proof = key.proof(TOKEN_URL, iat=env.clock.now())
+    form = {"grant_type": "refresh_token", "client_id": "spa"}
+    r = await env.http.post(
+        "/token", data={**form, "refresh_token": login["refresh_token"]}, headers={"DPoP": proof}
+    )
+    assert r.status_code == 200, r.text
+    again = {**form, "refresh_token": r.json()["refresh_token"]}
+    r = await env.http.post("/token", data=again, headers={"DPoP": proof})
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_dpop_proof")
+    assert "replayed" in r.json()["error_description"]
+
+
 async def test_login_with_the_login_requests_proof(env: Env) -> None:
     key = DPoPKey()
     login_url = "https://app.example.com/login"

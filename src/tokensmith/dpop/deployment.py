@@ -66,12 +66,15 @@ class DPoP:
     ) -> Proof | None:
         """The verified proof of a token request (``htu`` defaults to the token endpoint),
         or ``None`` without one; a client registered with ``dpop_bound_access_tokens``
-        must send one (RFC 9449 §5.2; SECURITY D2)."""
+        must send one (RFC 9449 §5.2; SECURITY D2). The caller records it in the store's
+        ledger (:func:`tokensmith.dpop.replay.remember_proof`)."""
         if header is None or (not isinstance(header, str) and not header):
             if client is not None and client.dpop_bound_access_tokens:
                 raise InvalidDPoPProof("this client must send a DPoP proof")
             return None
-        return self.verifier.verify(header, htm=htm, htu=htu or self.token_endpoint)
+        # Its jti goes to the store's ledger with the request's own writes, so a request
+        # that fails (a bad refresh token, say) leaves nothing remembered anywhere.
+        return self.verifier.verify(header, htm=htm, htu=htu or self.token_endpoint, remember=False)
 
 
 def binds_refresh_tokens(client: Client | None) -> bool:

@@ -7,8 +7,9 @@ is decoded (check 1); compact JWS of three base64url segments with JSON header a
 type, never ``none`` or an HMAC (5); ``jwk`` public only (7); the signature by that key
 (6); ``htm`` and ``htu`` of this request (8, 9); ``nonce`` when the server asks for one
 (10); ``iat`` inside ``[now - iat_window, now + iat_skew]`` (11); ``ath`` the hash of the
-access token presented with it (12); ``jti`` not seen before in this process (§11.1; the
-token endpoint also asks the shared store, :mod:`tokensmith.dpop.replay`).
+access token presented with it (12); ``jti`` not seen before in this process (§11.1), or
+in the store's shared ledger where the caller records it there instead (the token
+endpoint, ``/sessions``; :mod:`tokensmith.dpop.replay`).
 
 Clients reuse one key, so one header: a header segment once verified is kept with its
 parsed key and RFC 7638 thumbprint, and the next proof only parses its claims.
@@ -125,23 +126,40 @@ class ProofVerifier:
         htm: str,
         htu: str,
         access_token: str | None = None,
+        jkt: str | None = None,
+        remember: bool = True,
     ) -> Proof:
         """The verified proof of a request with method ``htm`` to URI ``htu`` (as the
         client addressed it), ``access_token`` when one is presented with it. ``proofs``
-        is the ``DPoP`` header: its one value, or all of its values."""
+        is the ``DPoP`` header: its one value, or all of its values. ``jkt`` is the key
+        the proof must be by (the token's ``cnf.jkt``, RFC 9449 §7.1), checked before the
+        signature, so a proof by another key costs no verification and is never
+        remembered. ``remember=False`` leaves the ``jti`` to the caller, who records it in
+        the store's shared ledger instead (:func:`tokensmith.dpop.replay.remember_proof`),
+        so nobody can fill this process's memory with proofs of requests that failed."""
         proof = _single(proofs)
         try:
-            return self._verify(proof, htm, htu, access_token)
+            return self._verify(proof, htm, htu, access_token, jkt, remember)
         except (InvalidDPoPProof, UseDPoPNonce):
             raise
         except Exception:
             # Whatever a hostile proof trips over is a refused proof, never a server error.
             raise InvalidDPoPProof("malformed DPoP proof") from None
 
-    def _verify(self, proof: str, htm: str, htu: str, access_token: str | None) -> Proof:
+    def _verify(
+        self,
+        proof: str,
+        htm: str,
+        htu: str,
+        access_token: str | None,
+        jkt: str | None,
+        remember: bool,
+    ) -> Proof:
         try:
             raw, header_seg, payload_seg, sig_seg = compact_segments(proof, self._max_bytes)
             header = self._headers.get(header_seg) or self._header(header_seg)
+            if jkt is not None and header.jkt != jkt:
+                raise InvalidDPoPProof("the DPoP proof is not by the token's key")
             check_signature(header.spec, header.key, raw, header_seg, payload_seg, sig_seg)
             claims = parse_json_object(payload_seg)
         except InvalidToken as exc:
@@ -149,7 +167,8 @@ class ProofVerifier:
         now = self._clock.now()
         iat = self._checked_claims(claims, htm, htu, access_token, now)
         jti: str = claims["jti"]
-        self.replays.remember((header.jkt, jti), now)
+        if remember:
+            self.replays.remember(header.jkt, jti, now)
         return Proof(header.jkt, jti, iat, iat + self._window)
 
     def _header(self, segment: str) -> _Header:

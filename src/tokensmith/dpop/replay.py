@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Hashable
 from typing import TYPE_CHECKING, Protocol
 
 from tokensmith.errors import InvalidDPoPProof
@@ -15,9 +14,12 @@ from tokensmith.errors import InvalidDPoPProof
 if TYPE_CHECKING:
     from tokensmith.dpop.proof import Proof
 
-# Keys remembered per generation; past it, new proofs are refused (fail closed) until the
-# generation turns over, rather than forgetting proofs that could still be replayed.
+# Proofs remembered per generation; past it, new proofs are refused (fail closed) until
+# the generation turns over, rather than forgetting proofs that could still be replayed...
 MAX_ENTRIES = 262_144
+# ...except those of a key that holds fewer than this many: while one key (or a few) floods
+# the cache, everybody else's proofs still get in, up to MAX_ENTRIES more.
+LIGHT_KEY = 64
 
 
 def replay_key(jkt: str, jti: str) -> bytes:
@@ -43,31 +45,50 @@ def remember_proof(ledger: ProofLedger, proof: Proof) -> None:
 
 class ReplayCache:
     """In-process ``jti`` memory in two generations of ``retention`` seconds each: an entry
-    lives at least ``retention`` seconds, and both the check and the expiry are O(1)."""
+    lives at least ``retention`` seconds, and both the check and the expiry are O(1).
 
-    def __init__(self, retention: float, *, max_entries: int = MAX_ENTRIES) -> None:
+    Full, it refuses new proofs rather than forget ones that could still be replayed, but
+    only those of keys that hold ``light_key`` entries or more of the generation: a flood
+    by a few keys does not lock out everybody else. Callers let in only proofs by the key
+    of a token that verified (:func:`tokensmith.http.resource_dpop.check_binding`), so
+    using up the extra room takes ``max_entries / light_key`` keys with a token each."""
+
+    def __init__(
+        self, retention: float, *, max_entries: int = MAX_ENTRIES, light_key: int = LIGHT_KEY
+    ) -> None:
         self._retention = retention
         self._max = max_entries
-        self._current: dict[Hashable, float] = {}
-        self._previous: dict[Hashable, float] = {}
+        self._light = light_key
+        self._current: dict[tuple[str, str], float] = {}
+        self._previous: dict[tuple[str, str], float] = {}
+        self._counts: dict[str, int] = {}  # the current generation's entries per key
         self._turn_at: float | None = None
         self._lock = threading.Lock()
 
-    def remember(self, key: Hashable, now: float) -> None:
-        """Record ``key``; ``InvalidDPoPProof`` if it was seen within its retention."""
-        with self._lock:
-            self._remember(key, now)
+    def __len__(self) -> int:
+        """Entries remembered (both generations)."""
+        return len(self._current) + len(self._previous)
 
-    def _remember(self, key: Hashable, now: float) -> None:
+    def remember(self, jkt: str, jti: str, now: float) -> None:
+        """Record the proof ``jti`` of key ``jkt``; ``InvalidDPoPProof`` if it was seen
+        within its retention, or if there is no room for it."""
+        with self._lock:
+            self._remember((jkt, jti), now)
+
+    def _remember(self, key: tuple[str, str], now: float) -> None:
         if self._turn_at is None:
             self._turn_at = now + self._retention
         elif now >= self._turn_at:
             stale = now >= self._turn_at + self._retention
             self._previous = {} if stale else self._current
             self._current = {}
+            self._counts = {}
             self._turn_at = now + self._retention
         if key in self._current or key in self._previous:
             raise InvalidDPoPProof("DPoP proof replayed")
-        if len(self._current) >= self._max:
+        held = self._counts.get(key[0], 0)
+        size = len(self._current)
+        if size >= self._max and (held >= self._light or size >= 2 * self._max):
             raise InvalidDPoPProof("too many DPoP proofs at once; retry later")
+        self._counts[key[0]] = held + 1
         self._current[key] = now

@@ -252,7 +252,15 @@ class BearerGuard:
     def _bind(
         self, claims: Claims, scheme: str, token: str, request: ResourceRequest | None
     ) -> None:
-        proof = check_binding(self.dpop, claims, scheme, token, request, self.public_base_url)
+        proof = check_binding(
+            self.dpop,
+            claims,
+            scheme,
+            token,
+            request,
+            self.public_base_url,
+            remember=not self._share_proofs,
+        )
         if proof is not None and self._share_proofs:
             assert self._ts is not None
             self._ts.sessions.record_proof(proof)

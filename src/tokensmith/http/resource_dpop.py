@@ -105,9 +105,12 @@ def check_binding(
     token: str,
     request: ResourceRequest | None,
     public_base_url: str | None,
+    *,
+    remember: bool = True,
 ) -> Proof | None:
     """RFC 9449 §7.1 and §7.2 for a token whose signature and claims verified; the
-    accepted proof, or ``None`` for a Bearer token."""
+    accepted proof, or ``None`` for a Bearer token. ``remember=False``: the caller records
+    the proof in the store's shared ledger (``BearerGuard(share_proofs=True)``)."""
     cnf = claims.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
     if scheme == "bearer":
@@ -118,12 +121,11 @@ def check_binding(
         raise DPoPInvalidToken("the token is not DPoP-bound: send it as Bearer")
     if request is None:
         raise InvalidDPoPProof("this endpoint cannot check DPoP proofs")
-    proof = verifier.verify(
+    return verifier.verify(
         request.dpop or None,
         htm=request.method,
         htu=public_url(request.url, public_base_url),
         access_token=token,
+        jkt=jkt,
+        remember=remember,
     )
-    if proof.jkt != jkt:
-        raise InvalidDPoPProof("the DPoP proof is not by the token's key")
-    return proof
