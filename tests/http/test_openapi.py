@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
@@ -15,6 +16,8 @@ from tests.conftest import make_tokensmith
 from tests.http.conftest import ISSUER, T0, Env
 from tokensmith import ManualClock
 from tokensmith.http import create_app
+
+from ..dpop_helpers import DPoPKey
 
 pytestmark = pytest.mark.anyio
 
@@ -84,3 +87,25 @@ async def test_the_token_form_has_one_schema_per_grant(env: Env) -> None:
     schemas = document["components"]["schemas"]
     grants = [schemas[f["$ref"].rsplit("/", 1)[1]]["properties"]["grant_type"] for f in forms]
     assert [g["const"] for g in grants] == discovery["grant_types_supported"]
+
+
+async def test_dpop_token_responses_and_the_proof_header_are_described(env: Env) -> None:
+    """RFC 9449 at the token endpoint and /sessions: the document names the ``DPoP``
+    request header, and a DPoP-bound token response is valid against its schema (it used
+    to allow only ``token_type: Bearer``)."""
+    document = (await env.http.get("/openapi.json")).json()
+    token = document["paths"]["/token"]["post"]
+    assert [p["name"] for p in token["parameters"]] == ["DPoP"]
+    for path, method in (("/sessions", "get"), ("/sessions/{sid}", "delete")):
+        assert "DPoP" in [p["name"] for p in document["paths"][path][method]["parameters"]]
+    key = DPoPKey()
+    r = await env.http.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "read"},
+        headers={**env.basic("backend"), "DPoP": key.proof(f"{ISSUER}/token", iat=T0)},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"] == "DPoP"
+    jsonschema.validate(
+        r.json(), token["responses"]["200"]["content"]["application/json"]["schema"]
+    )

@@ -131,6 +131,15 @@ def _form_operation(
     }
 
 
+# RFC 9449 §4: the proof a DPoP client sends with the request.
+_DPOP_PROOF: Schema = {
+    "name": "DPoP",
+    "in": "header",
+    "description": "A DPoP proof JWT for this request (RFC 9449 §4); with it the access "
+    "token is DPoP-bound (token_type DPoP)",
+    "schema": _TEXT,
+}
+
 _PREFLIGHT = {
     "summary": "CORS preflight (cookie-mode clients' origins only)",
     "responses": {
@@ -144,7 +153,7 @@ _PREFLIGHT = {
 _TOKEN_RESPONSE = _object(
     {
         "access_token": _TEXT,
-        "token_type": {"type": "string", "enum": ["Bearer"]},
+        "token_type": {"type": "string", "enum": ["Bearer", "DPoP"]},
         "expires_in": {"type": "integer"},
         "scope": _TEXT,
         "refresh_token": _TEXT,
@@ -190,14 +199,12 @@ _SESSION = _object(
 
 
 def _session_operation(summary: str, ok: dict[str, Schema], *params: Schema) -> Schema:
-    operation: Schema = {
+    return {
         "summary": summary,
         "security": [{"accessToken": []}],
         "responses": {**ok, **_BEARER_ERRORS},
+        "parameters": [*params, _DPOP_PROOF],
     }
-    if params:
-        operation["parameters"] = list(params)
-    return operation
 
 
 _SESSION_PATHS: dict[str, dict[str, Any]] = {
@@ -302,12 +309,19 @@ _PATHS: dict[str, dict[str, Any]] = {
         }
     },
     "/token": {
-        "post": _form_operation(
-            "Refresh (RFC 6749 §6) or client credentials (§4.4)",
-            {"oneOf": [_ref("schemas", f"{grant}_form") for grant in GRANTS]},
-            {"200": _json_response("RFC 6749 §5.1", _TOKEN_RESPONSE, "Cache-Control")},
-            403,
-        ),
+        "post": {
+            **_form_operation(
+                "Refresh (RFC 6749 §6) or client credentials (§4.4)",
+                {"oneOf": [_ref("schemas", f"{grant}_form") for grant in GRANTS]},
+                {
+                    "200": _json_response(
+                        "RFC 6749 §5.1", _TOKEN_RESPONSE, "Cache-Control", "DPoP-Nonce"
+                    )
+                },
+                403,
+            ),
+            "parameters": [_DPOP_PROOF],
+        },
         "options": _PREFLIGHT,
     },
     "/revoke": {
@@ -478,6 +492,7 @@ _COMPONENTS: dict[str, Any] = {
         "ETag": _header("The version of what was sent; send it back in If-None-Match"),
         "WWW-Authenticate": _header("The scheme to authenticate with (RFC 6749 §5.2)"),
         "Retry-After": _header("Seconds to wait (RFC 9110 §10.2.3)", {"type": "integer"}),
+        "DPoP-Nonce": _header("The nonce to put in the next DPoP proof (RFC 9449 §8)"),
         "Set-Cookie": _header(f"Expires the {COOKIE_NAME} cookie"),
         "Access-Control-Allow-Origin": _header(
             f"The request's Origin; with the other CORS headers and {CSRF_HEADER} allowed"
@@ -494,7 +509,8 @@ _COMPONENTS: dict[str, Any] = {
             "type": "http",
             "scheme": "bearer",
             "bearerFormat": "JWT",
-            "description": "An access token of this issuer (aud = the issuer, RFC 9068)",
+            "description": "An access token of this issuer (aud = the issuer, RFC 9068); a "
+            "DPoP-bound one as `Authorization: DPoP <token>` with its proof (RFC 9449 §7)",
         },
     },
 }
