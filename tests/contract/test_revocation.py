@@ -217,9 +217,9 @@ def test_purge_expired_deletes_the_oldest_families_one_batch_at_a_time(
     horizon = make_settings().max_token_lifetime + MAX_LEEWAY
     now = clock.now() + DAY + horizon
     # Each family: itself, two refresh tokens, two access-token records.
-    assert store.purge_expired(now, 2, horizon) == 2 * 5
+    assert store.purge_expired(now, 2, horizon, now) == 2 * 5
     assert [f.family_id for f in sessions(store)] == newest
-    assert [store.purge_expired(now, 2, horizon) for _ in range(3)] == [2 * 5, 5, 0]
+    assert [store.purge_expired(now, 2, horizon, now) for _ in range(3)] == [2 * 5, 5, 0]
     assert sessions(store) == []
 
 

@@ -267,24 +267,25 @@ def test_a_family_chain_is_in_issue_order_and_sessions_newest_first(store: Store
     assert sessions(store, "nobody") == []
 
 
-def test_a_proof_is_remembered_once_and_purged_after_its_window(store: Store) -> None:
-    """SECURITY D1's shared ledger: a replay names the same key and end of window and is
-    refused; cleanup deletes the proofs whose window ended, oldest first, and no other."""
+def test_a_proof_is_remembered_once_and_purged_once_no_instance_accepts_it(store: Store) -> None:
+    """SECURITY D1's shared ledger: a replay names the same key and ``iat`` and is
+    refused; cleanup deletes the proofs issued before its cutoff, oldest first, and no
+    other."""
     keys = [secrets.token_bytes(32) for _ in range(4)]
-    ends = [NOW - 2, NOW - 1, NOW, NOW + 1]
+    issued = [NOW - 2, NOW - 1, NOW, NOW + 1]
 
     def remember_all() -> list[bool]:
         return [
-            store.atomic(lambda tx, k=k, e=e: tx.remember_proof(k, e))
-            for k, e in zip(keys, ends, strict=True)
+            store.atomic(lambda tx, k=k, t=t: tx.remember_proof(k, t))
+            for k, t in zip(keys, issued, strict=True)
         ]
 
     assert remember_all() == [True] * 4
     assert remember_all() == [False] * 4
     # Only the key holder can sign another proof with the same jti: not this row's replay.
     assert store.atomic(lambda tx: tx.remember_proof(keys[3], NOW + 2)) is True
-    assert store.purge_expired(NOW, 2, DAY) == 2  # the two oldest first
+    assert store.purge_expired(NOW, 2, DAY, NOW + 1) == 2  # the two oldest first
     assert store.atomic(lambda tx: tx.remember_proof(keys[2], NOW)) is False  # kept
-    assert store.purge_expired(NOW, 5, DAY) == 1  # the window that ends now has ended
-    assert store.atomic(lambda tx: tx.remember_proof(keys[3], NOW + 1)) is False  # live
-    assert store.purge_expired(NOW, 5, DAY) == 0
+    assert store.purge_expired(NOW, 5, DAY, NOW + 1) == 1  # issued before the cutoff
+    assert store.atomic(lambda tx: tx.remember_proof(keys[3], NOW + 1)) is False  # kept
+    assert store.purge_expired(NOW, 5, DAY, NOW + 1) == 0

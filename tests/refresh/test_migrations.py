@@ -153,29 +153,30 @@ def test_setup_moves_an_old_refresh_secret_into_the_key_store(
 
 
 def test_0010_keeps_the_proofs_accepted_before_it_both_ways(backend: Backend) -> None:
-    """Rekeying the DPoP replay ledger keeps its rows: a proof accepted just before the
-    upgrade is still a replay after it (and after a downgrade, one row per key)."""
+    """Renaming the DPoP replay ledger's rows by ``iat`` keeps them: a proof accepted
+    just before the upgrade (default window) is still a replay after it, and after a
+    downgrade there is one row per key again, the newest."""
     key, other = secrets.token_bytes(32), secrets.token_bytes(32)
-    insert = text("INSERT INTO ts_dpop_proofs (key, expires_at) VALUES (:k, :e)")
-    select = text("SELECT key, expires_at FROM ts_dpop_proofs ORDER BY expires_at")
+    old = text("INSERT INTO ts_dpop_proofs (key, expires_at) VALUES (:k, :e)")
     engine = backend.engine()
     try:
         with engine.connect() as conn:
             command.upgrade(_on(conn), "0009")
-            conn.execute(insert, [{"k": key, "e": 10.0}, {"k": other, "e": 20.0}])
+            conn.execute(old, [{"k": key, "e": 70.0}, {"k": other, "e": 80.0}])
             command.upgrade(_on(conn), "0010")
-            assert [(bytes(k), e) for k, e in conn.execute(select)] == [(key, 10.0), (other, 20.0)]
-            conn.execute(insert, {"k": key, "e": 30.0})  # the same key, another window
+            rows = conn.execute(text("SELECT key, iat FROM ts_dpop_proofs ORDER BY iat"))
+            assert [(bytes(k), t) for k, t in rows] == [(key, 10.0), (other, 20.0)]
+            new = text("INSERT INTO ts_dpop_proofs (key, iat) VALUES (:k, :t)")
+            conn.execute(new, {"k": key, "t": 30.0})  # the same key, another proof
             command.downgrade(_on(conn), "0009")
-            assert [(bytes(k), e) for k, e in conn.execute(select)] == [(other, 20.0), (key, 30.0)]
+            rows = conn.execute(text("SELECT key, expires_at FROM ts_dpop_proofs ORDER BY 2"))
+            assert [(bytes(k), e) for k, e in rows] == [(other, 80.0), (key, 90.0)]
+            command.upgrade(_on(conn), "head")
             conn.commit()
     finally:
         engine.dispose()
     store = backend.store()
     try:
-        with store.engine.connect() as conn:
-            command.upgrade(_on(conn), "head")
-            conn.commit()
         assert store.atomic(lambda tx: tx.remember_proof(key, 30.0)) is False
         assert store.atomic(lambda tx: tx.remember_proof(key, 31.0)) is True
     finally:

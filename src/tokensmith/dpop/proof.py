@@ -55,12 +55,11 @@ _HEADER_CACHE_SIZE = 1024
 # A named tuple: built on every request, in a fraction of a frozen dataclass's time.
 class Proof(NamedTuple):
     """A verified proof: the thumbprint of its key (``cnf.jkt``, RFC 9449 §6.1) and what
-    a shared replay check needs (``replay_key`` until ``replay_until``)."""
+    a shared replay check needs (``replay_key`` and ``iat``)."""
 
     jkt: str
     jti: str
     iat: float
-    replay_until: float
 
     @property
     def replay_key(self) -> bytes:
@@ -169,7 +168,7 @@ class ProofVerifier:
         jti: str = claims["jti"]
         if remember:
             self.replays.remember(header.jkt, jti, now)
-        return Proof(header.jkt, jti, iat, iat + self._window)
+        return Proof(header.jkt, jti, iat)
 
     def _header(self, segment: str) -> _Header:
         header = parse_json_object(segment)

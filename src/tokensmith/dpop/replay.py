@@ -25,21 +25,21 @@ LIGHT_KEY = 64
 def replay_key(jkt: str, jti: str) -> bytes:
     """What is remembered of a proof: its ``jti`` scoped to its key, so nobody can use up
     another client's ``jti`` values."""
-    return hashlib.sha256(f"{jkt}.{jti}".encode()).digest()
+    # surrogatepass: JSON may carry a lone surrogate (\ud800), which is text all the same.
+    return hashlib.sha256(f"{jkt}.{jti}".encode("utf-8", "surrogatepass")).digest()
 
 
 class ProofLedger(Protocol):
-    def remember_proof(self, key: bytes, expires_at: float) -> bool:
-        """Record ``key`` with the end of its window; false if that pair is recorded."""
+    def remember_proof(self, key: bytes, iat: float) -> bool:
+        """Record the proof ``key`` issued at ``iat``; false if that pair is recorded."""
         ...
 
 
 def remember_proof(ledger: ProofLedger, proof: Proof) -> None:
     """Record ``proof`` in ``ledger`` (a store transaction); ``InvalidDPoPProof`` if an
     instance sharing it accepted the proof before. A replay is the same proof, so it has
-    the same key and the same ``replay_until`` (instances sharing a store share
-    ``dpop_iat_window``, as they share every setting that decides what a token is worth)."""
-    if not ledger.remember_proof(proof.replay_key, proof.replay_until):
+    the same key and the same ``iat``, whatever window each instance allows."""
+    if not ledger.remember_proof(proof.replay_key, proof.iat):
         raise InvalidDPoPProof("DPoP proof replayed")
 
 
@@ -59,8 +59,9 @@ class ReplayCache:
         self._retention = retention
         self._max = max_entries
         self._light = light_key
-        self._current: dict[tuple[str, str], float] = {}
-        self._previous: dict[tuple[str, str], float] = {}
+        # Keyed by replay_key: 32 bytes, whatever the jti's length.
+        self._current: dict[bytes, float] = {}
+        self._previous: dict[bytes, float] = {}
         self._counts: dict[str, int] = {}  # the current generation's entries per key
         self._turn_at: float | None = None
         self._lock = threading.Lock()
@@ -72,10 +73,11 @@ class ReplayCache:
     def remember(self, jkt: str, jti: str, now: float) -> None:
         """Record the proof ``jti`` of key ``jkt``; ``InvalidDPoPProof`` if it was seen
         within its retention, or if there is no room for it."""
+        key = replay_key(jkt, jti)
         with self._lock:
-            self._remember((jkt, jti), now)
+            self._remember(jkt, key, now)
 
-    def _remember(self, key: tuple[str, str], now: float) -> None:
+    def _remember(self, jkt: str, key: bytes, now: float) -> None:
         if self._turn_at is None:
             self._turn_at = now + self._retention
         elif now >= self._turn_at:
@@ -86,9 +88,9 @@ class ReplayCache:
             self._turn_at = now + self._retention
         if key in self._current or key in self._previous:
             raise InvalidDPoPProof("DPoP proof replayed")
-        held = self._counts.get(key[0], 0)
+        held = self._counts.get(jkt, 0)
         size = len(self._current)
         if size >= self._max and (held >= self._light or size >= 2 * self._max):
             raise InvalidDPoPProof("too many DPoP proofs at once; retry later")
-        self._counts[key[0]] = held + 1
+        self._counts[jkt] = held + 1
         self._current[key] = now

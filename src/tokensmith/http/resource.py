@@ -228,7 +228,12 @@ class BearerGuard:
                 claims = await run_in_threadpool(self.verify, token, scopes=())
             else:
                 claims = self.verify(token, scopes=())
-            self._bind(claims, scheme, token, request)
+            if self._share_proofs and scheme == "dpop":
+                # The proof is written to the store: a slow or locked database must not
+                # hold up every other request on the event loop.
+                await run_in_threadpool(self._bind, claims, scheme, token, request)
+            else:
+                self._bind(claims, scheme, token, request)
         self._check_scopes(claims, required, scheme)
         return claims
 

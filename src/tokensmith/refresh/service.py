@@ -593,7 +593,12 @@ class RefreshService:
         # Salts outlive no grace window (SECURITY B1): past the longest one allowed, no
         # retry can use them.
         _batches(lambda: self._store.clear_salts(now - MAX_REUSE_GRACE, batch_size))
-        return _batches(lambda: self._store.purge_expired(now, batch_size, self._horizon))
+        # A proof is refused once its iat is older than the window; MAX_LEEWAY more covers
+        # instances whose clocks run behind this one's.
+        proofs_before = now - self._settings.dpop_iat_window - MAX_LEEWAY
+        return _batches(
+            lambda: self._store.purge_expired(now, batch_size, self._horizon, proofs_before)
+        )
 
 
 def _batches(batch: Callable[[], int]) -> int:

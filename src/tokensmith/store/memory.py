@@ -226,10 +226,10 @@ class MemoryTransaction:
             raise StoreError("unknown family")
         self._set(self._t.families, family_id, family._replace(dpop_jkt=jkt))
 
-    def remember_proof(self, key: bytes, expires_at: float) -> bool:
-        if (expires_at, key) in self._t.proofs:
+    def remember_proof(self, key: bytes, iat: float) -> bool:
+        if (iat, key) in self._t.proofs:
             return False
-        self._set(self._t.proofs, (expires_at, key), expires_at)
+        self._set(self._t.proofs, (iat, key), iat)
         return True
 
     def _live(self, now: float, owner: Callable[[FamilyRecord], bool]) -> list[str]:
@@ -342,7 +342,9 @@ class MemoryStore:
                 row.salt = None
             return len(stale)
 
-    def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int, horizon: float, proofs_before: float
+    ) -> int:
         cutoff = now - horizon
         t = self._t
         with self._lock:
@@ -364,7 +366,7 @@ class MemoryStore:
                 del t.families[family.id]
             deleted += _drop(t.denied, lambda exp: exp <= now - MAX_LEEWAY, batch_size)
             deleted += _drop(t.not_before, lambda nb: nb <= cutoff, batch_size)
-            deleted += _drop(t.proofs, lambda exp: exp <= now, batch_size)
+            deleted += _drop(t.proofs, lambda iat: iat < proofs_before, batch_size)
             stale = [e for e in t.log if e.expires(horizon) <= now][:batch_size]
             gone = {e.id for e in stale}
             t.log = [e for e in t.log if e.id not in gone]

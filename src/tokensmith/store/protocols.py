@@ -72,10 +72,10 @@ class RefreshTransaction(Protocol):
         """Bind the family's refresh tokens to a DPoP key (RFC 9449 §5; SECURITY D2)."""
         ...
 
-    def remember_proof(self, key: bytes, expires_at: float) -> bool:
-        """Record a DPoP proof by its replay key and the end of its window (its ``iat``
-        plus the window: a replay has both the same); false if it is recorded (RFC 9449
-        §11.1, shared by every instance; SECURITY D1)."""
+    def remember_proof(self, key: bytes, iat: float) -> bool:
+        """Record a DPoP proof by its replay key and its ``iat`` (a replay has both the
+        same); false if it is recorded (RFC 9449 §11.1, shared by every instance;
+        SECURITY D1)."""
         ...
 
     def client_families(self, client_id: str, now: float) -> list[str]:
@@ -128,10 +128,13 @@ class RefreshStore(RevocationSource, Protocol):
         ``cutoff`` (no grace retry can use them any more); returns how many."""
         ...
 
-    def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
-        """Delete one batch of rows of families expired ``horizon`` seconds before ``now``
-        and of denylist entries whose token can no longer verify (``exp`` + ``MAX_LEEWAY``
-        passed); returns rows deleted (0 when nothing is left)."""
+    def purge_expired(
+        self, now: float, batch_size: int, horizon: float, proofs_before: float
+    ) -> int:
+        """Delete one batch of rows of families expired ``horizon`` seconds before ``now``,
+        of denylist entries whose token can no longer verify (``exp`` + ``MAX_LEEWAY``
+        passed) and of DPoP proofs issued before ``proofs_before``; returns rows deleted
+        (0 when nothing is left)."""
         ...
 
 

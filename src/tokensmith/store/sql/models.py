@@ -125,10 +125,10 @@ class DeniedAccessToken(Base):
 
 class DPoPProof(Base):
     """Replay keys of DPoP proofs accepted, shared by every instance (RFC 9449 §11.1); a
-    row lives until the proof's ``iat`` window has passed.
+    row lives until no instance can accept its proof (``RefreshService.cleanup``).
 
-    A proof is named by its end of window (``iat`` plus the window) and its key: a replay
-    of it has both the same. Keyed in that order, proofs arrive nearly in key order, so
+    A proof is named by its ``iat`` and its key: a replay of it has both the same, whatever
+    window each instance allows. Keyed in that order, proofs arrive nearly in key order, so
     each one lands on the b-tree's last page, which the one before it wrote too, and
     cleanup deletes from the front of the same b-tree: no second index, and one page less
     per rotation to write and sync than a random key with an expiry index (benchmarks/
@@ -138,7 +138,7 @@ class DPoPProof(Base):
     # SQLite: the rows live in the primary key's own b-tree, one write fewer per proof.
     __table_args__ = ({"sqlite_with_rowid": False},)
 
-    expires_at: Mapped[float] = mapped_column(primary_key=True)
+    iat: Mapped[float] = mapped_column(primary_key=True)
     key: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
 
 

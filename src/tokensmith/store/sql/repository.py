@@ -363,7 +363,9 @@ class SqlStore:
             return PgListener(self.engine)
         return Poll()
 
-    def purge_expired(self, now: float, batch_size: int, horizon: float) -> int:
+    def purge_expired(
+        self, now: float, batch_size: int, horizon: float, proofs_before: float
+    ) -> int:
         """One batch: families expired ``horizon`` seconds ago (so every access token they
         issued has expired too) with their rows, denylist rows of tokens that can no longer
         verify (``exp`` + ``MAX_LEEWAY`` passed, SECURITY B4), stale not-befores and log
@@ -379,7 +381,8 @@ class SqlStore:
             denied = {"verifiable_after": now - MAX_LEEWAY, "n": batch_size}
             deleted += conn.execute(PURGE_DENIED, denied).rowcount
             deleted += conn.execute(PURGE_NOT_BEFORE, {"cutoff": cutoff, "n": batch_size}).rowcount
-            deleted += conn.execute(PURGE_PROOFS, {"now": now, "n": batch_size}).rowcount
+            proofs = {"before": proofs_before, "n": batch_size}
+            deleted += conn.execute(PURGE_PROOFS, proofs).rowcount
             log = {"now": now, "cutoff": cutoff, "n": batch_size}
             deleted += conn.execute(PURGE_LOG, log).rowcount
         return deleted

@@ -189,8 +189,8 @@ DENY = {
 }
 
 
-# A replayed proof names the same row (SECURITY D1); an expired row is never met again,
-# since a proof past its window is refused before it gets here.
+# A replayed proof names the same row (SECURITY D1); a row is purged only once no instance
+# can accept its proof any more (RefreshService.cleanup).
 REMEMBER_PROOF = {
     "postgresql": pg.insert(dpop_proofs).on_conflict_do_nothing().returning(dpop_proofs.c.key),
     "sqlite": sqlite.insert(dpop_proofs).on_conflict_do_nothing().returning(dpop_proofs.c.key),
@@ -299,10 +299,10 @@ CLEAR_SALTS = (
     .values(salt=null())
 )
 PURGE_PROOFS = delete(dpop_proofs).where(
-    tuple_(dpop_proofs.c.expires_at, dpop_proofs.c.key).in_(
-        select(dpop_proofs.c.expires_at, dpop_proofs.c.key)
-        .where(dpop_proofs.c.expires_at <= bindparam("now"))
-        .order_by(dpop_proofs.c.expires_at)
+    tuple_(dpop_proofs.c.iat, dpop_proofs.c.key).in_(
+        select(dpop_proofs.c.iat, dpop_proofs.c.key)
+        .where(dpop_proofs.c.iat < bindparam("before"))
+        .order_by(dpop_proofs.c.iat)
         .limit(bindparam("n"))
     )
 )

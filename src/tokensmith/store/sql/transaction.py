@@ -150,8 +150,8 @@ class SqlTransaction:
     def set_family_jkt(self, family_id: str, jkt: str) -> None:
         self._run("set_family_jkt", {"fid": family_id, "jkt": jkt})
 
-    def remember_proof(self, key: bytes, expires_at: float) -> bool:
-        return self._one("remember_proof", {"key": key, "expires_at": expires_at}) is not None
+    def remember_proof(self, key: bytes, iat: float) -> bool:
+        return self._one("remember_proof", {"key": key, "iat": iat}) is not None
 
     def client_families(self, client_id: str, now: float) -> list[str]:
         self._cursor.execute(self._sql["client_families"], {"client_id": client_id, "now": now})
