@@ -59,9 +59,11 @@ class ReplayCache:
         self._retention = retention
         self._max = max_entries
         self._light = light_key
-        # Keyed by replay_key: 32 bytes, whatever the jti's length.
-        self._current: dict[bytes, float] = {}
-        self._previous: dict[bytes, float] = {}
+        # Keyed by hash((jkt, jti)): a small int, whatever the jti's length. It is SipHash
+        # under this process's random key (PYTHONHASHSEED unset), so nobody can aim a
+        # collision, and a chance one refuses a proof once in 2**64 / len(self).
+        self._current: dict[int, float] = {}
+        self._previous: dict[int, float] = {}
         self._counts: dict[str, int] = {}  # the current generation's entries per key
         self._turn_at: float | None = None
         self._lock = threading.Lock()
@@ -73,11 +75,11 @@ class ReplayCache:
     def remember(self, jkt: str, jti: str, now: float) -> None:
         """Record the proof ``jti`` of key ``jkt``; ``InvalidDPoPProof`` if it was seen
         within its retention, or if there is no room for it."""
-        key = replay_key(jkt, jti)
+        key = hash((jkt, jti))
         with self._lock:
             self._remember(jkt, key, now)
 
-    def _remember(self, jkt: str, key: bytes, now: float) -> None:
+    def _remember(self, jkt: str, key: int, now: float) -> None:
         if self._turn_at is None:
             self._turn_at = now + self._retention
         elif now >= self._turn_at:
