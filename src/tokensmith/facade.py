@@ -8,8 +8,10 @@ client authentication is the HTTP layer's job (docs/contract.md "Python API").
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -17,6 +19,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tokensmith.clients import (
+    ClientLogEntry,
+    LoggedClientRegistry,
     CLIENT_SUBJECT_PREFIX,
     CachedClientRegistry,
     Client,
@@ -235,7 +239,13 @@ class Tokensmith:
         client, secret = new_client(
             client_id, confidential=confidential, now=self.clock.now(), **options
         )
-        self.clients.add_client(client)
+        # Sessions a stale instance started for a deleted client of this id, in the moment
+        # before it heard of the deletion, must not come back to life with this one.
+        self.sessions.revoke_client(client_id)
+        # Ends the CLIENT_DISABLED of such a deletion: the new client's tokens verify at
+        # every instance and remote verifier, while the old one's stay refused by the
+        # family and ``client:<id>`` revocations the deletion logged.
+        self._write_client(client_id, client, new=True, kind=CLIENT_ENABLED)
         return client, secret
 
     def _refuse_disabled(self, client_id: str) -> Client | None:
@@ -291,11 +301,9 @@ class Tokensmith:
                 changes[name] = flag
         current = self.client(client_id)
         updated = validated(replace(current, **changes))
-        self.clients.update_client(updated)
-        if updated.enabled != current.enabled:
-            self.sessions.log_revocation(
-                CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED, client_id
-            )
+        flipped = updated.enabled != current.enabled
+        kind = (CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED) if flipped else None
+        self._write_client(client_id, updated, new=False, kind=kind)
         return updated
 
     def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
@@ -304,18 +312,54 @@ class Tokensmith:
         client, secret = rotated_secret(
             self.client(client_id), now=self.clock.now(), overlap=overlap
         )
-        self.clients.update_client(client)
+        self._write_client(client_id, client, new=False, kind=None)
         return client, secret
 
     def delete_client(self, client_id: str) -> int:
         """Remove a client after ending its sessions: every live family is revoked (its
         refresh tokens are refused, their access tokens denied) and its own
-        client_credentials tokens stop verifying. Returns the number of families revoked."""
+        client_credentials tokens stop verifying. The deletion is logged as a client
+        revocation (``CLIENT_DISABLED``) in its own transaction, so every instance forgets
+        the client and refuses its tokens within the revocation reach, as remote verifiers
+        do (README "Revocation reach"). Returns the number of families revoked.
+
+        Returns once the clock has entered the next whole second: a token's ``iat`` is in
+        whole seconds, so a client registered again under this id issues tokens that the
+        ``client:<id>`` cut-off does not refuse."""
         self.client(client_id)
         revoked = self.sessions.revoke_client(client_id)
         self.sessions.revoke_subject(client_subject(client_id))
-        self.clients.delete_client(client_id)
+        self._write_client(client_id, None, new=False, kind=CLIENT_DISABLED)
+        at = self.clock.now()
+        time.sleep(math.ceil(at) - at)
         return revoked
+
+    def _write_client(
+        self, client_id: str, client: Client | None, *, new: bool, kind: str | None
+    ) -> bool:
+        """Add, replace or (``client`` ``None``) delete a client and log ``kind`` for it.
+        The store's own registry writes both in one transaction (no crash separates a
+        change from its entry); a registry given to the facade keeps no log, so the entry
+        follows in a transaction of the store's."""
+        registry = self.clients.registry
+        log = None if kind is None else ClientLogEntry(kind, self.clock.now())
+        if self._client_registry is None and isinstance(registry, LoggedClientRegistry):
+            done = registry.write_client(client_id, client, new=new, log=log)
+            if done and log is not None:
+                self.sessions.logged()
+        else:
+            if client is None:
+                done = registry.delete_client(client_id)
+            elif new:
+                registry.add_client(client)
+                done = True
+            else:
+                registry.update_client(client)
+                done = True
+            if done and log is not None:
+                self.sessions.log_revocation(log.kind, client_id)
+        self.clients.forget(client_id)
+        return done
 
     def browser_origins(self) -> set[str]:
         """Every enabled cookie-mode client's allowed origins (the CORS allow-list)."""
