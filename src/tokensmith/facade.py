@@ -19,12 +19,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tokensmith.clients import (
-    ClientLogEntry,
-    LoggedClientRegistry,
     CLIENT_SUBJECT_PREFIX,
     CachedClientRegistry,
     Client,
+    ClientLogEntry,
     ClientRegistry,
+    LoggedClientRegistry,
     checked_scope,
     client_subject,
     new_client,
