@@ -19,11 +19,12 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokensmith.clients import Client, ClientLogEntry
 from tokensmith.errors import InvalidRequest
+from tokensmith.store.sql.errors import translate
 from tokensmith.store.sql.models import Base
 
 
@@ -106,10 +107,15 @@ class SqlClientRegistry:
     def write_client(
         self, client_id: str, client: Client | None, *, new: bool, log: ClientLogEntry | None
     ) -> bool:
-        with self._engine.begin() as conn:
-            done = _write(conn, client_id, client, new=new)
-            if done and log is not None:
-                _append(conn, client_id, log)
+        try:
+            with self._engine.begin() as conn:
+                done = _write(conn, client_id, client, new=new)
+                if done and log is not None:
+                    _append(conn, client_id, log)
+        except DBAPIError as exc:
+            raise translate(exc.orig, disconnect=exc.connection_invalidated) from exc
+        except self._engine.dialect.loaded_dbapi.Error as exc:  # the log's raw cursor
+            raise translate(exc, disconnect=False) from exc
         return done
 
     def list_clients(self) -> list[Client]:
