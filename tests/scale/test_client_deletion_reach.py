@@ -16,18 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.scale.cluster import ISSUER, Cluster, free_port, postgres_cluster, wait_serving
-from tokensmith import Settings, Tokensmith
+from tests.scale.cluster import Cluster, postgres_cluster
+from tokensmith import Tokensmith
 from tokensmith.revocation.log import CLIENT_DISABLED, CLIENT_ENABLED
 
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
@@ -48,37 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.env["RS_SECRET"] = secret["client_secret"]
         c.start(3, log_dir=tmp_path)
         yield c
-
-
-@pytest.fixture(scope="module")
-def resource_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("rs") / "rs.log").open("wb")
-    script = str(Path(__file__).with_name("resource_server.py"))
-    proc = subprocess.Popen(
-        [sys.executable, script, str(port), cluster.urls[0], ISSUER],
-        env=cluster.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_serving(f"{url}/healthz", proc)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
-
-
-@pytest.fixture
-def instance(cluster: Cluster) -> Iterator[Tokensmith]:
-    ts = Tokensmith(Settings.from_env(cluster.env))
-    try:
-        yield ts
-    finally:
-        for engine in {ts.sessions.store.engine, ts.keys.store.engine}:  # type: ignore[attr-defined]
-            engine.dispose()
 
 
 def _add_client(c: Cluster) -> str:
