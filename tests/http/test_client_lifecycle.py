@@ -128,6 +128,21 @@ async def test_a_deleted_client_is_refused_and_its_sessions_are_revoked(env: Env
     env.ts.register_client("backend", confidential=True)
 
 
+async def test_a_deleted_id_registered_again_works_without_its_old_sessions(env: Env) -> None:
+    env.ts.delete_client("spa")
+    # A session for the id started after the deletion had revoked the client's sessions:
+    # as by an instance that had not heard of it yet (here the facade, which leaves an
+    # unregistered id to the application).
+    straggler = env.login("spa")
+    env.ts.register_client("spa", confidential=False)
+    assert _error(await _refresh(env, straggler["refresh_token"])) == (400, "invalid_grant")
+    with pytest.raises(InvalidToken):
+        env.ts.verify_access_token(straggler["access_token"], audience="api")
+    fresh = env.login("spa")
+    assert env.ts.verify_access_token(fresh["access_token"], audience="api")
+    assert (await _refresh(env, fresh["refresh_token"])).status_code == 200
+
+
 async def test_a_rotated_secret_works_for_its_overlap_then_never(env: Env) -> None:
     old = env.secrets["backend"]
     _, new = env.ts.rotate_client_secret("backend", overlap=60)
