@@ -263,9 +263,10 @@ def test_a_reuse_policy_can_log_the_user_out_everywhere(tmp_path: Path, clock: M
 def test_a_client_deleted_and_registered_again_at_once_issues_tokens_that_verify(
     tmp_path: Path,
 ) -> None:
-    """A token's ``iat`` is in whole seconds and the deletion's ``client:<id>`` cut-off is
-    not: ``delete_client`` returns once the next second began, so the new client's first
-    token (issued at once, on the real clock) is not taken for one of the old client's."""
+    """A token's ``iat`` is in whole seconds and the ``client:<id>`` cut-offs are not:
+    registering a deleted id returns once the second after its cut-off began, so the new
+    client's first token (issued at once, on the real clock) is not taken for one of the
+    old client's."""
     ts = make(tmp_path, SystemClock())  # type: ignore[arg-type]
     ts.register_client("m2m", confidential=True, grant_types=["client_credentials"])
     while time.time() % 1 > 0.5:  # the deletion starts early in a second

@@ -239,14 +239,26 @@ class Tokensmith:
         client, secret = new_client(
             client_id, confidential=confidential, now=self.clock.now(), **options
         )
-        # Sessions a stale instance started for a deleted client of this id, in the moment
-        # before it heard of the deletion, must not come back to life with this one.
-        self.sessions.revoke_client(client_id)
-        # Ends the CLIENT_DISABLED of such a deletion: the new client's tokens verify at
-        # every instance and remote verifier, while the old one's stay refused by the
-        # family and ``client:<id>`` revocations the deletion logged.
+        if self.clients.registry.get_client(client_id) is not None:
+            raise InvalidRequest(f"client {client_id!r} already exists")
+        self._bury_deleted(client_id)
+        # Ends the CLIENT_DISABLED of a deletion of this id: the new client's tokens verify
+        # at every instance and remote verifier.
         self._write_client(client_id, client, new=True, kind=CLIENT_ENABLED)
         return client, secret
+
+    def _bury_deleted(self, client_id: str) -> None:
+        """Keep what a deleted client of this id left refused once the id is registered
+        again: sessions and client_credentials tokens that an instance which had not yet
+        heard of the deletion issued after it. Its sessions are revoked and, when the log
+        says the id was deleted, its ``client:<id>`` cut-off moves to now; then the clock
+        enters the next whole second (``iat`` are whole seconds), so the new client's
+        tokens are all issued after the cut-off."""
+        self.sessions.revoke_client(client_id)
+        if self.sessions.revocations.client_disabled(client_id):
+            self.sessions.revoke_subject(client_subject(client_id))
+            at = self.clock.now()
+            time.sleep(math.ceil(at) - at)
 
     def _refuse_disabled(self, client_id: str) -> Client | None:
         """A registered client that is disabled starts and continues no session, here as at
@@ -318,20 +330,14 @@ class Tokensmith:
     def delete_client(self, client_id: str) -> int:
         """Remove a client after ending its sessions: every live family is revoked (its
         refresh tokens are refused, their access tokens denied) and its own
-        client_credentials tokens stop verifying. The deletion is logged as a client
+        client_credentials tokens stop verifying. The removal is logged as a client
         revocation (``CLIENT_DISABLED``) in its own transaction, so every instance forgets
         the client and refuses its tokens within the revocation reach, as remote verifiers
-        do (README "Revocation reach"). Returns the number of families revoked.
-
-        Returns once the clock has entered the next whole second: a token's ``iat`` is in
-        whole seconds, so a client registered again under this id issues tokens that the
-        ``client:<id>`` cut-off does not refuse."""
+        do (README "Clients"). Returns the number of families revoked."""
         self.client(client_id)
         revoked = self.sessions.revoke_client(client_id)
         self.sessions.revoke_subject(client_subject(client_id))
         self._write_client(client_id, None, new=False, kind=CLIENT_DISABLED)
-        at = self.clock.now()
-        time.sleep(math.ceil(at) - at)
         return revoked
 
     def _write_client(

@@ -143,6 +143,21 @@ async def test_a_deleted_id_registered_again_works_without_its_old_sessions(env:
     assert (await _refresh(env, fresh["refresh_token"])).status_code == 200
 
 
+async def test_client_tokens_issued_after_a_deletion_stay_refused_once_the_id_is_back(
+    env: Env,
+) -> None:
+    env.ts.delete_client("backend")
+    env.clock.advance(1)  # past the deletion's ``client:backend`` cut-off
+    # As by an instance that had not heard of the deletion yet.
+    stale = env.ts.issue_client_token(client_id="backend", audience="api").access_token
+    env.clock.advance(1)
+    _, secret = env.ts.register_client("backend", confidential=True, audiences=("api",))
+    with pytest.raises(InvalidToken):
+        env.ts.verify_access_token(stale, audience="api")
+    fresh = (await _client_token(env, "backend", secret)).json()["access_token"]
+    assert env.ts.verify_access_token(fresh, audience="api")["sub"] == "client:backend"
+
+
 async def test_a_rotated_secret_works_for_its_overlap_then_never(env: Env) -> None:
     old = env.secrets["backend"]
     _, new = env.ts.rotate_client_secret("backend", overlap=60)
