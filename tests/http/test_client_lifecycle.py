@@ -158,6 +158,13 @@ async def test_client_tokens_issued_after_a_deletion_stay_refused_once_the_id_is
     assert env.ts.verify_access_token(fresh, audience="api")["sub"] == "client:backend"
 
 
+async def test_registering_a_taken_id_is_refused_before_it_touches_a_session(env: Env) -> None:
+    login = env.login("spa")
+    with pytest.raises(InvalidRequest, match="already exists"):
+        env.ts.register_client("spa", confidential=False)
+    assert (await _refresh(env, login["refresh_token"])).status_code == 200
+
+
 async def test_a_rotated_secret_works_for_its_overlap_then_never(env: Env) -> None:
     old = env.secrets["backend"]
     _, new = env.ts.rotate_client_secret("backend", overlap=60)
