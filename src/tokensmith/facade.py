@@ -342,7 +342,7 @@ class Tokensmith:
 
     def _write_client(
         self, client_id: str, client: Client | None, *, new: bool, kind: str | None
-    ) -> bool:
+    ) -> None:
         """Add, replace or (``client`` ``None``) delete a client and log ``kind`` for it.
         The store's own registry writes both in one transaction (no crash separates a
         change from its entry); a registry given to the facade keeps no log, so the entry
@@ -365,7 +365,6 @@ class Tokensmith:
             if done and log is not None:
                 self.sessions.log_revocation(log.kind, client_id)
         self.clients.forget(client_id)
-        return done
 
     def browser_origins(self) -> set[str]:
         """Every enabled cookie-mode client's allowed origins (the CORS allow-list)."""
