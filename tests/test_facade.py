@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from tokensmith import (
     InvalidToken,
     ManualClock,
     RefreshTokenReused,
+    SystemClock,
     TokenResponse,
     Tokensmith,
 )
@@ -256,3 +258,20 @@ def test_a_reuse_policy_can_log_the_user_out_everywhere(tmp_path: Path, clock: M
     # The policy ended the user's other session too, not only the reused family.
     with pytest.raises(InvalidGrant):
         ts.refresh(str(other_device.refresh_token), client_id="spa")
+
+
+def test_a_client_deleted_and_registered_again_at_once_issues_tokens_that_verify(
+    tmp_path: Path,
+) -> None:
+    """A token's ``iat`` is in whole seconds and the ``client:<id>`` cut-offs are not:
+    registering a deleted id returns once the second after its cut-off began, so the new
+    client's first token (issued at once, on the real clock) is not taken for one of the
+    old client's."""
+    ts = make(tmp_path, SystemClock())  # type: ignore[arg-type]
+    ts.register_client("m2m", confidential=True, grant_types=["client_credentials"])
+    while time.time() % 1 > 0.5:  # the deletion starts early in a second
+        time.sleep(0.05)
+    ts.delete_client("m2m")
+    ts.register_client("m2m", confidential=True, grant_types=["client_credentials"])
+    token = ts.issue_client_token(client_id="m2m").access_token
+    assert ts.verify_access_token(token, audience=ISSUER)["sub"] == "client:m2m"

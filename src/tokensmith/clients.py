@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from tokensmith.errors import InvalidRequest, InvalidScope, TokensmithError
@@ -82,6 +82,30 @@ class ClientRegistry(Protocol):
 
     def delete_client(self, client_id: str) -> bool:
         """Remove the client; false if it was unknown."""
+        ...
+
+
+class ClientLogEntry(NamedTuple):
+    """The revocation-log entry (:mod:`tokensmith.revocation.log`) that a registry change
+    writes about its client: ``kind`` at ``at``."""
+
+    kind: str
+    at: float
+
+
+@runtime_checkable
+class LoggedClientRegistry(ClientRegistry, Protocol):
+    """A registry kept in the store that keeps the revocation log (both stores here): a
+    change and its log entry commit in one transaction, so no crash leaves a client deleted
+    or disabled that the other instances and remote verifiers never hear about."""
+
+    def write_client(
+        self, client_id: str, client: Client | None, *, new: bool, log: ClientLogEntry | None
+    ) -> bool:
+        """Add ``client`` (``new``; ``InvalidRequest`` if the id is taken), replace the
+        stored one (``InvalidRequest`` if unknown) or, when ``client`` is ``None``, delete
+        ``client_id`` (false if it was unknown: nothing is then logged). ``log`` is
+        appended for ``client_id`` in the same transaction."""
         ...
 
 
@@ -239,6 +263,11 @@ class CachedClientRegistry:
         self._registry = registry
         self._ttl = ttl
         self._entries: dict[str, tuple[float, Client | None]] = {}
+
+    @property
+    def registry(self) -> ClientRegistry:
+        """The registry behind the cache (writes go there, then :meth:`forget`)."""
+        return self._registry
 
     def get_client(self, client_id: str) -> Client | None:
         return self._lookup(client_id, remember_unknown=False)

@@ -8,8 +8,10 @@ client authentication is the HTTP layer's job (docs/contract.md "Python API").
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -20,7 +22,9 @@ from tokensmith.clients import (
     CLIENT_SUBJECT_PREFIX,
     CachedClientRegistry,
     Client,
+    ClientLogEntry,
     ClientRegistry,
+    LoggedClientRegistry,
     checked_scope,
     client_subject,
     new_client,
@@ -235,8 +239,26 @@ class Tokensmith:
         client, secret = new_client(
             client_id, confidential=confidential, now=self.clock.now(), **options
         )
-        self.clients.add_client(client)
+        if self.clients.registry.get_client(client_id) is not None:
+            raise InvalidRequest(f"client {client_id!r} already exists")
+        self._bury_deleted(client_id)
+        # Ends the CLIENT_DISABLED of a deletion of this id: the new client's tokens verify
+        # at every instance and remote verifier.
+        self._write_client(client_id, client, new=True, kind=CLIENT_ENABLED)
         return client, secret
+
+    def _bury_deleted(self, client_id: str) -> None:
+        """Keep what a deleted client of this id left refused once the id is registered
+        again: sessions and client_credentials tokens that an instance which had not yet
+        heard of the deletion issued after it. Its sessions are revoked and, when the log
+        says the id was deleted, its ``client:<id>`` cut-off moves to now; then the clock
+        enters the next whole second (``iat`` are whole seconds), so the new client's
+        tokens are all issued after the cut-off."""
+        self.sessions.revoke_client(client_id)
+        if self.sessions.revocations.client_disabled(client_id):
+            self.sessions.revoke_subject(client_subject(client_id))
+            at = self.clock.now()
+            time.sleep(math.ceil(at) - at)
 
     def _refuse_disabled(self, client_id: str) -> Client | None:
         """A registered client that is disabled starts and continues no session, here as at
@@ -291,11 +313,9 @@ class Tokensmith:
                 changes[name] = flag
         current = self.client(client_id)
         updated = validated(replace(current, **changes))
-        self.clients.update_client(updated)
-        if updated.enabled != current.enabled:
-            self.sessions.log_revocation(
-                CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED, client_id
-            )
+        flipped = updated.enabled != current.enabled
+        kind = (CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED) if flipped else None
+        self._write_client(client_id, updated, new=False, kind=kind)
         return updated
 
     def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
@@ -304,18 +324,47 @@ class Tokensmith:
         client, secret = rotated_secret(
             self.client(client_id), now=self.clock.now(), overlap=overlap
         )
-        self.clients.update_client(client)
+        self._write_client(client_id, client, new=False, kind=None)
         return client, secret
 
     def delete_client(self, client_id: str) -> int:
         """Remove a client after ending its sessions: every live family is revoked (its
         refresh tokens are refused, their access tokens denied) and its own
-        client_credentials tokens stop verifying. Returns the number of families revoked."""
+        client_credentials tokens stop verifying. The removal is logged as a client
+        revocation (``CLIENT_DISABLED``) in its own transaction, so every instance forgets
+        the client and refuses its tokens within the revocation reach, as remote verifiers
+        do (README "Clients"). Returns the number of families revoked."""
         self.client(client_id)
         revoked = self.sessions.revoke_client(client_id)
         self.sessions.revoke_subject(client_subject(client_id))
-        self.clients.delete_client(client_id)
+        self._write_client(client_id, None, new=False, kind=CLIENT_DISABLED)
         return revoked
+
+    def _write_client(
+        self, client_id: str, client: Client | None, *, new: bool, kind: str | None
+    ) -> None:
+        """Add, replace or (``client`` ``None``) delete a client and log ``kind`` for it.
+        The store's own registry writes both in one transaction (no crash separates a
+        change from its entry); a registry given to the facade keeps no log, so the entry
+        follows in a transaction of the store's."""
+        registry = self.clients.registry
+        log = None if kind is None else ClientLogEntry(kind, self.clock.now())
+        if self._client_registry is None and isinstance(registry, LoggedClientRegistry):
+            done = registry.write_client(client_id, client, new=new, log=log)
+            if done and log is not None:
+                self.sessions.logged()
+        else:
+            if client is None:
+                done = registry.delete_client(client_id)
+            elif new:
+                registry.add_client(client)
+                done = True
+            else:
+                registry.update_client(client)
+                done = True
+            if done and log is not None:
+                self.sessions.log_revocation(log.kind, client_id)
+        self.clients.forget(client_id)
 
     def browser_origins(self) -> set[str]:
         """Every enabled cookie-mode client's allowed origins (the CORS allow-list)."""

@@ -128,6 +128,43 @@ async def test_a_deleted_client_is_refused_and_its_sessions_are_revoked(env: Env
     env.ts.register_client("backend", confidential=True)
 
 
+async def test_a_deleted_id_registered_again_works_without_its_old_sessions(env: Env) -> None:
+    env.ts.delete_client("spa")
+    # A session for the id started after the deletion had revoked the client's sessions:
+    # as by an instance that had not heard of it yet (here the facade, which leaves an
+    # unregistered id to the application).
+    straggler = env.login("spa")
+    env.ts.register_client("spa", confidential=False)
+    assert _error(await _refresh(env, straggler["refresh_token"])) == (400, "invalid_grant")
+    with pytest.raises(InvalidToken):
+        env.ts.verify_access_token(straggler["access_token"], audience="api")
+    fresh = env.login("spa")
+    assert env.ts.verify_access_token(fresh["access_token"], audience="api")
+    assert (await _refresh(env, fresh["refresh_token"])).status_code == 200
+
+
+async def test_client_tokens_issued_after_a_deletion_stay_refused_once_the_id_is_back(
+    env: Env,
+) -> None:
+    env.ts.delete_client("backend")
+    env.clock.advance(1)  # past the deletion's ``client:backend`` cut-off
+    # As by an instance that had not heard of the deletion yet.
+    stale = env.ts.issue_client_token(client_id="backend", audience="api").access_token
+    env.clock.advance(1)
+    _, secret = env.ts.register_client("backend", confidential=True, audiences=("api",))
+    with pytest.raises(InvalidToken):
+        env.ts.verify_access_token(stale, audience="api")
+    fresh = (await _client_token(env, "backend", secret)).json()["access_token"]
+    assert env.ts.verify_access_token(fresh, audience="api")["sub"] == "client:backend"
+
+
+async def test_registering_a_taken_id_is_refused_before_it_touches_a_session(env: Env) -> None:
+    login = env.login("spa")
+    with pytest.raises(InvalidRequest, match="already exists"):
+        env.ts.register_client("spa", confidential=False)
+    assert (await _refresh(env, login["refresh_token"])).status_code == 200
+
+
 async def test_a_rotated_secret_works_for_its_overlap_then_never(env: Env) -> None:
     old = env.secrets["backend"]
     _, new = env.ts.rotate_client_secret("backend", overlap=60)

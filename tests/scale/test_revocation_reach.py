@@ -20,7 +20,6 @@ import random
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -34,14 +33,12 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tests.scale.cluster import (
-    ISSUER,
     Cluster,
-    free_port,
     postgres_cluster,
     tokensmith_exe,
     wait_serving,
 )
-from tokensmith import Settings, Tokensmith
+from tokensmith import Tokensmith
 
 PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 PER_KIND = int(os.environ.get("TOKENSMITH_REACH_PER_KIND", "200"))
@@ -80,27 +77,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         c.env["RS_SECRET"] = secret["client_secret"]
         c.start(3, log_dir=tmp_path)
         yield c
-
-
-@pytest.fixture(scope="module")
-def resource_server(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("rs") / "rs.log").open("wb")
-    script = str(Path(__file__).with_name("resource_server.py"))
-    proc = subprocess.Popen(
-        [sys.executable, script, str(port), cluster.urls[0], ISSUER],
-        env=cluster.env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_serving(f"{url}/healthz", proc)
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
 
 
 def _restart_instance_0(c: Cluster) -> None:
@@ -268,17 +244,6 @@ class Outage:
         finally:
             self.seconds = time.monotonic() - began
             self.over.set()
-
-
-@pytest.fixture
-def instance(cluster: Cluster) -> Iterator[Tokensmith]:
-    """This test's own instance (the fourth), its database connections closed afterwards."""
-    ts = Tokensmith(Settings.from_env(cluster.env))
-    try:
-        yield ts
-    finally:
-        for engine in {ts.sessions.store.engine, ts.keys.store.engine}:  # type: ignore[attr-defined]
-            engine.dispose()
 
 
 def test_every_kind_reaches_a_remote_resource_server_within_a_second(

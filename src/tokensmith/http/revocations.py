@@ -116,7 +116,7 @@ async def _events(ts: Tokensmith, since: int, client_id: str) -> AsyncIterator[b
     while True:
         beat = time.monotonic() >= beat_at
         # A client disabled or deleted since the stream opened hears nothing more (at
-        # another instance, once its client cache has expired).
+        # another instance, once its feed has applied the log entry).
         if (read or beat) and not await in_thread(_still_allowed, ts, client_id):
             return
         if read:

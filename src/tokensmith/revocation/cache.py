@@ -125,6 +125,12 @@ class RevocationCache:
             not_before = self._not_before.get(subject)
         return not_before is not None and issued_at < not_before
 
+    def client_disabled(self, client_id: str) -> bool:
+        """Whether the log, read up to now, says ``client_id`` is disabled or deleted."""
+        self.catch_up()
+        with self._lock:
+            return client_id in self._disabled
+
     def reload(self, now: float | None = None) -> None:
         when = self._clock.now() if now is None else now
         # One reload at a time; other threads keep answering from the previous snapshot.

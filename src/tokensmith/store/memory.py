@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from tokensmith.clients import Client
+from tokensmith.clients import Client, ClientLogEntry
 from tokensmith.errors import InvalidRequest, StoreError
 from tokensmith.logout.outbox import LogoutMessage
 from tokensmith.revocation.log import FAMILY, JTI, SUBJECT, ChangeSignal, LogEntry
@@ -100,6 +100,10 @@ class MemoryTransaction:
         else:
             self._undo.append(lambda: table.pop(key))
         table[key] = value
+
+    def _pop(self, table: dict[K, V], key: K) -> None:
+        old = table.pop(key)
+        self._undo.append(lambda: table.__setitem__(key, old))
 
     def _append(self, table: dict[str, list[T]], key: str, value: T) -> None:
         items = table.setdefault(key, [])
@@ -421,24 +425,36 @@ class MemoryStore:
         return self._t.clients.get(client_id)
 
     def add_client(self, client: Client) -> None:
-        with self._lock:
-            if client.client_id in self._t.clients:
-                raise InvalidRequest(f"client {client.client_id!r} already exists")
-            self._t.clients[client.client_id] = client
+        self.write_client(client.client_id, client, new=True, log=None)
 
     def list_clients(self) -> list[Client]:
         with self._lock:
             return sorted(self._t.clients.values(), key=lambda c: c.client_id)
 
     def update_client(self, client: Client) -> None:
-        with self._lock:
-            if client.client_id not in self._t.clients:
-                raise InvalidRequest(f"no client {client.client_id!r}")
-            self._t.clients[client.client_id] = client
+        self.write_client(client.client_id, client, new=False, log=None)
 
     def delete_client(self, client_id: str) -> bool:
-        with self._lock:
-            return self._t.clients.pop(client_id, None) is not None
+        return self.write_client(client_id, None, new=False, log=None)
+
+    def write_client(
+        self, client_id: str, client: Client | None, *, new: bool, log: ClientLogEntry | None
+    ) -> bool:
+        with self._unit() as tx:
+            clients = self._t.clients
+            if client is None:
+                if client_id not in clients:
+                    return False
+                tx._pop(clients, client_id)
+            elif new and client_id in clients:
+                raise InvalidRequest(f"client {client_id!r} already exists")
+            elif not new and client_id not in clients:
+                raise InvalidRequest(f"no client {client_id!r}")
+            else:
+                tx._set(clients, client_id, client)
+            if log is not None:
+                tx._log_revocation(log.kind, client_id, log.at, None)
+            return True
 
     # -- AuditReader --------------------------------------------------------------------------
     def list_families(self, subject: str, limit: int = 100) -> list[FamilySummary]:

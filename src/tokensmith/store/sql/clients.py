@@ -1,4 +1,6 @@
-"""The SQL client registry (``ts_clients``): public and confidential OAuth clients."""
+"""The SQL client registry (``ts_clients``): public and confidential OAuth clients. A change
+and the revocation-log entry it writes commit in one transaction
+(:class:`tokensmith.clients.LoggedClientRegistry`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import (
     JSON,
     Boolean,
+    Connection,
     Engine,
     LargeBinary,
     String,
@@ -16,11 +19,12 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from tokensmith.clients import Client
+from tokensmith.clients import Client, ClientLogEntry
 from tokensmith.errors import InvalidRequest
+from tokensmith.store.sql.errors import translate
 from tokensmith.store.sql.models import Base
 
 
@@ -92,22 +96,57 @@ class SqlClientRegistry:
         return None if row is None else _client(row)
 
     def add_client(self, client: Client) -> None:
-        try:
-            with self._engine.begin() as conn:
-                conn.execute(_INSERT, {"client_id": client.client_id, **_values(client)})
-        except IntegrityError:
-            raise InvalidRequest(f"client {client.client_id!r} already exists") from None
+        self.write_client(client.client_id, client, new=True, log=None)
 
     def update_client(self, client: Client) -> None:
-        with self._engine.begin() as conn:
-            updated = conn.execute(_UPDATE, {"id": client.client_id, **_values(client)}).rowcount
-        if not updated:
-            raise InvalidRequest(f"no client {client.client_id!r}")
+        self.write_client(client.client_id, client, new=False, log=None)
 
     def delete_client(self, client_id: str) -> bool:
-        with self._engine.begin() as conn:
-            return bool(conn.execute(_DELETE, {"id": client_id}).rowcount)
+        return self.write_client(client_id, None, new=False, log=None)
+
+    def write_client(
+        self, client_id: str, client: Client | None, *, new: bool, log: ClientLogEntry | None
+    ) -> bool:
+        try:
+            with self._engine.begin() as conn:
+                done = _write(conn, client_id, client, new=new)
+                if done and log is not None:
+                    _append(conn, client_id, log)
+        except DBAPIError as exc:
+            raise translate(exc.orig, disconnect=exc.connection_invalidated) from exc
+        except self._engine.dialect.loaded_dbapi.Error as exc:  # the log's raw cursor
+            raise translate(exc, disconnect=False) from exc
+        return done
 
     def list_clients(self) -> list[Client]:
         with self._engine.connect() as conn:
             return [_client(row) for row in conn.execute(_LIST)]
+
+
+def _write(conn: Connection, client_id: str, client: Client | None, *, new: bool) -> bool:
+    if client is None:
+        return bool(conn.execute(_DELETE, {"id": client_id}).rowcount)
+    if new:
+        try:
+            conn.execute(_INSERT, {"client_id": client_id, **_values(client)})
+        except IntegrityError:
+            raise InvalidRequest(f"client {client_id!r} already exists") from None
+        return True
+    if not conn.execute(_UPDATE, {"id": client_id, **_values(client)}).rowcount:
+        raise InvalidRequest(f"no client {client_id!r}")
+    return True
+
+
+def _append(conn: Connection, client_id: str, log: ClientLogEntry) -> None:
+    """Write ``log`` as the transaction's last statements, the way every unit of work does
+    (``store/sql/transaction.py``: ids in commit order, and the PostgreSQL ``NOTIFY``)."""
+    # Imported here: the statements the unit runs are built on this module's table.
+    from tokensmith.store.sql.transaction import SqlTransaction
+
+    cursor = conn.connection.cursor()
+    try:
+        unit = SqlTransaction(cursor, conn.dialect.name)
+        unit._log_revocation(log.kind, client_id, log.at, None)
+        unit._flush_log()
+    finally:
+        cursor.close()
