@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tests import keystore_workers as workers
 from tests.refresh.conftest import PG_URL, Backend
 from tokensmith import Tokensmith
 from tokensmith.clock import ManualClock
-from tokensmith.errors import ConfigError, KeyStoreError
+from tokensmith.errors import ConfigError, KeyStoreError, TemporarilyUnavailable
 from tokensmith.events import EventBus
 from tokensmith.keys import KeyManager
 from tokensmith.keys import lifecycle as lifecycle_module
@@ -407,3 +408,26 @@ def test_an_instance_running_through_a_reencrypt_seals_and_opens_keys_as_it_rese
     elsewhere = _manager(open_store(), clock)
     elsewhere.rotate()  # and opens a key made after the reencrypt elsewhere
     assert all(running.load_private_key(r.kid) for r in elsewhere.records())
+
+
+def test_a_locked_database_is_a_retry_not_a_broken_key_store(tmp_path: Path) -> None:
+    """A key rotation that meets a write lock held past the busy timeout is
+    ``TemporarilyUnavailable`` (503 at the HTTP edge, a retry), not ``KeyStoreError``
+    with advice to run the migrations (a 500)."""
+    backend = Backend("sqlite", f"sqlite:///{tmp_path / 'keys.db'}")
+    _create_schema(backend)
+    store = SqlKeyStore(backend.engine(busy_timeout=0.1), PASSPHRASE)
+    try:
+        with sqlite3.connect(tmp_path / "keys.db", isolation_level=None) as db:
+            db.execute("BEGIN IMMEDIATE")
+            with pytest.raises(TemporarilyUnavailable):
+                store.update(list)  # its first use: the key store's state row
+            db.execute("ROLLBACK")
+            assert store.update(list) == []
+            db.execute("BEGIN IMMEDIATE")
+            with pytest.raises(TemporarilyUnavailable):
+                store.update(list)  # a rotation or revocation
+            db.execute("ROLLBACK")
+        assert store.update(list) == []
+    finally:
+        store.engine.dispose()

@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.pool import NullPool
 
-from tokensmith.errors import KeyStoreError
+from tokensmith.errors import KeyStoreError, TemporarilyUnavailable
 from tokensmith.keys.algorithms import PrivateKey
 from tokensmith.keys.local import LocalKeys
 from tokensmith.keys.records import KeyRecord
@@ -54,6 +54,7 @@ from tokensmith.keys.sealing import (
 )
 from tokensmith.keys.store import REFRESH_SECRET_BYTES, Mutation, Progress
 from tokensmith.store.sql.engine import READ_ONLY
+from tokensmith.store.sql.errors import translate
 from tokensmith.store.sql.models import Base
 
 KID_LENGTH = 64  # an RFC 7638 SHA-256 thumbprint is 43 characters
@@ -249,7 +250,7 @@ class SqlKeyStore(LocalKeys):
                 "check_value": check_value,
             }
             try:
-                with self.engine.begin() as conn:
+                with _schema_hint(), self.engine.begin() as conn:
                     conn.execute(_INSERT_STATE, state)
                 self._salt = salt
                 return sealer
@@ -399,6 +400,11 @@ def _schema_hint() -> Iterator[None]:
     try:
         yield
     except (OperationalError, ProgrammingError) as exc:
+        # A lock timeout, a conflict or a lost connection is the database being busy, not
+        # the key store being broken: the caller may retry (503, not 500).
+        retry = translate(exc.orig, disconnect=exc.connection_invalidated)
+        if isinstance(retry, TemporarilyUnavailable):
+            raise retry from exc
         raise KeyStoreError(
             f"the SQL key store failed ({exc.orig}); has `tokensmith db upgrade` run?"
         ) from exc
