@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import pytest
 from sqlalchemy import create_engine, text
 
 ISSUER = "http://127.0.0.1:9"  # one issuer string for every instance; never contacted
@@ -113,7 +114,8 @@ class Cluster:
 
 @contextmanager
 def postgres_cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    """A fresh schema, migrated once, with the SQL key store and a first key."""
+    """A fresh schema and settings for the SQL key store; the caller migrates it and makes
+    the first key (:func:`migrated_cluster` does both)."""
     schema = f"scale_{secrets.token_hex(5)}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -137,3 +139,19 @@ def postgres_cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
         with admin.connect() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@contextmanager
+def migrated_cluster(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[tuple[Cluster, Path]]:
+    """A module's cluster on ``TOKENSMITH_TEST_PG_URL`` (skipped, visibly, without it):
+    migrated, with a first key, not started yet; with the directory for its logs."""
+    pg_url = os.environ.get("TOKENSMITH_TEST_PG_URL")
+    if not pg_url:
+        pytest.skip(f"TOKENSMITH_TEST_PG_URL is not set: the {name} cluster needs PostgreSQL")
+    tmp_path = tmp_path_factory.mktemp(name)
+    with postgres_cluster(pg_url, tmp_path) as c:
+        c.cli("db", "upgrade")
+        c.cli("keys", "generate")
+        yield c, tmp_path

@@ -15,7 +15,6 @@ server refuses every token of the client. Registering the id again logs
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,11 +22,10 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from tests.scale.cluster import Cluster, postgres_cluster
+from tests.scale.cluster import Cluster, migrated_cluster
 from tokensmith import Tokensmith
 from tokensmith.revocation.log import CLIENT_DISABLED, CLIENT_ENABLED
 
-PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 BOUND = 1.0  # the revocation reach (README "Revocation reach")
 CLIENT = "svc"
 pytestmark = [pytest.mark.postgres]
@@ -35,12 +33,7 @@ pytestmark = [pytest.mark.postgres]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp_path = tmp_path_factory.mktemp("clientdel")
-    if not PG_URL:
-        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: the live cluster needs PostgreSQL")
-    with postgres_cluster(PG_URL, tmp_path) as c:
-        c.cli("db", "upgrade")
-        c.cli("keys", "generate")
+    with migrated_cluster(tmp_path_factory, "clientdel") as (c, tmp_path):
         secret = json.loads(c.cli("clients", "add", "rs", "--confidential", "--json"))
         c.env["RS_SECRET"] = secret["client_secret"]
         c.start(3, log_dir=tmp_path)

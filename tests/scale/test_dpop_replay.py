@@ -6,7 +6,6 @@ good at another; a proof accepted by one instance is refused by the other two, f
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 
@@ -14,21 +13,15 @@ import httpx
 import pytest
 
 from tests.dpop_helpers import DPoPKey
-from tests.scale.cluster import ISSUER, Cluster, postgres_cluster
+from tests.scale.cluster import ISSUER, Cluster, migrated_cluster
 
-PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 TOKEN_URL = f"{ISSUER}/token"  # the htu every instance expects: the issuer's, not its port
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp_path = tmp_path_factory.mktemp("dpop-cluster")
-    if not PG_URL:
-        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: the replay test needs PostgreSQL")
-    with postgres_cluster(PG_URL, tmp_path) as c:
-        c.cli("db", "upgrade")
-        c.cli("keys", "generate")
+    with migrated_cluster(tmp_path_factory, "dpop") as (c, tmp_path):
         c.cli("clients", "add", "spa", "--public", "--scope", "openid")
         added = c.cli(
             "clients", "add", "backend", "--confidential", "--grant", "client_credentials"

@@ -34,13 +34,12 @@ from sqlalchemy import create_engine, text
 
 from tests.scale.cluster import (
     Cluster,
-    postgres_cluster,
+    migrated_cluster,
     tokensmith_exe,
     wait_serving,
 )
 from tokensmith import Tokensmith
 
-PG_URL = os.environ.get("TOKENSMITH_TEST_PG_URL")
 PER_KIND = int(os.environ.get("TOKENSMITH_REACH_PER_KIND", "200"))
 BOUND = 1.0
 RATE = 40.0  # revocations per second
@@ -66,12 +65,7 @@ class Probe:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    tmp_path = tmp_path_factory.mktemp("reach")
-    if not PG_URL:
-        pytest.skip("TOKENSMITH_TEST_PG_URL is not set: the reach test needs PostgreSQL")
-    with postgres_cluster(PG_URL, tmp_path) as c:
-        c.cli("db", "upgrade")
-        c.cli("keys", "generate")
+    with migrated_cluster(tmp_path_factory, "reach") as (c, tmp_path):
         c.cli("clients", "add", "spa", "--public", "--aud", "api")
         secret = json.loads(c.cli("clients", "add", "rs", "--confidential", "--json"))
         c.env["RS_SECRET"] = secret["client_secret"]
