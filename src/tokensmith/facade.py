@@ -8,28 +8,22 @@ client authentication is the HTTP layer's job (docs/contract.md "Python API").
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from tokensmith.client_admin import ClientAdministration
 from tokensmith.clients import (
     CLIENT_SUBJECT_PREFIX,
     CachedClientRegistry,
     Client,
-    ClientLogEntry,
     ClientRegistry,
-    LoggedClientRegistry,
     checked_scope,
     client_subject,
-    new_client,
-    rotated_secret,
-    validated,
 )
 from tokensmith.clock import Clock, SystemClock
 from tokensmith.dpop.deployment import NONCE_PURPOSE, DPoP, ProofHeader, binds_refresh_tokens
@@ -108,7 +102,7 @@ class TokenResponse:
         return body
 
 
-class Tokensmith:
+class Tokensmith(ClientAdministration):
     def __init__(
         self,
         settings: Settings,
@@ -231,35 +225,6 @@ class Tokensmith:
             )
         return store
 
-    def register_client(
-        self, client_id: str, *, confidential: bool, **options: Any
-    ) -> tuple[Client, str | None]:
-        """Add a client; returns it with its secret, which is shown this once and stored
-        only as a hash (``None`` for a public client)."""
-        client, secret = new_client(
-            client_id, confidential=confidential, now=self.clock.now(), **options
-        )
-        if self.clients.registry.get_client(client_id) is not None:
-            raise InvalidRequest(f"client {client_id!r} already exists")
-        self._bury_deleted(client_id)
-        # Ends the CLIENT_DISABLED of a deletion of this id: the new client's tokens verify
-        # at every instance and remote verifier.
-        self._write_client(client_id, client, new=True, kind=CLIENT_ENABLED)
-        return client, secret
-
-    def _bury_deleted(self, client_id: str) -> None:
-        """Keep what a deleted client of this id left refused once the id is registered
-        again: sessions and client_credentials tokens that an instance which had not yet
-        heard of the deletion issued after it. Its sessions are revoked and, when the log
-        says the id was deleted, its ``client:<id>`` cut-off moves to now; then the clock
-        enters the next whole second (``iat`` are whole seconds), so the new client's
-        tokens are all issued after the cut-off."""
-        self.sessions.revoke_client(client_id)
-        if self.sessions.revocations.client_disabled(client_id):
-            self.sessions.revoke_subject(client_subject(client_id))
-            at = self.clock.now()
-            time.sleep(math.ceil(at) - at)
-
     def _refuse_disabled(self, client_id: str) -> Client | None:
         """A registered client that is disabled starts and continues no session, here as at
         the HTTP endpoints; an unregistered id is the caller's business (docs/contract.md
@@ -268,103 +233,6 @@ class Tokensmith:
         if client is not None and not client.enabled:
             raise InvalidClient("client is disabled")
         return client
-
-    def client(self, client_id: str) -> Client:
-        """The registered client ``client_id``; ``InvalidRequest`` if there is none."""
-        client = self.clients.get_client(client_id)
-        if client is None:
-            raise InvalidRequest(f"no client {client_id!r}")
-        return client
-
-    def update_client(
-        self,
-        client_id: str,
-        *,
-        scopes: Sequence[str] | None = None,
-        audiences: Sequence[str] | None = None,
-        allowed_origins: Sequence[str] | None = None,
-        grant_types: Sequence[str] | None = None,
-        enabled: bool | None = None,
-        backchannel_logout_uri: str | None = None,
-        backchannel_logout_session_required: bool | None = None,
-        dpop_bound_access_tokens: bool | None = None,
-    ) -> Client:
-        """Replace the lists given (``None`` keeps one) and set ``enabled`` and
-        ``dpop_bound_access_tokens`` (RFC 9449 §5.2) if given. A
-        disabled client is ``invalid_client`` at every endpoint, so its refresh tokens are
-        refused, and its access tokens fail verification here, at the other instances and
-        at remote verifiers (the revocation log); nothing is revoked, so enabling it again
-        restores them. An empty ``backchannel_logout_uri`` removes it."""
-        lists = {
-            "scopes": scopes,
-            "audiences": audiences,
-            "allowed_origins": allowed_origins,
-            "grant_types": grant_types,
-        }
-        changes: dict[str, Any] = {k: tuple(v) for k, v in lists.items() if v is not None}
-        if backchannel_logout_uri is not None:
-            changes["backchannel_logout_uri"] = backchannel_logout_uri or None
-        for name, flag in (
-            ("enabled", enabled),
-            ("backchannel_logout_session_required", backchannel_logout_session_required),
-            ("dpop_bound_access_tokens", dpop_bound_access_tokens),
-        ):
-            if flag is not None:
-                changes[name] = flag
-        current = self.client(client_id)
-        updated = validated(replace(current, **changes))
-        flipped = updated.enabled != current.enabled
-        kind = (CLIENT_ENABLED if updated.enabled else CLIENT_DISABLED) if flipped else None
-        self._write_client(client_id, updated, new=False, kind=kind)
-        return updated
-
-    def rotate_client_secret(self, client_id: str, *, overlap: float) -> tuple[Client, str]:
-        """A new secret for a confidential client, shown this once; the current one keeps
-        working for ``overlap`` seconds, then never."""
-        client, secret = rotated_secret(
-            self.client(client_id), now=self.clock.now(), overlap=overlap
-        )
-        self._write_client(client_id, client, new=False, kind=None)
-        return client, secret
-
-    def delete_client(self, client_id: str) -> int:
-        """Remove a client after ending its sessions: every live family is revoked (its
-        refresh tokens are refused, their access tokens denied) and its own
-        client_credentials tokens stop verifying. The removal is logged as a client
-        revocation (``CLIENT_DISABLED``) in its own transaction, so every instance forgets
-        the client and refuses its tokens within the revocation reach, as remote verifiers
-        do (README "Clients"). Returns the number of families revoked."""
-        self.client(client_id)
-        revoked = self.sessions.revoke_client(client_id)
-        self.sessions.revoke_subject(client_subject(client_id))
-        self._write_client(client_id, None, new=False, kind=CLIENT_DISABLED)
-        return revoked
-
-    def _write_client(
-        self, client_id: str, client: Client | None, *, new: bool, kind: str | None
-    ) -> None:
-        """Add, replace or (``client`` ``None``) delete a client and log ``kind`` for it.
-        The store's own registry writes both in one transaction (no crash separates a
-        change from its entry); a registry given to the facade keeps no log, so the entry
-        follows in a transaction of the store's."""
-        registry = self.clients.registry
-        log = None if kind is None else ClientLogEntry(kind, self.clock.now())
-        if self._client_registry is None and isinstance(registry, LoggedClientRegistry):
-            done = registry.write_client(client_id, client, new=new, log=log)
-            if done and log is not None:
-                self.sessions.logged()
-        else:
-            if client is None:
-                done = registry.delete_client(client_id)
-            elif new:
-                registry.add_client(client)
-                done = True
-            else:
-                registry.update_client(client)
-                done = True
-            if done and log is not None:
-                self.sessions.log_revocation(log.kind, client_id)
-        self.clients.forget(client_id)
 
     def browser_origins(self) -> set[str]:
         """Every enabled cookie-mode client's allowed origins (the CORS allow-list)."""
