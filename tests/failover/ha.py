@@ -15,6 +15,7 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "ha" / "cluster.sh"
 # Not 55432 (the dev/CI server); one cluster at a time per port base.
 PORT_BASE = int(os.environ.get("TOKENSMITH_TEST_HA_PORT_BASE", "56000"))
+LOG_LINES = 40  # of each service's log, in a failure's message
 
 
 def unavailable_reason() -> str | None:
@@ -40,8 +41,29 @@ class HaCluster:
             timeout=timeout,
         )
         if proc.returncode != 0:
-            raise RuntimeError(f"cluster.sh {args[0]} failed: {proc.stderr.strip()[-2000:]}")
+            raise RuntimeError(
+                f"cluster.sh {args[0]} failed: {proc.stderr.strip()[-2000:]}{self.diagnosis()}"
+            )
         return proc.stdout.strip()
+
+    def diagnosis(self) -> str:
+        """The monitor's view and each service's last log lines: ``stop`` deletes the
+        directory, so a failure has to carry them to be understood afterwards."""
+        parts = []
+        status = subprocess.run(
+            [str(SCRIPT), "status", str(self.directory)],
+            env={**os.environ, "HA_PORT_BASE": str(PORT_BASE)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        parts.append(f"status:\n{status.stdout.strip() or status.stderr.strip()}")
+        for name in ("monitor", "node1", "node2"):
+            log = self.directory / f"{name}.log"
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-LOG_LINES:]
+                parts.append(f"{name}.log:\n" + "\n".join(tail))
+        return "\n\n" + "\n\n".join(parts)
 
     def kill_primary(self) -> str:
         return self.run("kill-primary")
