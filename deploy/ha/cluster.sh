@@ -10,7 +10,8 @@
 #   deploy/ha/cluster.sh kill-primary DIR         SIGKILL the primary node (keeper + postgres)
 #   deploy/ha/cluster.sh stop DIR                 stop everything and delete DIR
 #
-# Ports: HA_PORT_BASE (default 56000) for the monitor, +1 and +2 for the two data nodes.
+# Ports: HA_PORT_BASE (default 26000, below Linux's ephemeral range) for the monitor, +1 and
+# +2 for the two data nodes.
 # PostgreSQL refuses to run as root: as root, everything runs as the postgres user.
 #
 # Manager timeouts (the monitor's pgautofailover.* settings; pg_auto_failover's defaults in
@@ -23,7 +24,7 @@ set -euo pipefail
 
 cmd=${1:?usage: cluster.sh start|url|status|primary|wait-primary|kill-primary|stop DIR}
 dir=${2:?the cluster directory}
-base=${HA_PORT_BASE:-56000}
+base=${HA_PORT_BASE:-26000}
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 export PATH="$pgbin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 # pg_autoctl keeps its config and state under XDG directories: this cluster's own.

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "ha" / "cluster.sh"
-# Not 55432 (the dev/CI server); one cluster at a time per port base.
-PORT_BASE = int(os.environ.get("TOKENSMITH_TEST_HA_PORT_BASE", "56000"))
+# Not 55432 (the dev/CI server); one cluster at a time per port base. Below Linux's
+# ephemeral range (32768-60999), so no outgoing connection holds a node's port as its own
+# and no reconnect to a killed node's port can connect to itself (TCP simultaneous open).
+PORT_BASE = int(os.environ.get("TOKENSMITH_TEST_HA_PORT_BASE", "26000"))
 LOG_LINES = 40  # of each service's log, in a failure's message
 
 
@@ -25,6 +27,11 @@ def unavailable_reason() -> str | None:
     if os.geteuid() == 0 and shutil.which("runuser") is None:
         return "running as root needs runuser to start PostgreSQL as postgres"
     return None
+
+
+class NoPrimary(RuntimeError):
+    """The manager made no node a writable primary in time: a fault of the HA layout, about
+    which nothing can be judged of what runs on it."""
 
 
 @dataclass
@@ -64,6 +71,12 @@ class HaCluster:
                 tail = log.read_text(errors="replace").splitlines()[-LOG_LINES:]
                 parts.append(f"{name}.log:\n" + "\n".join(tail))
         return "\n\n" + "\n\n".join(parts)
+
+    def wait_primary(self, seconds: int) -> None:
+        try:
+            self.run("wait-primary", str(seconds))
+        except RuntimeError as exc:
+            raise NoPrimary(str(exc)) from None
 
     def kill_primary(self) -> str:
         return self.run("kill-primary")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tests.failover import chaos, ha
-from tests.failover.ha import ha_cluster, unavailable_reason
+from tests.failover.ha import NoPrimary, ha_cluster, unavailable_reason
 from tokensmith import Settings, Tokensmith
 from tokensmith.errors import InvalidGrant, TemporarilyUnavailable
 
@@ -33,8 +34,7 @@ def test_a_killed_primary_costs_503s_for_seconds_and_loses_nothing(tmp_path: Pat
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
-    with ha_cluster("sync") as cluster:
-        report = chaos.run(cluster, "sync", tmp_path, clients=CLIENTS)
+    report = _chaos_run(tmp_path)
     print(report.line())
     assert report.refreshes > 0
     assert set(report.failures) <= {"503 temporarily_unavailable"}, report.line()
@@ -43,6 +43,26 @@ def test_a_killed_primary_costs_503s_for_seconds_and_loses_nothing(tmp_path: Pat
     assert report.slowest <= Settings.database_in_doubt_timeout + 10, report.line()
     assert report.dead_chains == [], report.line()
     assert report.lost == 0 and report.resurrected == 0, report.line()
+
+
+def _chaos_run(tmp_path: Path) -> chaos.ChaosReport:
+    """The chaos run, once more on a fresh cluster if pg_auto_failover made no node primary
+    again at all (seen once in CI in about ten runs, its logs lost with the cluster). With no
+    writable primary there is nothing to judge of tokensmith; the first cluster's state and
+    logs go to the real stderr, so the fault stays in the CI log even when the rerun passes."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    try:
+        with ha_cluster("sync") as cluster:
+            return chaos.run(cluster, "sync", first, clients=CLIENTS)
+    except NoPrimary as exc:
+        print(
+            f"\n{__name__}: no primary after the kill; a fresh cluster once more.\n{exc}",
+            file=sys.__stderr__,
+        )
+    with ha_cluster("sync") as cluster:
+        return chaos.run(cluster, "sync", second, clients=CLIENTS)
 
 
 # psycopg leaves a connection it refused for target_session_attrs (the standby, while
@@ -92,7 +112,7 @@ def test_a_commit_cut_off_by_the_real_failover_is_read_back_from_the_new_primary
         worker.join(120)
         assert not worker.is_alive()
         assert "in-doubt rotation" in caplog.text
-        cluster.run("wait-primary", "60")
+        cluster.wait_primary(60)
         outcome = answer[0]
         if isinstance(outcome, TemporarilyUnavailable):
             # Not committed where it counts: the parent is unused there, the retry rotates.
