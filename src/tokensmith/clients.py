@@ -278,6 +278,11 @@ class CachedClientRegistry:
         return self._lookup(client_id, remember_unknown=True)
 
     def _lookup(self, client_id: str, *, remember_unknown: bool) -> Client | None:
+        if not client_id.isprintable():
+            # No client has a control character in its id (registration allows
+            # [A-Za-z0-9._-]), and PostgreSQL refuses a NUL in a text parameter with an
+            # error: such an id from a request is unknown, without a query.
+            return None
         now = time.monotonic()
         hit = self._entries.get(client_id)
         if hit is not None and now - hit[0] < self._ttl:

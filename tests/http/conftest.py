@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote_plus
@@ -15,6 +15,7 @@ from tokensmith import ManualClock, Tokensmith
 from tokensmith.http import create_app
 
 from ..conftest import make_tokensmith
+from ..refresh.conftest import pg_schema_url
 
 ISSUER = "https://as.example.com"
 ORIGIN = "https://app.example.com"
@@ -58,3 +59,18 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     transport = httpx.ASGITransport(app=create_app(ts))
     async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
         yield Env(ts, clock, client, secrets)
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+    ids=["on memory", "on SQLite", "on PostgreSQL"],
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store of each kind, for tests whose outcome must not depend on it."""
+    if request.param == "memory":
+        yield "memory://"
+    elif request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ts.db'}"
+    else:
+        with pg_schema_url("sess") as url:
+            yield url

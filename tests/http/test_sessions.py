@@ -4,7 +4,7 @@ only their own sessions, and another user's ``sid`` is indistinguishable from no
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +17,9 @@ from tokensmith import sessions as sessions_module
 from tokensmith.http import create_app
 
 from ..dpop_helpers import DPoPKey
-from ..refresh.conftest import pg_schema_url
 from .conftest import ISSUER, ORIGIN, T0
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-    ids=["on memory", "on SQLite", "on PostgreSQL"],
-)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "memory":
-        yield "memory://"
-    elif request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'ts.db'}"
-    else:
-        with pg_schema_url("sess") as url:
-            yield url
 
 
 @pytest.fixture
