@@ -107,3 +107,22 @@ async def test_cors_preflight_is_granted_to_allowed_origins_only(env: Env) -> No
     assert CSRF_HEADER in ok.headers["access-control-allow-headers"]
     evil = await env.http.options("/token", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in evil.headers
+
+
+async def test_the_page_can_read_every_token_error_and_a_foreign_page_none(env: Env) -> None:
+    """A dead session (``invalid_grant``) must not look like a network failure to the SPA,
+    and a 503's ``Retry-After`` must be readable: every /token error of a cookie-mode client
+    carries CORS for its own origins (as DPoP errors always did)."""
+    r = await _refresh(env, BROWSER)  # no cookie at all
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_request")  # type: ignore[attr-defined]
+    assert r.headers["access-control-allow-origin"] == ORIGIN  # type: ignore[attr-defined]
+    token = _login(env)
+    env.ts.revoke_refresh_token(token)
+    r = await _refresh(env, BROWSER)
+    assert (r.status_code, r.json()["error"]) == (400, "invalid_grant")  # type: ignore[attr-defined]
+    assert r.headers["access-control-allow-origin"] == ORIGIN  # type: ignore[attr-defined]
+    assert r.headers["access-control-allow-credentials"] == "true"  # type: ignore[attr-defined]
+    assert "Retry-After" in r.headers["access-control-expose-headers"]  # type: ignore[attr-defined]
+    # Another page's origin is refused before the grant runs, and reads nothing.
+    r = await _refresh(env, {"Origin": "https://evil.example", CSRF_HEADER: "1"})
+    assert "access-control-allow-origin" not in r.headers  # type: ignore[attr-defined]

@@ -46,7 +46,7 @@ async def test_the_preflight_allows_the_dpop_header_and_exposes_the_nonce(env: E
         },
     )
     assert "dpop" in r.headers["access-control-allow-headers"].split(", ")
-    assert r.headers["access-control-expose-headers"] == "DPoP-Nonce"
+    assert r.headers["access-control-expose-headers"] == "DPoP-Nonce, Retry-After"
 
 
 async def test_a_cookie_mode_refresh_with_a_proof_and_its_dpop_errors_are_readable(
@@ -65,7 +65,7 @@ async def test_a_cookie_mode_refresh_with_a_proof_and_its_dpop_errors_are_readab
     r = await env.http.post("/token", data=form, headers=good)
     assert r.status_code == 200, r.text
     assert r.json()["token_type"] == "DPoP"
-    assert r.headers["access-control-expose-headers"] == "DPoP-Nonce"
+    assert r.headers["access-control-expose-headers"] == "DPoP-Nonce, Retry-After"
 
 
 async def test_failed_token_requests_leave_no_proof_remembered_and_a_used_one_stays_spent(

@@ -55,7 +55,7 @@ def cors_headers(request: Request, origins: set[str]) -> dict[str, str]:
         "Access-Control-Allow-Methods": "POST",
         # RFC 9449: the page sends DPoP proofs and must read the server's next nonce.
         "Access-Control-Allow-Headers": f"content-type, {CSRF_HEADER}, dpop",
-        "Access-Control-Expose-Headers": "DPoP-Nonce",
+        "Access-Control-Expose-Headers": "DPoP-Nonce, Retry-After",
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }

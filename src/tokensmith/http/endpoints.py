@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tokensmith.clients import Client
-from tokensmith.errors import InvalidDPoPProof, UseDPoPNonce
+from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.grants import GRANTS
 from tokensmith.http.clientauth import authenticate
@@ -83,10 +83,13 @@ def token(request: Request, form: dict[str, str]) -> Response:
         raise OAuthError("unauthorized_client", f"client may not use {grant_type}")
     try:
         return HANDLERS[grant_type](_ts(request), request, form, client)
-    except (InvalidDPoPProof, UseDPoPNonce) as exc:
+    except TokensmithError as exc:
         if not client.cookie_mode:
             raise
-        # The page must read the error and the DPoP-Nonce header to retry (RFC 9449 §8).
+        # The page must read every error: a dead session (invalid_grant) is not a network
+        # failure, a 503's Retry-After says when to retry, and a DPoP error's DPoP-Nonce
+        # header is the nonce to retry with (RFC 9449 §8). Only the client's own origins
+        # get CORS (cors_headers), so no other page reads anything.
         response = error_response(exc)
         response.headers.update(cors_headers(request, set(client.allowed_origins)))
         return response
