@@ -263,6 +263,7 @@ class CachedClientRegistry:
         self._registry = registry
         self._ttl = ttl
         self._entries: dict[str, tuple[float, Client | None]] = {}
+        self._origins: tuple[float, frozenset[str]] | None = None
 
     @property
     def registry(self) -> ClientRegistry:
@@ -294,21 +295,40 @@ class CachedClientRegistry:
             self._entries[client_id] = (now, client)
         return client
 
+    def browser_origins(self) -> frozenset[str]:
+        """Every enabled cookie-mode client's allowed origins (the CORS allow-list), kept
+        for ``ttl`` like a client: every preflight asks, unauthenticated, and reading the
+        whole client table each time cost 230 ms with 5,000 clients."""
+        now = time.monotonic()
+        if self._origins is not None and now - self._origins[0] < self._ttl:
+            return self._origins[1]
+        origins = frozenset(
+            origin
+            for c in self._registry.list_clients()
+            if c.cookie_mode and c.enabled
+            for origin in c.allowed_origins
+        )
+        if self._ttl > 0:
+            self._origins = (now, origins)
+        return origins
+
     def add_client(self, client: Client) -> None:
         self._registry.add_client(client)
-        self._entries.pop(client.client_id, None)
+        self.forget(client.client_id)
 
     def list_clients(self) -> list[Client]:
         return self._registry.list_clients()
 
     def update_client(self, client: Client) -> None:
         self._registry.update_client(client)
-        self._entries.pop(client.client_id, None)
+        self.forget(client.client_id)
 
     def delete_client(self, client_id: str) -> bool:
-        self._entries.pop(client_id, None)
+        self.forget(client_id)
         return self._registry.delete_client(client_id)
 
     def forget(self, client_id: str) -> None:
-        """Read ``client_id`` afresh next time (another instance changed it)."""
+        """Read ``client_id`` (and the origins, which it may change) afresh next time:
+        this or another instance changed it."""
         self._entries.pop(client_id, None)
+        self._origins = None

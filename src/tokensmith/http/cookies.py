@@ -9,6 +9,8 @@ the client's own origins.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,7 +46,7 @@ def clear_refresh_cookie(response: Response) -> None:
     response.delete_cookie(COOKIE_NAME, path="/", secure=True, httponly=True, samesite="strict")
 
 
-def cors_headers(request: Request, origins: set[str]) -> dict[str, str]:
+def cors_headers(request: Request, origins: AbstractSet[str]) -> dict[str, str]:
     """CORS for cookie-mode clients' origins only; nothing for any other origin."""
     origin = request.headers.get("origin")
     if origin is None or origin not in origins:
