@@ -106,3 +106,37 @@ def test_serve_refuses_an_issuer_that_is_not_http(tmp_path: Path) -> None:
 def test_serve_off_loopback_needs_an_issuer(tmp_path: Path) -> None:
     env = cli_env(tmp_path)
     assert "TOKENSMITH_ISSUER" in _refused({**env, "TOKENSMITH_ISSUER": ""}, "--host", "0.0.0.0")
+
+
+def test_the_access_log_keeps_no_query_value(tmp_path: Path) -> None:
+    """Found by attacking a live server: a client that put its secret or a token in the
+    query string (RFC 6749 §2.3.1 and RFC 6750 §2.3 say not to) had it written to the
+    access log. Each worker keeps the names and shows every value as ``…``."""
+    port = _free_port()
+    env = {**os.environ, **cli_env(tmp_path)}
+    env["TOKENSMITH_ISSUER"] = f"http://127.0.0.1:{port}"
+    exe = Path(sys.executable).with_name("tokensmith")
+    subprocess.run([str(exe), "db", "upgrade"], env=env, check=True, capture_output=True)
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(exe), "serve", "--port", str(port), "--workers", "2", "--insecure"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    secret = "tss_QUERYSECRET0123456789"
+    try:
+        _wait_for(f"{base}/healthz", proc, log)
+        httpx.post(f"{base}/token?client_id=spa&client_secret={secret}", timeout=10)
+        httpx.get(f"{base}/revocations?since=0&client_secret={secret}", timeout=10)
+        httpx.get(f"{base}/sessions?access_token={secret}", timeout=10)
+        time.sleep(0.5)  # the workers' access lines reach the file
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    text = log.read_text()
+    assert secret not in text
+    assert '"GET /revocations?since=…&client_secret=… HTTP/1.1" 401' in text, text
+    assert "/token?client_id=…&client_secret=…" in text

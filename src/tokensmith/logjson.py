@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line, with an event's fields when it has them.
+"""Structured logs: one JSON object per line, with an event's fields when it has them;
+and the access log's redaction of query values.
 
 Event records (``tokensmith.events``) carry ``event`` and ``event_data`` extras; those are
 ids and timestamps only, never a token or a secret (see ``events.py``).
@@ -6,9 +7,12 @@ ids and timestamps only, never a token or a secret (see ``events.py``).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import logging.config
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,3 +61,33 @@ def dict_config(level: int = logging.INFO) -> dict[str, Any]:
 def configure(level: int = logging.INFO) -> None:
     """Send ours and uvicorn's loggers to stderr as JSON lines, in this process."""
     logging.config.dictConfig(dict_config(level))
+
+
+# A query parameter's value: from after its "=" to the next "&" or the end.
+_QUERY_VALUE = re.compile(r"=[^&]*")
+
+
+class QueryValuesRedacted(logging.Filter):
+    """uvicorn's access line names the path with its query string. Credentials have no place
+    there (RFC 6749 §2.3.1, RFC 6750 §2.3), but clients put a ``client_secret`` or an
+    ``access_token`` there anyway, and the log must not keep them: every value of the query
+    is shown as ``…``, its names stay (``/revocations?since=…``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn.protocols.http: (client_addr, method, full_path, http_version, status_code)
+        if isinstance(args, tuple) and len(args) == 5 and "?" in str(args[2]):
+            path, query = str(args[2]).split("?", 1)
+            record.args = (*args[:2], f"{path}?{_QUERY_VALUE.sub('=…', query)}", *args[3:])
+        return True
+
+
+def access_log_redacted(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a ``dictConfig``, uvicorn's ``LOGGING_CONFIG``) with
+    :class:`QueryValuesRedacted` on the ``uvicorn.access`` logger. Handed to uvicorn as
+    ``log_config``, so each worker process applies it too."""
+    redacted = copy.deepcopy(dict(config))
+    redacted.setdefault("filters", {})["query_values"] = {"()": QueryValuesRedacted}
+    access = redacted.setdefault("loggers", {}).setdefault("uvicorn.access", {})
+    access["filters"] = [*access.get("filters", []), "query_values"]
+    return redacted

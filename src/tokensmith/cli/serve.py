@@ -109,6 +109,7 @@ def serve(
     """Serve the JWKS, discovery, token, revocation, introspection, health and OpenAPI
     endpoints."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from tokensmith import logjson
     from tokensmith.http import create_app
@@ -156,8 +157,10 @@ def serve(
         "log_level": "info",
         "access_log": not log_json,
     }
-    if log_json:
-        served["log_config"] = logjson.dict_config()
+    # JSON lines have no access log; uvicorn's own access lines lose their query values.
+    served["log_config"] = (
+        logjson.dict_config() if log_json else logjson.access_log_redacted(LOGGING_CONFIG)
+    )
     if workers > 1:
         # Each worker builds its own app from the environment; pass our overrides on.
         for name, value in overrides.items():
