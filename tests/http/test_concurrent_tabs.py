@@ -32,7 +32,7 @@ import pytest
 from tokensmith import SystemClock, Tokensmith
 from tokensmith.events import Event
 from tokensmith.http import create_app
-from tokensmith.http.serving import NoDelayHttpToolsProtocol
+from tokensmith.http.serving import SPREAD, NoDelayHttpToolsProtocol
 from tokensmith.settings import Settings
 from tokensmith.store.sql import SqlStore
 from tokensmith.store.sql.models import metadata
@@ -321,3 +321,38 @@ def test_uncoordinated_tabs_with_a_grace_window_share_one_token(
     finally:
         for tab in tabs:
             tab.sock.close()
+
+
+def test_a_body_sent_after_the_winners_answer_is_reuse_though_its_head_came_first(
+    live: Live,
+) -> None:
+    """Found by attacking a live server: the stamp was the request's first byte, and the
+    refresh token is in the body, which may follow the head by the head and body deadlines.
+    A holder of a used token who sent a head early could present it long after the winner
+    was answered as "concurrent", forever unseen. A request now arrives no earlier than
+    ``SPREAD`` before its last byte."""
+    token = live.login()
+    body = urlencode({"grant_type": "refresh_token", "refresh_token": token, "client_id": "spa"})
+    port = int(live.base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as early:
+        early.sendall(
+            b"POST /token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        time.sleep(0.3)  # the head is parsed
+        (tab,) = _tabs(live, 1)
+        try:
+            winner = _refresh(tab, token)
+            assert winner.status_code == 200, winner.text
+            time.sleep(SPREAD + 0.5)
+            early.sendall(body.encode())  # well after the winner's answer
+            answer = http.client.HTTPResponse(early)
+            answer.begin()
+            assert answer.status == 400
+            assert json.loads(answer.read())["error"] == "invalid_grant"
+            assert len(live.named("reuse_detected")) == 1
+            child = _refresh(tab, winner.json()["refresh_token"])
+            assert child.status_code == 400, "the family was not revoked"
+        finally:
+            tab.close()

@@ -46,7 +46,8 @@ _Handler = Callable[[Request, dict[str, str]], Response]
 
 def _received_at(request: Request, ts: Tokensmith) -> float:
     """When the request reached the server, by the facade's clock: stamped by the serving
-    protocol when its first bytes were parsed, else (another ASGI server) now."""
+    protocol (``ARRIVED``), else (another ASGI server) now. Called once the body is read,
+    when the stamp is final."""
     now = ts.clock.now()
     arrived = request.scope.get("state", {}).get(ARRIVED)
     return now if arrived is None else now - max(0.0, time.monotonic() - arrived)
@@ -59,13 +60,14 @@ def _form_endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]
     @functools.wraps(handler)  # the route keeps the handler's name (url_path_for)
     async def endpoint(request: Request) -> Response:
         ts = _ts(request)
+        form = await read_form(request)
         request.state.received_at = _received_at(request, ts)
-        response = await in_thread(handler, request, await read_form(request))
+        response = await in_thread(handler, request, form)
         rotated: str | None = getattr(request.state, ROTATED, None)
         if rotated is not None:
-            # Back on the event loop, which reads every request's first bytes before it
-            # resumes this one: a refresh that arrives from now on was sent after the
-            # winner's answer (SECURITY B3).
+            # Back on the event loop, which reads every request's bytes before it resumes
+            # this one: a refresh that arrives from now on was sent after the winner's
+            # answer (SECURITY B3).
             ts.sessions.answered(rotated)
         return response
 
