@@ -7,7 +7,8 @@ read or write blocked on them, and httpx raises. The sockets come from httpcore'
 request extension (``extensions={"trace": deadline.trace}``), which reports each connection
 as it is opened, so the client should not keep connections alive
 (``httpx.Limits(max_keepalive_connections=0)``): a reused one is watched only from its
-response's ``network_stream`` on. Used by ``http/remote_jwks.py`` (a JWKS fetch) and
+response's ``network_stream`` on. Name resolution, before any socket exists, is left to the
+system resolver's own timeouts. Used by ``http/remote_jwks.py`` (a JWKS fetch) and
 ``logout/delivery.py`` (a back-channel logout POST).
 """
 
