@@ -30,6 +30,7 @@ from tokensmith.facade import TokenResponse
 from tokensmith.http import create_app
 from tokensmith.http.cookies import COOKIE_NAME, CSRF_HEADER
 from tokensmith.logout import BACKCHANNEL_LOGOUT_EVENT
+from tokensmith.logout.delivery import DeliveryReport
 
 from .conftest import ISSUER, cli_env, live_serve, make_tokensmith
 from .logout_receiver import received, serve
@@ -345,6 +346,111 @@ def test_a_redirect_is_not_followed(tmp_path: Path) -> None:
             redirector.server_close()
     assert (report.delivered, report.retried) == (0, 1)
     assert received(record) == []
+
+
+# -- every POST is bounded: in time, and in what it reads ------------------------------------
+@contextmanager
+def raw_receiver(handle: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[str]:
+    """A receiver whose answer ``handle`` writes by hand, once it has read the request."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            handle(self)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/backchannel"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_trickling_receiver_is_cut_off_at_the_deadline_and_others_still_get_theirs(
+    tmp_path: Path,
+) -> None:
+    """A receiver that sends its status line and then a header line every 0.3 s never
+    trips the per-read timeout (0.5 s here). The POST's deadline (3 x 0.5 s) shuts its
+    connection down and counts a failed attempt, and the next client, which answers at
+    once, still gets its logout. Without the deadline the delivery waits on the trickle
+    for as long as it lasts, and the fast receiver gets nothing."""
+    record = tmp_path / "received.jsonl"
+    ts = make_tokensmith(tmp_path, SystemClock(), backchannel_timeout=0.5)  # type: ignore[arg-type]
+    stop = threading.Event()
+    cut_off: list[float] = []
+
+    def trickle(handler: BaseHTTPRequestHandler) -> None:
+        try:
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.3):
+                handler.wfile.write(b"X-Still-Thinking: yes\r\n")
+        except OSError:  # the issuer closed the connection
+            cut_off.append(time.monotonic())
+
+    reports: list[DeliveryReport] = []
+    with raw_receiver(trickle) as slow_uri, receiver_thread(record) as fast_uri:
+        try:
+            ts.register_client("slow", confidential=False, backchannel_logout_uri=slow_uri)
+            ts.register_client("fast", confidential=False, backchannel_logout_uri=fast_uri)
+            for client_id in ("slow", "fast"):  # the slow one is due first
+                ts.revoke_family(ts.issue(subject="alice", client_id=client_id).session_id or "")
+            started = time.monotonic()
+            worker = threading.Thread(target=lambda: reports.append(ts.deliver_logouts()))
+            worker.start()
+            wait_for(lambda: received(record), "the fast receiver's logout", timeout=10)
+            wait_for(lambda: cut_off, "the slow receiver's connection to close", timeout=10)
+        finally:
+            stop.set()  # ends a trickle that was never cut off
+            worker.join(WAIT)
+    assert cut_off[0] - started < 10
+    assert reports == [DeliveryReport(delivered=1, retried=1, dropped=0)]
+    assert ts.logout_outbox is not None and ts.logout_outbox.pending_logouts() == 1  # a retry
+
+
+BODY = 128 * 1024 * 1024
+
+
+def test_the_answer_body_is_never_read(tmp_path: Path) -> None:
+    """A receiver answering 200 with a 128 MiB body: ``tokensmith logout deliver`` delivers
+    the logout (only the status matters, §2.8) and closes the connection with the body
+    unread, so the receiver gets no more than the sockets' buffers hold into it. Reading it all, as
+    ``httpx.Client.post()`` does, takes the whole body into the issuer's memory."""
+    sent: list[int] = []
+    finished = threading.Event()
+
+    def big(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(BODY))
+        handler.end_headers()
+        chunk = b"x" * 65536
+        written = 0
+        try:
+            while written < BODY:
+                handler.wfile.write(chunk)
+                written += len(chunk)
+        except OSError:  # the issuer closed the connection
+            pass
+        sent.append(written)
+        finished.set()
+
+    ts = make_tokensmith(tmp_path, SystemClock())  # type: ignore[arg-type]
+    with raw_receiver(big) as uri:
+        ts.register_client("rp", confidential=False, backchannel_logout_uri=uri)
+        ts.revoke_family(ts.issue(subject="alice", client_id="rp").session_id or "")
+        delivered = CliRunner().invoke(cli, ["logout", "deliver", "--json"], env=cli_env(tmp_path))
+        assert finished.wait(WAIT)
+    assert delivered.exit_code == 0, delivered.output
+    assert json.loads(delivered.output) == {
+        "delivered": 1,
+        "retried": 0,
+        "dropped": 0,
+        "pending": 0,
+    }
+    assert sent[0] < BODY // 8, f"the receiver wrote {sent[0]} bytes"
 
 
 # -- at-least-once across a receiver outage and a restart -------------------------------------

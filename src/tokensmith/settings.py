@@ -129,8 +129,9 @@ class Settings:
     metrics_port: int = 0
     metrics_token: str | None = field(default=None, repr=False)
     # Back-channel logout delivery (README "Back-channel logout"): seconds per connect,
-    # write and read; how often an instance looks for due logouts (and the first retry
-    # delay); the longest retry delay; attempts before a logout is dropped.
+    # write and read (3 times this bounds one whole POST, logout/delivery.py); how often an
+    # instance looks for due logouts (and the first retry delay); the longest retry delay;
+    # attempts before a logout is dropped.
     backchannel_timeout: float = 5.0
     backchannel_poll_interval: float = 1.0
     backchannel_max_backoff: float = 300.0

@@ -28,16 +28,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import socket
 import threading
-import time
-from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from tokensmith.clock import Clock, SystemClock
+from tokensmith.deadline import Deadline
 from tokensmith.errors import ConfigError, InvalidKey
 from tokensmith.keys.jwkset import JwkSet
 from tokensmith.keys.lifecycle import VerificationKey
@@ -53,66 +50,14 @@ MAX_MAX_AGE = 86_400.0
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.IGNORECASE)
 _NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|=|$)", re.IGNORECASE)
-# httpcore trace events whose return value is the connection's network stream.
-_CONNECTED = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
 
 
 class JwksFetchError(Exception):
     """One failed fetch; caught inside ``RemoteJwks`` and only logged."""
 
 
-class _Deadline:
-    """One deadline for a whole fetch. At the deadline the sockets the fetch uses are shut
-    down, which wakes a read blocked on them; the body loop also checks it between chunks.
-    An injected client's transport without sockets (httpx's ASGI one), or its reused
-    keep-alive connection until the headers arrived, is covered only by that check."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._at = time.monotonic() + seconds
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._timer.cancel()
-
-    @property
-    def passed(self) -> bool:
-        return time.monotonic() >= self._at
-
-    def error(self) -> JwksFetchError:
-        return JwksFetchError(f"no complete answer within {self._seconds} s")
-
-    def trace(self, event: str, info: dict[str, Any]) -> None:
-        """httpcore's ``trace`` request extension: watch every connection the fetch opens."""
-        if event in _CONNECTED:
-            self.watch(info.get("return_value"))
-
-    def watch(self, stream: Any) -> None:
-        """Watch a network stream's socket (a response's ``network_stream``, or one just
-        connected); anything else is ignored."""
-        sock = stream.get_extra_info("socket") if hasattr(stream, "get_extra_info") else None
-        if not isinstance(sock, socket.socket):
-            return
-        with self._lock:
-            self._sockets.append(sock)
-        if self.passed:
-            self._expire()
-
-    def _expire(self) -> None:
-        with self._lock:
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            # socket.socket's own shutdown, not SSLSocket's: that one also drops the TLS
-            # state that the reading thread is using.
-            with suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+def _too_slow(deadline: Deadline) -> JwksFetchError:
+    return JwksFetchError(f"no complete answer within {deadline.seconds} s")
 
 
 @dataclass(frozen=True)
@@ -229,16 +174,16 @@ class RemoteJwks:
         }
         if previous is not None and previous.etag:
             headers["If-None-Match"] = previous.etag
-        with _Deadline(self._timeout) as deadline:
+        with Deadline(self._timeout) as deadline:
             try:
                 return self._exchange(headers, previous, deadline)
             except (httpx.HTTPError, httpx.StreamError) as exc:
                 if deadline.passed:
-                    raise deadline.error() from None
+                    raise _too_slow(deadline) from None
                 raise JwksFetchError(f"{type(exc).__name__}: {exc}") from None
 
     def _exchange(
-        self, headers: dict[str, str], previous: _Cached | None, deadline: _Deadline
+        self, headers: dict[str, str], previous: _Cached | None, deadline: Deadline
     ) -> _Cached:
         with self._client.stream(
             "GET",
@@ -261,7 +206,7 @@ class RemoteJwks:
             etag = response.headers.get("etag")
         return _Cached(_parse(body), expires_at, etag)
 
-    def _read_capped(self, response: httpx.Response, deadline: _Deadline) -> bytes:
+    def _read_capped(self, response: httpx.Response, deadline: Deadline) -> bytes:
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self._max_bytes:
             raise JwksFetchError("response larger than the cap")
@@ -272,7 +217,7 @@ class RemoteJwks:
             if size > self._max_bytes:
                 raise JwksFetchError("response larger than the cap")
             if deadline.passed:
-                raise deadline.error()
+                raise _too_slow(deadline)
             chunks.append(chunk)
         return b"".join(chunks)
 

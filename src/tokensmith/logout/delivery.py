@@ -2,10 +2,16 @@
 
 Each due message of the outbox is claimed, signed into a fresh logout token (same ``jti`` on
 every attempt), and POSTed as ``logout_token=...`` to the client's current
-``backchannel_logout_uri`` with bounded timeouts and no redirects followed. A 2xx answer
-(§2.8: 200 or 204) ends it; anything else, or no answer, schedules a retry with exponential
-backoff and jitter, until ``Settings.backchannel_max_attempts``. Logs name the client and
-the message id, never the token.
+``backchannel_logout_uri``, no redirects followed. A 2xx answer (§2.8: 200 or 204) ends
+it; anything else, or no answer, schedules a retry with exponential backoff and jitter,
+until ``Settings.backchannel_max_attempts``. Logs name the client and the message id, never
+the token.
+
+Each POST is bounded as a whole, not only per socket operation: from the connect to the
+answer's status line it has one deadline (``_PHASES`` times ``Settings.backchannel_timeout``),
+past which its connection is shut down and the attempt has failed; a receiver trickling
+header lines cannot hold the delivery thread, nor outlive the claim's lease. Only the
+status matters (§2.8), so the answer's body is never read.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import httpx
 
 from tokensmith.clients import Client
 from tokensmith.clock import Clock
+from tokensmith.deadline import Deadline
 from tokensmith.keys.signer import Signer
 from tokensmith.logout.outbox import LOGOUT_BATCH, LogoutMessage, LogoutOutbox, backoff
 from tokensmith.logout.token import mint_logout_token
@@ -28,8 +35,8 @@ logger = logging.getLogger("tokensmith.logout")
 
 # §2.4 leaves the lifetime to the OP; two minutes covers a receiver's clock skew.
 LOGOUT_TOKEN_LIFETIME = 120
-# One POST may spend the timeout in each of connect, write and read: what a claim must
-# still cover before a delivery starts, so the lease never runs out mid-request.
+# One POST's deadline, in timeouts: one each for connect, write and read. A claim must still
+# cover it before a delivery starts, so the lease never runs out mid-request.
 _PHASES = 3
 
 
@@ -64,7 +71,12 @@ class LogoutDelivery:
         self.claimant = secrets.token_urlsafe(12)
         self._per_message = _PHASES * settings.backchannel_timeout
         self._http = httpx.Client(
-            timeout=settings.backchannel_timeout, follow_redirects=False, trust_env=False
+            timeout=settings.backchannel_timeout,
+            follow_redirects=False,
+            trust_env=False,
+            # A fresh connection per POST: the deadline watches its socket from the connect
+            # on (tokensmith/deadline.py).
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
 
     def close(self) -> None:
@@ -103,16 +115,31 @@ class LogoutDelivery:
                 issued_at=int(self._clock.now()),
                 lifetime=LOGOUT_TOKEN_LIFETIME,
             )
-            response = self._http.post(uri, data={"logout_token": token})
-            outcome = f"HTTP {response.status_code}"
-            ok = 200 <= response.status_code < 300
+            status = self._post(uri, token)
         except (httpx.HTTPError, OSError) as exc:  # unreachable, timed out, reset
-            outcome, ok = type(exc).__name__, False
-        if ok:
-            self._outbox.logout_delivered(message.id, self.claimant)
-            logger.info("back-channel logout %s delivered to %s", message.id, message.client_id)
-            return "delivered"
-        return self._failed(message, outcome)
+            return self._failed(message, type(exc).__name__)
+        if not 200 <= status < 300:
+            return self._failed(message, f"HTTP {status}")
+        self._outbox.logout_delivered(message.id, self.claimant)
+        logger.info("back-channel logout %s delivered to %s", message.id, message.client_id)
+        return "delivered"
+
+    def _post(self, uri: str, token: str) -> int:
+        """POST the token; the answer's status, within the deadline or not at all."""
+        with Deadline(self._per_message) as deadline:
+            try:
+                with self._http.stream(
+                    "POST",
+                    uri,
+                    data={"logout_token": token},
+                    extensions={"trace": deadline.trace},
+                ) as response:
+                    # Leaving the block closes the connection with the body unread.
+                    return response.status_code
+            except httpx.HTTPError:
+                if deadline.passed:  # the deadline shut the connection down
+                    raise httpx.TimeoutException(f"past {deadline.seconds:g} s") from None
+                raise
 
     def _failed(self, message: LogoutMessage, outcome: str) -> str:
         attempts = message.attempts + 1
