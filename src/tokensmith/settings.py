@@ -142,6 +142,12 @@ class Settings:
     dpop_algs: tuple[str, ...] = DPOP_ALGS
     dpop_iat_window: int = 60
     dpop_iat_skew: int = 5
+    # Who may learn about other clients' tokens (README "Clients"): the client ids that may
+    # introspect and read the revocation feed (empty: every confidential client), and a
+    # scope an access token must hold to list or end its user's sessions (None: any token
+    # whose audience is this issuer).
+    resource_server_clients: tuple[str, ...] = ()
+    sessions_scope: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.issuer, str) or not self.issuer:
@@ -190,6 +196,10 @@ class Settings:
             raise ConfigError("metrics_port must be a TCP port (0 for none)")
         _require_grace(self.refresh_reuse_grace)
         _require_dpop(self)
+        if self.sessions_scope is not None and (
+            not self.sessions_scope or " " in self.sessions_scope
+        ):
+            raise ConfigError("sessions_scope must be one scope (no spaces), or unset")
         for name in ("revocation_cache_ttl", "client_cache_ttl", "database_busy_timeout"):
             value = getattr(self, name)
             if not _finite(value) or value < 0:

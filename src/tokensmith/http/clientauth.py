@@ -16,6 +16,8 @@ from starlette.requests import Request
 
 from tokensmith.clients import Client, ClientRegistry, secret_matches
 from tokensmith.errors import InvalidClient, InvalidRequest
+from tokensmith.http.errors import OAuthError
+from tokensmith.settings import Settings
 
 # RFC 8414 §2 names of the methods ``authenticate`` accepts; introspection needs a secret.
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -64,3 +66,14 @@ def authenticate(
     if not client.enabled:
         raise InvalidClient("client is disabled")
     return client
+
+
+def require_resource_server(client: Client, settings: Settings, what: str) -> None:
+    """Introspection and the revocation feed tell about every client's tokens: confidential
+    clients only, and of those only ``settings.resource_server_clients`` when it names any
+    (403 ``unauthorized_client``: authenticated, not allowed)."""
+    if not client.confidential:
+        raise OAuthError("invalid_client", f"{what} needs a confidential client", 401)
+    allowed = settings.resource_server_clients
+    if allowed and client.client_id not in allowed:
+        raise OAuthError("unauthorized_client", f"{what} is for the resource servers", 403)

@@ -17,7 +17,7 @@ from tokensmith.clients import Client
 from tokensmith.errors import TokensmithError
 from tokensmith.facade import Tokensmith
 from tokensmith.grants import GRANTS
-from tokensmith.http.clientauth import authenticate
+from tokensmith.http.clientauth import authenticate, require_resource_server
 from tokensmith.http.cookies import (
     COOKIE_NAME,
     check_browser_request,
@@ -112,8 +112,7 @@ def introspect(request: Request, form: dict[str, str]) -> Response:
     """RFC 7662: confidential clients only; an inactive token is exactly ``{"active": false}``."""
     ts = _ts(request)
     client = _client(request, form)
-    if not client.confidential:
-        raise OAuthError("invalid_client", "introspection needs a confidential client", 401)
+    require_resource_server(client, ts.settings, "introspection")
     return JSONResponse(ts.introspect(required(form, "token")), headers=NO_STORE)
 
 

@@ -178,6 +178,12 @@ _BEARER_ERRORS = {
         "headers": {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
         "content": {_JSON: {"schema": _object({"error": _TEXT, "error_description": _TEXT})}},
     },
+    "403": {
+        "description": "The token lacks the scope TOKENSMITH_SESSIONS_SCOPE names "
+        "(insufficient_scope, RFC 6750 §3.1)",
+        "headers": {"WWW-Authenticate": _ref("headers", "WWW-Authenticate")},
+        "content": {_JSON: {"schema": _object({"error": _TEXT, "error_description": _TEXT})}},
+    },
     "503": _ref("responses", "Unavailable"),
 }
 _SESSION = _object(
@@ -275,7 +281,12 @@ _REVOCATION = _object(
     "at",
     "exp",
 )
-_FEED_ERRORS = {"400": _ref("responses", "Error"), "401": _ref("responses", "ClientError")}
+# 403: TOKENSMITH_RESOURCE_SERVER_CLIENTS names others (unauthorized_client).
+_FEED_ERRORS = {
+    "400": _ref("responses", "Error"),
+    "401": _ref("responses", "ClientError"),
+    "403": _ref("responses", "Error"),
+}
 
 _PATHS: dict[str, dict[str, Any]] = {
     **_SESSION_PATHS,
@@ -342,6 +353,7 @@ _PATHS: dict[str, dict[str, Any]] = {
                     "Cache-Control",
                 )
             },
+            403,  # TOKENSMITH_RESOURCE_SERVER_CLIENTS names others (unauthorized_client)
         )
     },
     "/logout": {

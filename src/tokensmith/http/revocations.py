@@ -28,8 +28,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from tokensmith.errors import InvalidRequest
 from tokensmith.facade import Tokensmith
-from tokensmith.http.clientauth import authenticate
-from tokensmith.http.errors import NO_STORE, OAuthError
+from tokensmith.http.clientauth import authenticate, require_resource_server
+from tokensmith.http.errors import NO_STORE
 from tokensmith.http.threads import in_thread
 from tokensmith.revocation.log import LogEntry
 
@@ -46,12 +46,11 @@ def _ts(request: Request) -> Tokensmith:
 
 
 def _resource_server(request: Request) -> str:
-    """The caller must be a registered, enabled confidential client (like /introspect);
-    returns its id."""
+    """The caller must be a registered, enabled confidential client, one of the resource
+    servers when the settings name them (like /introspect); returns its id."""
     ts = _ts(request)
     client = authenticate(request, {}, ts.clients, ts.clock.now())
-    if not client.confidential:
-        raise OAuthError("invalid_client", "the revocation feed needs a confidential client", 401)
+    require_resource_server(client, ts.settings, "the revocation feed")
     return client.client_id
 
 

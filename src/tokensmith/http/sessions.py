@@ -42,12 +42,16 @@ def _run(operation: _Operation, request: Request) -> Response:
     # Proofs name the URL clients use, which is the issuer's (as for /token, RFC 9449 §4.3).
     # These endpoints end sessions: a proof accepted here is refused at every other instance
     # too, as at /token (RFC 9449 §11.1; SECURITY D1).
+    scope = ts.settings.sessions_scope
     guard = BearerGuard(
         audience=ts.settings.issuer,
         tokensmith=ts,
         realm="sessions",
         public_base_url=ts.settings.issuer,
         share_proofs=True,
+        # A deployment may reserve these endpoints to tokens issued for them (README
+        # "Sessions"): without the scope, 403 insufficient_scope.
+        scopes=() if scope is None else (scope,),
     )
     try:
         claims = guard.authenticate_sync(
