@@ -115,8 +115,20 @@ def validated(
         "https://user:pw@rp.example.com/logout",
         "rp.example.com/logout",
         "https:///logout",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fe80::1]/logout",
+        "https://0.0.0.0/logout",
     ],
-    ids=["plain http off loopback", "fragment", "credentials", "relative", "no host"],
+    ids=[
+        "plain http off loopback",
+        "fragment",
+        "credentials",
+        "relative",
+        "no host",
+        "link-local (cloud metadata)",
+        "IPv6 link-local",
+        "unspecified",
+    ],
 )
 def test_a_backchannel_logout_uri_must_be_https_except_on_loopback(
     tmp_path: Path, uri: str

@@ -9,8 +9,10 @@ audiences, grants and origins are deny-by-default: an empty list allows nothing 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
 import time
@@ -203,7 +205,9 @@ def validated(client: Client) -> Client:
 
 def safe_url(url: str) -> bool:
     """An absolute ``https`` URL, or ``http`` on a loopback host (development), with no
-    fragment or credentials."""
+    fragment or credentials, whose host is not a link-local or unspecified address: no
+    service a client runs lives there, a cloud's metadata service does (169.254.169.254),
+    and the issuer POSTs to this URL on its own."""
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -211,6 +215,10 @@ def safe_url(url: str) -> bool:
         return False
     if not host or parts.fragment or parts.username is not None or url != url.strip():
         return False
+    with contextlib.suppress(ValueError):
+        address = ipaddress.ip_address(host)
+        if address.is_link_local or address.is_unspecified:
+            return False
     return parts.scheme == "https" or (parts.scheme == "http" and host in _LOOPBACK)
 
 
