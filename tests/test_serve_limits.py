@@ -1,7 +1,8 @@
 """No single client stalls ``tokensmith serve`` (SECURITY.md 4b B2; issue #11 item 2),
 checked against live servers on loopback: an over-limit head gets 431, a slow head or body
 408, idle connections are closed at the head deadline, connections past the limit get 503,
-and under a header flood or 2,000 idle connections JWKS and refresh keep p99 < 200 ms.
+clients that never read their answers are reset at the send deadline, and under a header
+flood or 2,000 idle connections JWKS and refresh keep p99 < 200 ms.
 Every attack is bounded in count and time; short deadlines keep the module near 20 s."""
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.slow
 
 HEAD_TIMEOUT = 2.0
 BODY_TIMEOUT = 1.0
+SEND_TIMEOUT = 1.0
 IDLE = 2000
 FLOOD = 50
 P99_BUDGET = 0.2
@@ -309,3 +311,57 @@ def test_past_the_connection_limit_workers_answer_503_and_keep_serving(
         time.sleep(0.3)
         assert all(proc.poll() is None for proc in live.cluster.procs)
         assert httpx.get(f"{live.url}{JWKS}", timeout=5).status_code == 200
+
+
+def pipelined(address: tuple[str, int], requests: int) -> socket.socket:
+    """A connection that pipelines ``requests`` OpenAPI documents (17 KB each) through a
+    4 KiB receive buffer, so the server's writes stall unless it is read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    sock.sendall(b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * requests)
+    return sock
+
+
+def reset(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server resets ``sock`` within ``timeout`` (what it sent is discarded)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return False  # a clean close: the server's buffer flushed, so the answers were read
+
+
+def test_clients_that_never_read_their_answers_are_reset_and_free_their_connections(
+    tmp_path: Path,
+) -> None:
+    """FINDINGS 1 of the attack on 2026-12-02: 40 such clients held a 40-connection limit
+    for over 60 s, everyone else got 503. A client that reads its pipelined answers gets
+    every one of them."""
+    limit = 8
+    args = (
+        *("--log-json", "--send-timeout", str(SEND_TIMEOUT), "--keep-alive", "1"),
+        *("--max-connections", str(limit)),
+    )
+    with live_serve(tmp_path, *args) as live:
+        unread = [pipelined(live.address, 400) for _ in range(limit)]
+        try:
+            deadline = time.monotonic() + SEND_TIMEOUT + 10 * SLACK
+            status = 503
+            while status == 503 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status = httpx.get(f"{live.url}/healthz", timeout=5).status_code
+            assert status == 200
+            assert all(reset(sock, SLACK) for sock in unread)
+        finally:
+            for sock in unread:
+                sock.close()
+        with pipelined(live.address, 100) as sock:
+            assert answer(sock, 5).count(b"HTTP/1.1 200 OK\r\n") == 100
+        log = live.log()
+        assert '"message":"response unread for 1.0 s: reset (1 since the last such line)"' in log
+        assert "Traceback" not in log
