@@ -18,12 +18,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from tests.conftest import cli_env
 from tests.scale.cluster import ISSUER, Cluster, free_port
+from tokensmith.http.limits import ConnectionLimits, protocol_for
+from tokensmith.settings import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -365,3 +369,71 @@ def test_clients_that_never_read_their_answers_are_reset_and_free_their_connecti
         log = live.log()
         assert '"message":"response unread for 1.0 s: reset (1 since the last such line)"' in log
         assert "Traceback" not in log
+
+
+async def _answer_60k(scope: Any, receive: Any, send: Any) -> None:
+    body = b"x" * 60_000  # under the 64 KiB high-water mark, however little the kernel takes
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.contextmanager
+def small_buffer_server() -> Iterator[tuple[uvicorn.Server, tuple[str, int]]]:
+    """uvicorn with the ``serve`` protocol, in this process, over a listener whose send
+    buffer (inherited by the connections it accepts, Linux) is 4 KiB: the kernel takes
+    little, so an unread answer stays in the transport's buffer under its high-water mark,
+    where writing never pauses."""
+    limits = ConnectionLimits.from_settings(
+        Settings(issuer=ISSUER, send_timeout=SEND_TIMEOUT), None
+    )
+    config = uvicorn.Config(
+        _answer_60k,
+        http=protocol_for(limits),
+        timeout_keep_alive=1,
+        timeout_graceful_shutdown=1,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.05)
+        yield server, listener.getsockname()
+    finally:
+        server.should_exit = server.force_exit = True
+        thread.join(10)
+        listener.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="accepted sockets inherit SO_SNDBUF")
+def test_a_closing_connection_whose_answers_stay_unsent_is_reset() -> None:
+    """Under the high-water mark writing never pauses, but the close at keep-alive, or
+    after a "connection: close" request, waits for the client to take the buffer."""
+    request = b"GET / HTTP/1.1\r\nhost: x\r\n"
+    with small_buffer_server() as (server, address):
+        unread = []
+        for close in (b"", b"connection: close\r\n"):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(address)
+            sock.sendall(request + close + b"\r\n")
+            unread.append(sock)
+        try:
+            deadline = time.monotonic() + 1 + SEND_TIMEOUT + 10 * SLACK
+            # Both answered (uvicorn counts an answer once written), then both cut off.
+            state = server.server_state
+            while time.monotonic() < deadline and (
+                state.total_requests < len(unread) or state.connections
+            ):
+                time.sleep(0.1)
+            assert state.total_requests == len(unread) and not state.connections
+            assert all(reset(sock, SLACK) for sock in unread)
+        finally:
+            for sock in unread:
+                sock.close()
