@@ -9,8 +9,9 @@ its connection for ever too (uvicorn's ``drain`` waits without end, and closing 
 waits for its buffer to flush), and 40 such clients filled a 40-connection limit.
 :class:`BoundedHttpToolsProtocol` counts request-head bytes before httptools sees them
 (431 past the limit), gives each head and each body a deadline (408, then close), cuts a
-client that leaves its answers unread past a deadline (reset), and refuses connections past
-a per-process limit (503). Idle keep-alive is uvicorn's own ``timeout_keep_alive``.
+client that leaves its answers unread past a deadline or queues too many pipelined
+requests (reset), and refuses connections past a per-process limit (503). Idle keep-alive
+is uvicorn's own ``timeout_keep_alive``.
 """
 
 from __future__ import annotations
@@ -222,7 +223,9 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         _cancel(self._head_timer)
         self._head_timer = None
         if self.transport.is_closing():
-            return  # cut off below, with more of the read still to parse: queue none of it
+            # Cut off below with more of the read still to parse. A closing transport
+            # starts no queued request (uvicorn's on_response_complete): queue none.
+            return
         super().on_headers_complete()
         if len(self.pipeline) > MAX_PIPELINED:
             _refusal(logging.INFO, f"over {MAX_PIPELINED} pipelined requests: reset")
