@@ -1,7 +1,8 @@
 """No single client stalls ``tokensmith serve`` (SECURITY.md 4b B2; issue #11 item 2),
 checked against live servers on loopback: an over-limit head gets 431, a slow head or body
 408, idle connections are closed at the head deadline, connections past the limit get 503,
-and under a header flood or 2,000 idle connections JWKS and refresh keep p99 < 200 ms.
+clients that never read their answers are reset at the send deadline or past the pipelining
+cap, and under a header flood or 2,000 idle connections JWKS and refresh keep p99 < 200 ms.
 Every attack is bounded in count and time; short deadlines keep the module near 20 s."""
 
 from __future__ import annotations
@@ -17,17 +18,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
 from tests.conftest import cli_env
 from tests.scale.cluster import ISSUER, Cluster, free_port
+from tokensmith.http.limits import MAX_PIPELINED, ConnectionLimits, protocol_for
+from tokensmith.settings import Settings
 
 pytestmark = pytest.mark.slow
 
 HEAD_TIMEOUT = 2.0
 BODY_TIMEOUT = 1.0
+SEND_TIMEOUT = 1.0
 IDLE = 2000
 FLOOD = 50
 P99_BUDGET = 0.2
@@ -309,3 +315,128 @@ def test_past_the_connection_limit_workers_answer_503_and_keep_serving(
         time.sleep(0.3)
         assert all(proc.poll() is None for proc in live.cluster.procs)
         assert httpx.get(f"{live.url}{JWKS}", timeout=5).status_code == 200
+
+
+def pipelined(address: tuple[str, int], requests: int) -> socket.socket:
+    """A connection that pipelines ``requests`` OpenAPI documents (17 KB each) through a
+    4 KiB receive buffer, so the server's writes stall unless it is read."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(address)
+    sock.sendall(b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * requests)
+    return sock
+
+
+def reset(sock: socket.socket, timeout: float) -> bool:
+    """Whether the server resets ``sock`` within ``timeout`` (what it sent is discarded)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return False  # a clean close: the server's buffer flushed, so the answers were read
+
+
+def test_clients_that_pipeline_without_reading_are_reset_and_free_their_connections(
+    tmp_path: Path,
+) -> None:
+    """FINDINGS 1 of the attack on 2026-12-02: 40 clients pipelining 400 requests each,
+    never reading, held a 40-connection limit for over 60 s and everyone else got 503.
+    A client that reads its pipelined answers, up to the cap, gets every one of them."""
+    limit = 8
+    args = (
+        *("--log-json", "--send-timeout", str(SEND_TIMEOUT), "--keep-alive", "1"),
+        *("--max-connections", str(limit)),
+    )
+    with live_serve(tmp_path, *args) as live:
+        unread = [pipelined(live.address, 400) for _ in range(limit)]
+        try:
+            deadline = time.monotonic() + SEND_TIMEOUT + 10 * SLACK
+            status = 503
+            while status == 503 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status = httpx.get(f"{live.url}/healthz", timeout=5).status_code
+            assert status == 200
+            assert all(reset(sock, SLACK) for sock in unread)
+        finally:
+            for sock in unread:
+                sock.close()
+        # The cap counts the requests queued behind the one being answered.
+        with pipelined(live.address, MAX_PIPELINED + 1) as sock:
+            assert answer(sock, 5).count(b"HTTP/1.1 200 OK\r\n") == MAX_PIPELINED + 1
+        log = live.log()
+        assert f"over {MAX_PIPELINED} pipelined requests: reset (1 since the last" in log
+        assert "Traceback" not in log
+
+
+async def _answer_60k(scope: Any, receive: Any, send: Any) -> None:
+    body = b"x" * 60_000  # under the 64 KiB high-water mark, however little the kernel takes
+    headers = [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@contextlib.contextmanager
+def small_buffer_server() -> Iterator[tuple[uvicorn.Server, tuple[str, int]]]:
+    """uvicorn with the ``serve`` protocol, in this process, over a listener whose send
+    buffer (inherited by the connections it accepts, Linux) is 4 KiB: the kernel takes
+    little, so an unread answer stays in the transport's buffer under its high-water mark,
+    where writing never pauses."""
+    limits = ConnectionLimits.from_settings(
+        Settings(issuer=ISSUER, send_timeout=SEND_TIMEOUT), None
+    )
+    config = uvicorn.Config(
+        _answer_60k,
+        http=protocol_for(limits),
+        timeout_keep_alive=1,
+        timeout_graceful_shutdown=1,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.05)
+        yield server, listener.getsockname()
+    finally:
+        server.should_exit = server.force_exit = True
+        thread.join(10)
+        listener.close()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="accepted sockets inherit SO_SNDBUF")
+def test_answers_left_unread_are_reset_at_the_send_deadline() -> None:
+    """Ten pipelined answers take writing past the high-water mark, where it pauses. Under
+    the mark it never pauses, but the close at keep-alive, or after a "connection: close"
+    request, waits for the client to take the buffer."""
+    request = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"
+    close = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    with small_buffer_server() as (server, address):
+        unread = []
+        for requests in (request * 10, request, close):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(address)
+            sock.sendall(requests)
+            unread.append(sock)
+        try:
+            deadline = time.monotonic() + 1 + SEND_TIMEOUT + 10 * SLACK
+            # Each answered once (uvicorn counts an answer once written), then cut off.
+            state = server.server_state
+            while time.monotonic() < deadline and (
+                state.total_requests < len(unread) or state.connections
+            ):
+                time.sleep(0.1)
+            assert state.total_requests >= len(unread) and not state.connections
+            assert all(reset(sock, SLACK) for sock in unread)
+        finally:
+            for sock in unread:
+                sock.close()

@@ -57,7 +57,7 @@ def test_serving_limits_have_safe_defaults_and_come_from_the_environment() -> No
     """SECURITY.md 4b B2: every limit on what a client holds is on by default."""
     s = Settings(issuer=ISSUER)
     assert (s.max_header_bytes, s.header_timeout, s.body_timeout) == (16 * 1024, 10.0, 30.0)
-    assert (s.keep_alive_timeout, s.max_connections) == (5, 1000)
+    assert (s.send_timeout, s.keep_alive_timeout, s.max_connections) == (30.0, 5, 1000)
     assert (s.metrics_port, s.metrics_token) == (0, None)
     s = Settings.from_env({"TOKENSMITH_HEADER_TIMEOUT": "2.5", "TOKENSMITH_METRICS_PORT": "9100"})
     assert (s.header_timeout, s.metrics_port) == (2.5, 9100)
@@ -77,6 +77,7 @@ def test_serving_limits_have_safe_defaults_and_come_from_the_environment() -> No
         ({"TOKENSMITH_MAX_HEADER_BYTES": "0"}, "max_header_bytes"),
         ({"TOKENSMITH_HEADER_TIMEOUT": "nan"}, "header_timeout"),
         ({"TOKENSMITH_BODY_TIMEOUT": "0"}, "body_timeout"),
+        ({"TOKENSMITH_SEND_TIMEOUT": "inf"}, "send_timeout"),
         ({"TOKENSMITH_MAX_CONNECTIONS": "-1"}, "max_connections"),
         ({"TOKENSMITH_METRICS_PORT": "70000"}, "metrics_port"),
     ],

@@ -118,11 +118,13 @@ class Settings:
     # (never the database: SECURITY B1).
     refresh_secret: str | None = field(default=None, repr=False)
     # What one client may hold of ``tokensmith serve`` (SECURITY.md 4b B2): request head
-    # bytes (h11 allows 16 KiB, nginx 8 KiB), seconds to send the head and the body, idle
-    # keep-alive seconds, and open connections per process.
+    # bytes (h11 allows 16 KiB, nginx 8 KiB), seconds to send the head and the body,
+    # seconds a response may wait on a client that does not read it (nginx send_timeout:
+    # 60), idle keep-alive seconds, and open connections per process.
     max_header_bytes: int = 16 * 1024
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    send_timeout: float = 30.0
     keep_alive_timeout: int = 5
     max_connections: int = 1000
     # /metrics: on its own loopback port (0: none), or on the public port behind this token.
@@ -182,6 +184,7 @@ class Settings:
         for name in (
             "header_timeout",
             "body_timeout",
+            "send_timeout",
             "backchannel_timeout",
             "backchannel_poll_interval",
             "backchannel_max_backoff",

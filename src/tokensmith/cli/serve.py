@@ -78,6 +78,7 @@ def _limit(flag: str, kind: click.ParamType[Any], what: str) -> Callable[[_F], _
 @_limit("--max-header-bytes", click.IntRange(1), "Largest request head (else 431).")
 @_limit("--header-timeout", click.FloatRange(0, min_open=True), "Seconds to send a head.")
 @_limit("--body-timeout", click.FloatRange(0, min_open=True), "Seconds to send a body.")
+@_limit("--send-timeout", click.FloatRange(0, min_open=True), "Seconds a response waits unread.")
 @_limit("--keep-alive", click.IntRange(1), "Seconds an idle connection stays open.")
 @_limit("--max-connections", click.IntRange(1), "Open connections per process (else 503).")
 @_limit("--metrics-port", click.IntRange(0, 65535), "Serve /metrics on 127.0.0.1:PORT.")

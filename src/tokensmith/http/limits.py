@@ -4,24 +4,34 @@ httptools buffers a header until it ends and has no size limit: an endless heade
 without bound and stalled the event loop for every other client (refresh went from 2 ms
 to 5 s median), and an 8 MiB header was served. uvicorn's httptools protocol has no read
 deadline either, so an idle client held its connection, and a file descriptor, for ever.
+Nor a write deadline: a client that pipelined requests and never read the answers held
+its connection for ever too (uvicorn's ``drain`` waits without end, and closing a transport
+waits for its buffer to flush), and 40 such clients filled a 40-connection limit.
 :class:`BoundedHttpToolsProtocol` counts request-head bytes before httptools sees them
-(431 past the limit), gives each head and each body a deadline (408, then close), and
-refuses connections past a per-process limit (503). Idle keep-alive is uvicorn's own
-``timeout_keep_alive``.
+(431 past the limit), gives each head and each body a deadline (408, then close), cuts a
+client that leaves its answers unread past a deadline or queues too many pipelined
+requests (reset), and refuses connections past a per-process limit (503). Idle keep-alive
+is uvicorn's own ``timeout_keep_alive``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import math
+import socket
+import struct
 import sys
 import time
 from asyncio import BaseTransport, TimerHandle
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from uvicorn._types import ASGI3Application
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from tokensmith.http.serving import NoDelayHttpToolsProtocol
 from tokensmith.settings import Settings
@@ -31,6 +41,11 @@ logger = logging.getLogger("tokensmith.http.limits")
 # Descriptors kept free of client connections: database connections, key files, logs,
 # the metrics listener and the thread pool's own needs.
 FD_HEADROOM = 128
+# Requests one connection may have queued behind the one being answered. uvicorn stops
+# reading when it queues one, but parses all of the read in hand: a 256 KiB read of minimal
+# requests queued 14,500 of them, 4.3 MB per connection (measured). Browsers do not
+# pipeline; a client that does retries what a closed connection left (RFC 9112 §9.3.2).
+MAX_PIPELINED = 64
 HEAD_END = b"\r\n\r\n"
 
 
@@ -39,6 +54,7 @@ class ConnectionLimits:
     max_header_bytes: int
     header_timeout: float
     body_timeout: float
+    send_timeout: float
     max_connections: int
 
     @classmethod
@@ -52,6 +68,7 @@ class ConnectionLimits:
             max_header_bytes=settings.max_header_bytes,
             header_timeout=settings.header_timeout,
             body_timeout=settings.body_timeout,
+            send_timeout=settings.send_timeout,
             max_connections=connections,
         )
 
@@ -149,6 +166,10 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         self._last_chunk = b""
         self._head_timer: TimerHandle | None = None
         self._body_timer: TimerHandle | None = None
+        self._send_timer: TimerHandle | None = None
+        # The request whose answer is being written; ``self.cycle`` is the last one parsed,
+        # which differs while others wait in uvicorn's ``pipeline``.
+        self._answering: RequestResponseCycle | None = None
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
@@ -161,6 +182,8 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
+        _cancel(self._send_timer)
+        self._send_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -179,6 +202,8 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
                 self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_late)
         elif self._body_timer is None:
             self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
+        if self.transport.is_closing():  # uvicorn's 400 for a bad request, say
+            self._watch_unsent()
 
     def _head_fits(self, data: bytes) -> bool:
         """Whether the head ends within ``data`` inside the limit (the rest is body or
@@ -197,7 +222,14 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
         self._last_chunk = b""
         _cancel(self._head_timer)
         self._head_timer = None
+        if self.transport.is_closing():
+            # Cut off below with more of the read still to parse. A closing transport
+            # starts no queued request (uvicorn's on_response_complete): queue none.
+            return
         super().on_headers_complete()
+        if len(self.pipeline) > MAX_PIPELINED:
+            _refusal(logging.INFO, f"over {MAX_PIPELINED} pipelined requests: reset")
+            self._reset()
 
     def on_message_complete(self) -> None:
         self._reading_head = True
@@ -216,14 +248,66 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
     def _body_late(self) -> None:
         self._body_timer = None
         _refusal(logging.INFO, f"request body late ({self.limits.body_timeout} s): 408")
-        cycle = self.cycle
-        answered = cycle is not None and cycle.response_started
-        if cycle is not None:
-            # As uvicorn does on a lost connection: the app's receive() now reports
-            # http.disconnect and anything it still sends is dropped.
-            cycle.disconnected = True
-            cycle.message_event.set()
+        answered = self.cycle is not None and self.cycle.response_started
+        _disconnect(self.cycle)
         self._close_with(b"" if answered else TIMED_OUT)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is over its high-water mark: the client must take what
+        is over the low-water mark (asyncio's defaults: 64 and 16 KiB) within the send
+        deadline, counted from now."""
+        super().pause_writing()
+        _cancel(self._send_timer)
+        self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_late)
+
+    def resume_writing(self) -> None:
+        _cancel(self._send_timer)  # the client reads: what is left is watched from here on
+        self._send_timer = None
+        super().resume_writing()
+        self._watch_unsent()
+
+    def on_response_complete(self) -> None:
+        # The answer is written, maybe not sent: if uvicorn closed the transport (a
+        # "connection: close" request) or will at keep-alive, the close waits for the
+        # buffer to flush, for ever if the client reads nothing.
+        super().on_response_complete()
+        self._watch_unsent()
+
+    def _watch_unsent(self) -> None:
+        if self._send_timer is None and self.transport.get_write_buffer_size():
+            self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_late)
+
+    def _send_late(self) -> None:
+        self._send_timer = None
+        if not self.transport.get_write_buffer_size():
+            return
+        if not (self.flow.write_paused or self.transport.is_closing()):
+            # Under the high-water mark on an open connection: the application may still
+            # write, or the keep-alive timer will close it, and then this deadline holds.
+            self._watch_unsent()
+            return
+        _refusal(logging.INFO, f"response unread for {self.limits.send_timeout} s: reset")
+        self._reset()
+
+    def _reset(self) -> None:
+        # Before abort(): connection_lost wakes the answering request's drain (and marks
+        # only self.cycle, the last one parsed), and its next write to the closed
+        # transport would raise (uvloop) and log a traceback.
+        _disconnect(self._answering)
+        # Not close(): that waits for the client to take the buffer. Nor a bare abort():
+        # the kernel would still hold its own send buffer (2.8 MB measured on loopback)
+        # for the client; a zero linger discards it with a reset, as nginx's
+        # reset_timedout_connection does. The requests pipelined behind the one answered
+        # are dropped (RFC 9112 §9.3.2: the client retries them).
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def _close_with(self, response: bytes) -> None:
         self._cancel_timers()
@@ -231,11 +315,20 @@ class BoundedHttpToolsProtocol(NoDelayHttpToolsProtocol):
             if response:
                 self.transport.write(response)
             self.transport.close()
+        self._watch_unsent()
 
     def _cancel_timers(self) -> None:
         _cancel(self._head_timer)
         _cancel(self._body_timer)
         self._head_timer = self._body_timer = None
+
+
+def _disconnect(cycle: RequestResponseCycle | None) -> None:
+    """As uvicorn does on a lost connection: the app's receive() now reports
+    http.disconnect and anything it still sends is dropped."""
+    if cycle is not None:
+        cycle.disconnected = True
+        cycle.message_event.set()
 
 
 def _cancel(timer: TimerHandle | None) -> None:
