@@ -132,6 +132,7 @@ def test_the_access_log_keeps_no_query_value(tmp_path: Path) -> None:
         httpx.post(f"{base}/token?client_id=spa&client_secret={secret}", timeout=10)
         httpx.get(f"{base}/revocations?since=0&client_secret={secret}", timeout=10)
         httpx.get(f"{base}/sessions?access_token={secret}", timeout=10)
+        httpx.get(f"{base}/revocations?{secret}", timeout=10)  # no name at all
         time.sleep(0.5)  # the workers' access lines reach the file
     finally:
         proc.terminate()
@@ -140,3 +141,4 @@ def test_the_access_log_keeps_no_query_value(tmp_path: Path) -> None:
     assert secret not in text
     assert '"GET /revocations?since=…&client_secret=… HTTP/1.1" 401' in text, text
     assert "/token?client_id=…&client_secret=…" in text
+    assert '"GET /revocations?… HTTP/1.1" 401' in text

@@ -11,7 +11,6 @@ import copy
 import json
 import logging
 import logging.config
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -63,23 +62,25 @@ def configure(level: int = logging.INFO) -> None:
     logging.config.dictConfig(dict_config(level))
 
 
-# A query parameter's value: from after its "=" to the next "&" or the end.
-_QUERY_VALUE = re.compile(r"=[^&]*")
-
-
 class QueryValuesRedacted(logging.Filter):
     """uvicorn's access line names the path with its query string. Credentials have no place
     there (RFC 6749 §2.3.1, RFC 6750 §2.3), but clients put a ``client_secret`` or an
     ``access_token`` there anyway, and the log must not keep them: every value of the query
-    is shown as ``…``, its names stay (``/revocations?since=…``)."""
+    is shown as ``…``, its names stay (``/revocations?since=…``); a part without ``=``
+    (``?<secret>``) is all value."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         # uvicorn.protocols.http: (client_addr, method, full_path, http_version, status_code)
         if isinstance(args, tuple) and len(args) == 5 and "?" in str(args[2]):
             path, query = str(args[2]).split("?", 1)
-            record.args = (*args[:2], f"{path}?{_QUERY_VALUE.sub('=…', query)}", *args[3:])
+            record.args = (*args[:2], f"{path}?{_redacted(query)}", *args[3:])
         return True
+
+
+def _redacted(query: str) -> str:
+    names = (part.partition("=") for part in query.split("&"))
+    return "&".join(f"{name}=…" if sep else "…" for name, sep, _value in names)
 
 
 def access_log_redacted(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -144,10 +144,10 @@ class Settings:
     dpop_algs: tuple[str, ...] = DPOP_ALGS
     dpop_iat_window: int = 60
     dpop_iat_skew: int = 5
-    # Who may learn about other clients' tokens (README "Clients"): the client ids that may
-    # introspect and read the revocation feed (empty: every confidential client), and a
-    # scope an access token must hold to list or end its user's sessions (None: any token
-    # whose audience is this issuer).
+    # Who may learn about other clients' tokens (README "Configuration", "Sessions"): the
+    # client ids that may introspect and read the revocation feed (empty: every
+    # confidential client), and a scope an access token must hold to list or end its
+    # user's sessions (None: any token whose audience is this issuer).
     resource_server_clients: tuple[str, ...] = ()
     sessions_scope: str | None = None
 
