@@ -22,6 +22,12 @@ ORIGIN = "https://app.example.com"
 T0 = 1_800_000_000
 
 
+def basic_auth(client_id: str, secret: str) -> dict[str, str]:
+    """RFC 6749 §2.3.1: form-urlencode id and secret, then Basic-encode them."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}"
+    return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+
+
 @dataclass
 class Env:
     ts: Tokensmith
@@ -30,9 +36,7 @@ class Env:
     secrets: dict[str, str]
 
     def basic(self, client_id: str, secret: str | None = None) -> dict[str, str]:
-        """RFC 6749 §2.3.1: form-urlencode id and secret, then Basic-encode them."""
-        raw = f"{quote_plus(client_id)}:{quote_plus(secret or self.secrets[client_id])}"
-        return {"Authorization": "Basic " + base64.b64encode(raw.encode()).decode()}
+        return basic_auth(client_id, secret or self.secrets[client_id])
 
     def login(self, client_id: str = "spa", scope: str = "openid read") -> dict[str, str]:
         t = self.ts.issue(subject="alice", client_id=client_id, scope=scope, audience="api")

@@ -4,10 +4,8 @@ a text parameter, which was a 500 and a logged traceback for anyone who sent one
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import quote_plus
 
 import httpx
 import pytest
@@ -15,7 +13,7 @@ import pytest
 from tokensmith import ManualClock, Settings, Tokensmith
 from tokensmith.http import create_app
 
-from .conftest import ISSUER, T0
+from .conftest import ISSUER, T0, basic_auth
 
 pytestmark = pytest.mark.anyio
 
@@ -36,12 +34,6 @@ async def http(database_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncCl
     engine = getattr(ts.sessions.store, "engine", None)
     if engine is not None:
         engine.dispose()
-
-
-def _basic(client_id: str, secret: str) -> dict[str, str]:
-    # RFC 6749 §2.3.1: the id is form-urlencoded inside the Basic credentials.
-    token = base64.b64encode(f"{quote_plus(client_id)}:{secret}".encode()).decode()
-    return {"Authorization": f"Basic {token}"}
 
 
 @pytest.mark.parametrize("client_id", HOSTILE)
@@ -67,9 +59,9 @@ async def test_a_control_character_in_a_basic_client_id_is_an_unknown_client(
     http: httpx.AsyncClient, client_id: str
 ) -> None:
     response = await http.post(
-        "/token", data={"grant_type": "client_credentials"}, headers=_basic(client_id, "s")
+        "/token", data={"grant_type": "client_credentials"}, headers=basic_auth(client_id, "s")
     )
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
-    response = await http.get("/revocations", headers=_basic(client_id, "s"))
+    response = await http.get("/revocations", headers=basic_auth(client_id, "s"))
     assert response.status_code == 401, response.text

@@ -6,7 +6,6 @@ introspect and read the feed; ``sessions_scope`` is a scope a token needs for /s
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,13 +16,9 @@ from tokensmith import ManualClock, Settings, Tokensmith
 from tokensmith.errors import ConfigError
 from tokensmith.http import create_app
 
-from .conftest import ISSUER, T0
+from .conftest import ISSUER, T0, basic_auth
 
 pytestmark = pytest.mark.anyio
-
-
-def _basic(client_id: str, secret: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
 
 
 class Deployment:
@@ -33,11 +28,13 @@ class Deployment:
     async def introspect(self, client_id: str) -> httpx.Response:
         token = self.ts.issue_client_token(client_id="rs", audience="api").access_token
         return await self.http.post(
-            "/introspect", data={"token": token}, headers=_basic(client_id, self.secrets[client_id])
+            "/introspect",
+            data={"token": token},
+            headers=basic_auth(client_id, self.secrets[client_id]),
         )
 
     async def feed(self, client_id: str, path: str = "/revocations") -> httpx.Response:
-        return await self.http.get(path, headers=_basic(client_id, self.secrets[client_id]))
+        return await self.http.get(path, headers=basic_auth(client_id, self.secrets[client_id]))
 
 
 @pytest.fixture
